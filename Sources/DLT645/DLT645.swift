@@ -1,0 +1,1 @@
+// DLT645: placeholder while the foundation is laid.

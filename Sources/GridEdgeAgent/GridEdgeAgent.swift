@@ -1,0 +1,1 @@
+// GridEdgeAgent: placeholder while the foundation is laid.

@@ -1,0 +1,1 @@
+// GridEdgeContract: placeholder while the foundation is laid.

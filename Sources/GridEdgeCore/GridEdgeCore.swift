@@ -1,0 +1,1 @@
+// GridEdgeCore: placeholder while the foundation is laid.

@@ -1,0 +1,1 @@
+// GridEdgeHQ: placeholder while the foundation is laid.

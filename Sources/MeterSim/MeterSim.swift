@@ -1,0 +1,1 @@
+// MeterSim: placeholder while the foundation is laid.

@@ -1,0 +1,1 @@
+// MosquittoClient: placeholder while the foundation is laid.

@@ -1,0 +1,2 @@
+import CSQLite
+public func sqliteVersion() -> String { String(cString: sqlite3_libversion()) }
