@@ -31,7 +31,8 @@ static inline void clibc_set_errno(int value) { errno = value; }
 /// Makes stdout line buffered, so a trap in an optimised build leaves its trail.
 static inline void clibc_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
 
-/// The stderr stream (a macro in glibc).
+/// The standard streams (macros in glibc).
+static inline FILE *clibc_stdout(void) { return stdout; }
 static inline FILE *clibc_stderr(void) { return stderr; }
 
 /// `open(2)` is variadic; Swift cannot call it.

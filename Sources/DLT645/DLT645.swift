@@ -1,1 +1,0 @@
-// DLT645: placeholder while the foundation is laid.

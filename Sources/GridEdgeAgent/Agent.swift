@@ -1,0 +1,322 @@
+import GridEdgeContract
+import MosquittoClient
+import Runtime
+import SQLiteStore
+
+/// The agent: one thread, one `poll(2)` loop over the stop signals and the MQTT
+/// socket, with timers on the monotonic clock (DESIGN.md §3).
+///
+/// This first version keeps the device's identity and boots in its database,
+/// connects to the broker with a will, publishes its retained birth, subscribes to
+/// its downlink, reconnects with backoff and full jitter, and on SIGTERM/SIGINT
+/// publishes `offline` and exits 0.
+public final class Agent<C: Clock> {
+  private enum Timer: Hashable {
+    case reconnect
+    case stopDeadline
+  }
+
+  private enum Link {
+    case idle, connecting, connected, disconnected
+  }
+
+  let config: Config
+  let clock: C
+  let store: AgentStore
+  let client: Client
+  let signals: TerminationSignals
+  let epoch: Int64
+  let host: String
+  let port: Int32
+  private var timers = TimerQueue<Timer>()
+  private var backoff: Backoff
+  private var link: Link = .idle
+  private var stopReason: String? = nil
+  private var offlineMessageID: Int32? = nil
+  private var finished = false
+
+  /// The broker as `host:port`, for logs and status.
+  public var broker: String { host + ":" + String(port) }
+
+  /// Opens the database, records this boot and prepares the MQTT client (with a will
+  /// that says `offline` with this boot's epoch).
+  /// - Throws: `AgentError` naming what could not be set up.
+  public init(config: Config, clock: C) throws(AgentError) {
+    self.config = config
+    self.clock = clock
+    let deviceID = config.string("device.id") ?? ""
+    let path = config.string("store.path") ?? ""
+    do {
+      self.store = try AgentStore(path: path, deviceID: deviceID, now: clock.wallMilliseconds)
+    } catch {
+      throw AgentError(error.description, exitCode: ExitCode.database)
+    }
+    do {
+      self.epoch = try store.beginBoot(
+        now: clock.wallMilliseconds, pid: Process.id, version: BuildInfo.version)
+    } catch {
+      throw AgentError("database " + path + ": " + error.description, exitCode: ExitCode.database)
+    }
+    do {
+      self.signals = try TerminationSignals()
+    } catch {
+      throw AgentError(error.description, exitCode: ExitCode.failure)
+    }
+    self.host = config.string("mqtt.host") ?? "127.0.0.1"
+    self.port = Int32(config.integer("mqtt.port"))
+    self.backoff = Backoff(
+      baseMilliseconds: config.integer("mqtt.reconnect_min"),
+      capMilliseconds: config.integer("mqtt.reconnect_max"))
+    let will: [UInt8]
+    do {
+      will = try Self.stateMessage(.offline, epoch: epoch, store: store, config: config, reason: "lost", clock: clock)
+    } catch {
+      throw AgentError("forming the will: " + error.description, exitCode: ExitCode.failure)
+    }
+    var options = ClientOptions(clientID: deviceID)
+    options.protocolVersion = config.string("mqtt.protocol") == "v311" ? .v311 : .v5
+    options.keepAliveSeconds = Int32(config.integer("mqtt.keepalive"))
+    options.will = Will(topic: Topics.state(deviceID), payload: will, qos: 1, retain: true)
+    options.username = config.string("mqtt.username")
+    if let passwordFile = config.string("mqtt.password_file") {
+      do {
+        let text = try Files.readText(passwordFile)
+        options.password = String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
+      } catch {
+        throw AgentError(
+          config.error("mqtt.password_file", error.description).description, exitCode: ExitCode.config)
+      }
+    }
+    if let ca = config.string("mqtt.tls.ca_file") {
+      options.tls = TLSOptions(
+        caFile: ca, certFile: config.string("mqtt.tls.cert_file"),
+        keyFile: config.string("mqtt.tls.key_file"))
+    }
+    do {
+      self.client = try Client(options)
+    } catch {
+      throw AgentError("MQTT client: " + error.description, exitCode: ExitCode.config)
+    }
+  }
+
+  /// Runs until a stop signal, then says goodbye to the broker.
+  /// - Returns: the process exit code (0 after a requested stop).
+  public func run() -> Int32 {
+    Log.info(
+      "agent",
+      "device " + store.deviceID + " store " + store.storeID + " epoch " + String(epoch)
+        + ", database " + store.db.path + ", broker " + broker)
+    setStatus(phase: "running", detail: "started")
+    connect()
+    while !finished {
+      let now = clock.monotonicMilliseconds
+      for timer in timers.takeDue(now: now) { fire(timer) }
+      if finished { break }
+      var requests = [PollRequest(fd: signals.fd)]
+      let socket = client.socket
+      if socket >= 0 { requests.append(PollRequest(fd: socket, read: true, write: client.wantsWrite)) }
+      let results: [PollResult]
+      do {
+        results = try Poller.wait(requests, timeoutMilliseconds: timers.timeout(now: now, limit: 1000))
+      } catch {
+        Log.error("agent", error.description)
+        return ExitCode.failure
+      }
+      if results[0].readable {
+        for signal in signals.take() { beginStop(TerminationSignals.name(signal)) }
+      }
+      if socket >= 0 { service(results[1]) }
+      handleEvents()
+    }
+    let reason = stopReason ?? "stopped"
+    do {
+      try store.endBoot(epoch, now: clock.wallMilliseconds, reason: reason)
+    } catch {
+      Log.warn("agent", "could not record the end of boot " + String(epoch) + ": " + error.description)
+    }
+    setStatus(phase: "stopped", linkState: "closed", detail: "stopped on " + reason)
+    Log.info("agent", "stopped on " + reason)
+    return ExitCode.ok
+  }
+
+  // MARK: - MQTT link
+
+  private func connect() {
+    link = .connecting
+    setStatus(phase: "running", detail: "connecting")
+    do {
+      try client.connect(host: host, port: port)
+      Log.debug("mqtt", "TCP connected to " + broker + ", waiting for CONNACK")
+    } catch {
+      linkLost("cannot connect: " + error.description)
+    }
+  }
+
+  private func service(_ result: PollResult) {
+    do {
+      if result.readable || result.failed { try client.loopRead() }
+      if result.writable || client.wantsWrite { try client.loopWrite() }
+      try client.loopMisc()
+    } catch {
+      if link != .disconnected { linkLost(error.description) }
+    }
+  }
+
+  private func handleEvents() {
+    for event in client.takeEvents() {
+      switch event {
+      case .connected(let reasonCode):
+        if reasonCode == 0 {
+          linkUp()
+        } else {
+          Log.error("mqtt", "broker " + broker + " refused the connection, reason code " + String(reasonCode))
+          linkLost("refused, reason code " + String(reasonCode))
+        }
+      case .disconnected(let reasonCode):
+        if stopReason != nil {
+          finished = true
+        } else if link != .disconnected {
+          linkLost("disconnected, reason code " + String(reasonCode))
+        }
+      case .published(let mid, let reasonCode):
+        if reasonCode >= 0x80 {
+          Log.warn("mqtt", "broker refused message " + String(mid) + ", reason code " + String(reasonCode))
+        }
+        if mid == offlineMessageID {
+          Log.debug("mqtt", "offline state acknowledged; disconnecting")
+          do {
+            try client.disconnect()
+          } catch {
+            finished = true
+          }
+        }
+      case .message(let message):
+        Log.info(
+          "mqtt",
+          "downlink on " + message.topic + " (" + String(message.payload.count)
+            + " bytes) not handled by this version")
+      case .subscribed:
+        break
+      }
+    }
+  }
+
+  private func linkUp() {
+    link = .connected
+    backoff.reset()
+    timers.cancel(.reconnect)
+    let birth: [UInt8]
+    do {
+      birth = try Self.stateMessage(
+        .online, epoch: epoch, store: store, config: config, reason: nil, clock: clock)
+    } catch {
+      Log.error("agent", "forming the birth message: " + error.description)
+      return
+    }
+    do {
+      try client.subscribe(Topics.downAll(store.deviceID), qos: 1)
+      try client.publish(topic: Topics.state(store.deviceID), payload: birth, qos: 1, retain: true)
+      Log.info("mqtt", "connected to " + broker + "; birth published (epoch " + String(epoch) + ")")
+      setStatus(phase: "running", detail: "online, birth published")
+    } catch {
+      linkLost("after connect: " + error.description)
+    }
+  }
+
+  private func linkLost(_ why: String) {
+    link = .disconnected
+    if stopReason != nil {
+      finished = true
+      return
+    }
+    let delay = backoff.nextDelay()
+    timers.schedule(.reconnect, at: clock.monotonicMilliseconds + delay)
+    Log.warn("mqtt", "link to " + broker + " down (" + why + "); retry in " + String(delay) + " ms")
+    setStatus(phase: "running", detail: why)
+  }
+
+  private func fire(_ timer: Timer) {
+    switch timer {
+    case .reconnect:
+      if stopReason == nil { connect() }
+    case .stopDeadline:
+      Log.warn("agent", "broker did not confirm the offline state in time; closing")
+      finished = true
+    }
+  }
+
+  private func beginStop(_ reason: String) {
+    guard stopReason == nil else { return }
+    stopReason = reason
+    Log.info("agent", "stopping on " + reason)
+    setStatus(phase: "stopping", detail: "stopping on " + reason)
+    guard link == .connected else {
+      finished = true
+      return
+    }
+    do {
+      let goodbye = try Self.stateMessage(
+        .offline, epoch: epoch, store: store, config: config, reason: "shutdown", clock: clock)
+      offlineMessageID = try client.publish(
+        topic: Topics.state(store.deviceID), payload: goodbye, qos: 1, retain: true)
+      timers.schedule(.stopDeadline, at: clock.monotonicMilliseconds + 3000)
+    } catch {
+      finished = true
+    }
+  }
+
+  // MARK: - Helpers
+
+  private static func stateMessage(
+    _ state: StateMessage.State, epoch: Int64, store: AgentStore, config: Config, reason: String?,
+    clock: C
+  ) throws(SQLiteError) -> [UInt8] {
+    try StateMessage(
+      state: state, epoch: epoch, device: store.deviceID, store: store.storeID,
+      time: clock.wallMilliseconds, version: BuildInfo.version,
+      profile: config.string("device.profile"), reason: reason
+    ).encode(store.db)
+  }
+
+  private func setStatus(phase: String, linkState: String? = nil, detail: String) {
+    let status = AgentStatus(
+      epoch: epoch, pid: Process.id, phase: phase, link: linkState ?? linkName, broker: broker,
+      detail: detail, updatedAt: clock.wallMilliseconds)
+    do {
+      try store.setStatus(status)
+    } catch {
+      Log.warn("agent", "could not store the status: " + error.description)
+    }
+  }
+
+  private var linkName: String {
+    switch link {
+    case .idle: return "idle"
+    case .connecting: return "connecting"
+    case .connected: return "connected"
+    case .disconnected: return "disconnected"
+    }
+  }
+}
+
+/// The agent could not start: what went wrong, and the exit code to end with.
+public struct AgentError: Error, CustomStringConvertible {
+  public let description: String
+  public let exitCode: Int32
+
+  public init(_ description: String, exitCode: Int32) {
+    self.description = description
+    self.exitCode = exitCode
+  }
+}
+
+/// The exit codes of `gridedge` (documented in the README).
+public enum ExitCode {
+  public static let ok: Int32 = 0
+  /// A runtime failure.
+  public static let failure: Int32 = 1
+  /// A bad command line or configuration file.
+  public static let config: Int32 = 2
+  /// The database was refused (corrupt: quarantined; or another device's).
+  public static let database: Int32 = 3
+}

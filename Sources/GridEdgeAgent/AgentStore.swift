@@ -1,0 +1,180 @@
+import Runtime
+import SQLiteStore
+
+/// The agent's database: schema, identity (device and store id), boots and the
+/// status row that `gridedge status` reads.
+public final class AgentStore {
+  public let db: Connection
+  /// The random 64-bit id of this database, as 16 hex digits (DESIGN.md §5).
+  public let storeID: String
+  public let deviceID: String
+
+  /// The agent's migrations: numbered, append-only; never edit one that has shipped.
+  public static let migrations: [Migration] = [
+    Migration(
+      id: 1, name: "identity, boots and status",
+      sql: """
+        CREATE TABLE device (
+          singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+          device_id TEXT NOT NULL,
+          store_id TEXT NOT NULL,
+          created_at INTEGER NOT NULL
+        ) STRICT;
+        CREATE TABLE boots (
+          epoch INTEGER PRIMARY KEY,
+          started_at INTEGER NOT NULL,
+          pid INTEGER NOT NULL,
+          version TEXT NOT NULL,
+          stopped_at INTEGER,
+          stop_reason TEXT
+        ) STRICT;
+        CREATE TABLE agent_status (
+          singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+          epoch INTEGER NOT NULL,
+          pid INTEGER NOT NULL,
+          phase TEXT NOT NULL,
+          link TEXT NOT NULL,
+          broker TEXT NOT NULL,
+          detail TEXT NOT NULL,
+          updated_at INTEGER NOT NULL
+        ) STRICT;
+        """)
+  ]
+
+  /// Opens (creating if needed) the database at `path` for device `deviceID`.
+  ///
+  /// A database that fails `quick_check` is moved aside (quarantined) and refused.
+  /// - Throws: `StoreOpenError` saying what was wrong and, for a corrupt file, where
+  ///   it was moved.
+  public init(path: String, deviceID: String, now: Int64) throws(StoreOpenError) {
+    let db: Connection
+    do {
+      db = try Connection(path: path)
+    } catch {
+      if error.code == .corrupt || error.code == .notADatabase {
+        let moved = path + ".corrupt-" + String(now)
+        var movedTo: String? = nil
+        if (try? Files.move(path, to: moved)) != nil {
+          movedTo = moved
+          for suffix in ["-wal", "-shm"] where Files.exists(path + suffix) {
+            try? Files.move(path + suffix, to: moved + suffix)
+          }
+        }
+        throw StoreOpenError(path: path, reason: error.description, quarantinedTo: movedTo)
+      }
+      throw StoreOpenError(path: path, reason: error.description, quarantinedTo: nil)
+    }
+    func refuse(_ error: SQLiteError) -> StoreOpenError {
+      StoreOpenError(path: path, reason: error.description, quarantinedTo: nil)
+    }
+    let existing: Row?
+    do {
+      _ = try Migrator(Self.migrations).migrate(db)
+      existing = try db.query("SELECT device_id, store_id FROM device").first
+    } catch {
+      throw refuse(error)
+    }
+    if let existing {
+      let owner = existing.text(0) ?? ""
+      guard owner == deviceID else {
+        throw StoreOpenError(
+          path: path,
+          reason: "the database belongs to device '" + owner + "', not '" + deviceID
+            + "' (device.id); use another store.path", quarantinedTo: nil)
+      }
+      self.storeID = existing.text(1) ?? ""
+    } else {
+      let id = hexString(SecureRandom.bytes(8))
+      do {
+        try db.transaction(.full) { () throws(SQLiteError) in
+          try db.run(
+            "INSERT INTO device (singleton, device_id, store_id, created_at) VALUES (1, ?, ?, ?)",
+            [.text(deviceID), .text(id), .integer(now)])
+        }
+      } catch {
+        throw refuse(error)
+      }
+      self.storeID = id
+    }
+    self.db = db
+    self.deviceID = deviceID
+  }
+
+  /// Records a new boot and returns its epoch (one more than the last).
+  public func beginBoot(now: Int64, pid: Int32, version: String) throws(SQLiteError) -> Int64 {
+    try db.transaction(.full) { () throws(SQLiteError) -> Int64 in
+      let last = try db.scalarInt("SELECT coalesce(max(epoch), 0) FROM boots") ?? 0
+      try db.run(
+        "INSERT INTO boots (epoch, started_at, pid, version) VALUES (?, ?, ?, ?)",
+        [.integer(last + 1), .integer(now), .integer(Int64(pid)), .text(version)])
+      return last + 1
+    }
+  }
+
+  /// Records how boot `epoch` ended.
+  public func endBoot(_ epoch: Int64, now: Int64, reason: String) throws(SQLiteError) {
+    try db.run(
+      "UPDATE boots SET stopped_at = ?, stop_reason = ? WHERE epoch = ?",
+      [.integer(now), .text(reason), .integer(epoch)])
+  }
+
+  /// Replaces the status row that `gridedge status` shows.
+  public func setStatus(_ status: AgentStatus) throws(SQLiteError) {
+    try db.run(
+      """
+      INSERT INTO agent_status (singleton, epoch, pid, phase, link, broker, detail, updated_at)
+      VALUES (1, ?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (singleton) DO UPDATE SET epoch = excluded.epoch, pid = excluded.pid,
+        phase = excluded.phase, link = excluded.link, broker = excluded.broker,
+        detail = excluded.detail, updated_at = excluded.updated_at
+      """,
+      [
+        .integer(status.epoch), .integer(Int64(status.pid)), .text(status.phase), .text(status.link),
+        .text(status.broker), .text(status.detail), .integer(status.updatedAt),
+      ])
+  }
+}
+
+/// What the agent is doing, as stored for `gridedge status`.
+public struct AgentStatus: Sendable {
+  public var epoch: Int64
+  public var pid: Int32
+  /// `starting`, `running`, `stopping` or `stopped`.
+  public var phase: String
+  /// `connecting`, `connected`, `disconnected` or `closed`.
+  public var link: String
+  /// `host:port` of the broker.
+  public var broker: String
+  /// The last notable thing that happened to the link.
+  public var detail: String
+  public var updatedAt: Int64
+
+  public init(
+    epoch: Int64, pid: Int32, phase: String, link: String, broker: String, detail: String,
+    updatedAt: Int64
+  ) {
+    self.epoch = epoch
+    self.pid = pid
+    self.phase = phase
+    self.link = link
+    self.broker = broker
+    self.detail = detail
+    self.updatedAt = updatedAt
+  }
+}
+
+/// The database could not be opened for the agent.
+public struct StoreOpenError: Error, CustomStringConvertible {
+  public let path: String
+  public let reason: String
+  /// Where a corrupt database was moved, if it was.
+  public let quarantinedTo: String?
+
+  public var description: String {
+    var text = "database " + path + " refused: " + reason
+    if let quarantinedTo {
+      text += "; quarantined to " + quarantinedTo + " (a new database is made on the next start)"
+    }
+    return text
+  }
+}

@@ -1,0 +1,110 @@
+/// The type of a configuration value and how it is checked.
+public enum ConfigValueKind: Sendable {
+  /// Any text without leading or trailing blanks.
+  case text
+  /// A device id: 1–32 of `[A-Za-z0-9-]`.
+  case deviceID
+  /// A file path.
+  case path
+  /// A whole number in a closed range.
+  case integer(Int64, Int64)
+  /// One of the listed words.
+  case choice([String])
+
+  /// What a valid value looks like, for error messages and the documentation.
+  public var expectation: String {
+    switch self {
+    case .text: return "text"
+    case .deviceID: return "a device id (1-32 of A-Z a-z 0-9 -)"
+    case .path: return "a file path"
+    case .integer(let lo, let hi): return "an integer in " + String(lo) + "..." + String(hi)
+    case .choice(let words):
+      var text = "one of "
+      for (i, w) in words.enumerated() { text += (i == 0 ? "" : ", ") + w }
+      return text
+    }
+  }
+}
+
+/// One configuration key: its type, default, unit and documentation. Every key the
+/// agent reads is in `ConfigSchema.keys`, and the example files in
+/// `firmware-config/` are checked against that table by a test.
+public struct ConfigKey: Sendable {
+  public let name: String
+  public let kind: ConfigValueKind
+  /// The value used when the file does not set the key; nil when there is none.
+  public let defaultValue: String?
+  /// True when the file must set the key.
+  public let required: Bool
+  /// The unit of an integer (`s`, `ms`, `bytes`), or "".
+  public let unit: String
+  /// One sentence saying what the key does.
+  public let summary: String
+
+  public init(
+    _ name: String, _ kind: ConfigValueKind, default defaultValue: String? = nil,
+    required: Bool = false, unit: String = "", _ summary: String
+  ) {
+    self.name = name
+    self.kind = kind
+    self.defaultValue = defaultValue
+    self.required = required
+    self.unit = unit
+    self.summary = summary
+  }
+}
+
+/// The one table of configuration keys (STYLE.md 13).
+public enum ConfigSchema {
+  public static let keys: [ConfigKey] = [
+    ConfigKey(
+      "device.id", .deviceID, required: true,
+      "This device's id in MQTT topics; equal to the CN of its TLS client certificate."),
+    ConfigKey(
+      "device.profile", .choice(["concentrator", "handheld"]), default: "concentrator",
+      "What this device is: a transformer-area data concentrator or an inspector's handheld."),
+    ConfigKey(
+      "store.path", .path, default: "/var/lib/gridedge/gridedge.db",
+      "The SQLite database file; its -wal and -shm files live beside it."),
+    ConfigKey(
+      "mqtt.host", .text, default: "127.0.0.1", "The MQTT broker's host name or address."),
+    ConfigKey(
+      "mqtt.port", .integer(1, 65535), default: "1883",
+      "The MQTT broker's TCP port (8883 is usual with TLS)."),
+    ConfigKey(
+      "mqtt.protocol", .choice(["v5", "v311"]), default: "v5",
+      "MQTT protocol version: v5, or v311 for brokers that lack MQTT 5."),
+    ConfigKey(
+      "mqtt.keepalive", .integer(5, 3600), default: "60", unit: "s",
+      "MQTT keepalive interval; the broker publishes the will after 1.5 times this silence."),
+    ConfigKey(
+      "mqtt.username", .text, "MQTT user name; unset for none (with TLS the certificate CN is usual)."),
+    ConfigKey(
+      "mqtt.password_file", .path,
+      "A file whose first line is the MQTT password; unset for none."),
+    ConfigKey(
+      "mqtt.tls.ca_file", .path,
+      "CA certificates (PEM) that sign the broker's certificate; setting it turns TLS on."),
+    ConfigKey(
+      "mqtt.tls.cert_file", .path,
+      "This device's client certificate (PEM); needs mqtt.tls.key_file and mqtt.tls.ca_file."),
+    ConfigKey(
+      "mqtt.tls.key_file", .path,
+      "The private key (PEM) of mqtt.tls.cert_file."),
+    ConfigKey(
+      "mqtt.reconnect_min", .integer(100, 600_000), default: "1000", unit: "ms",
+      "Reconnect backoff base: the first retry waits up to this long (full jitter)."),
+    ConfigKey(
+      "mqtt.reconnect_max", .integer(1000, 3_600_000), default: "120000", unit: "ms",
+      "Reconnect backoff cap: no retry waits longer than this."),
+    ConfigKey(
+      "log.level", .choice(["debug", "info", "warn", "error"]), default: "info",
+      "The least severe log level written to stderr (journald)."),
+  ]
+
+  /// The key named `name`, if the table has it.
+  public static func key(_ name: String) -> ConfigKey? {
+    for key in keys where key.name == name { return key }
+    return nil
+  }
+}

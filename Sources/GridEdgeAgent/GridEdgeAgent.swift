@@ -1,1 +1,0 @@
-// GridEdgeAgent: placeholder while the foundation is laid.

@@ -1,0 +1,84 @@
+import Runtime
+import SQLiteStore
+
+/// `gridedge status`: what the agent on this device is doing, read from its database
+/// (the running agent keeps a status row up to date), for an engineer on site or,
+/// with `--json`, for scripts.
+public enum StatusReport {
+  /// Prints the status of the agent configured by `config`.
+  /// - Returns: the exit code: 0 when the database could be read.
+  public static func run(config: Config, json: Bool) -> Int32 {
+    let path = config.string("store.path") ?? ""
+    guard Files.exists(path) else {
+      Log.error("status", "no database at " + path + " (store.path in " + config.file + "): the agent has not run yet")
+      return ExitCode.failure
+    }
+    var options = Connection.Options()
+    options.readOnly = true
+    options.verifyIntegrity = false
+    do {
+      let db = try Connection(path: path, options: options)
+      let rows = try db.query(
+        """
+        SELECT d.device_id, d.store_id, s.epoch, s.pid, s.phase, s.link, s.broker, s.detail,
+          s.updated_at, (SELECT count(*) FROM boots),
+          (SELECT stop_reason FROM boots ORDER BY epoch DESC LIMIT 1)
+        FROM device d LEFT JOIN agent_status s ON s.singleton = 1
+        """)
+      guard let row = rows.first else {
+        Log.error("status", "database " + path + " has no device identity yet")
+        return ExitCode.failure
+      }
+      let pid = Int32(truncatingIfNeeded: row.int64(3) ?? 0)
+      let phase = row.text(4) ?? "never started"
+      let alive = phase != "stopped" && Process.isAlive(pid)
+      let state: String
+      if alive {
+        state = phase
+      } else if phase == "stopped" {
+        state = "stopped"
+      } else if row.int64(2) == nil {
+        state = "never started"
+      } else {
+        state = "not running (ended without a clean stop)"
+      }
+      if json {
+        let out = try db.query(
+          """
+          SELECT json_object('device', ?1, 'store', ?2, 'profile', ?3, 'state', ?4, 'running', json(?5),
+            'epoch', ?6, 'pid', ?7, 'link', ?8, 'broker', ?9, 'detail', ?10, 'updated_at', ?11,
+            'boots', ?12, 'last_stop', ?13, 'database', ?14)
+          """,
+          [
+            row[0], row[1], .text(config.string("device.profile") ?? ""), .text(state),
+            .text(alive ? "true" : "false"), row[2], row[3], row[5], row[6], row[7], row[8], row[9],
+            row[10], .text(path),
+          ])
+        Console.writeLine(out.first?.text(0) ?? "{}")
+        return ExitCode.ok
+      }
+      var lines: [(String, String)] = [
+        ("device", row.text(0) ?? ""),
+        ("store", row.text(1) ?? ""),
+        ("profile", config.string("device.profile") ?? ""),
+        ("agent", state + (alive ? " (pid " + String(pid) + ")" : "")),
+      ]
+      if let epoch = row.int64(2) {
+        lines.append(("epoch", String(epoch) + " of " + String(row.int64(9) ?? 0) + " boots"))
+        lines.append(("link", (row.text(5) ?? "") + " (" + (row.text(6) ?? "") + ")"))
+        lines.append(("detail", row.text(7) ?? ""))
+        lines.append(("updated", formatUTC(milliseconds: row.int64(8) ?? 0)))
+      }
+      lines.append(("database", path))
+      for (label, value) in lines {
+        var padded = label
+        while padded.utf8.count < 10 { padded += " " }
+        Console.writeLine(padded + value)
+      }
+      return ExitCode.ok
+    } catch {
+      Log.error("status", "database " + path + ": " + error.description)
+      return ExitCode.database
+    }
+  }
+}

@@ -1,1 +1,0 @@
-// GridEdgeContract: placeholder while the foundation is laid.

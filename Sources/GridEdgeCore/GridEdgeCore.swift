@@ -1,1 +1,0 @@
-// GridEdgeCore: placeholder while the foundation is laid.

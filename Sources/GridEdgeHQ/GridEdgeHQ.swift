@@ -1,1 +1,0 @@
-// GridEdgeHQ: placeholder while the foundation is laid.

@@ -1,0 +1,169 @@
+import GridEdgeContract
+import MosquittoClient
+import Runtime
+import SQLiteStore
+
+/// `gridedge-hq serve`: subscribes to every device's state (optionally as a shared
+/// subscription `$share/<group>/...`, so several receivers split the load on an
+/// MQTT v5 broker or cluster) and keeps what it learns in its database.
+///
+/// This first version tracks online/offline from `state`; batches and acks
+/// follow with the sync issue.
+public final class Receiver<C: Clock> {
+  public struct Options {
+    public var host = "127.0.0.1"
+    public var port: Int32 = 1883
+    public var databasePath = "gridedge-hq.db"
+    public var clientID = "gridedge-hq"
+    public var sharedGroup: String? = nil
+    public init() {}
+  }
+
+  let options: Options
+  let clock: C
+  let store: HQStore
+  let client: Client
+  let signals: TerminationSignals
+  private var connected = false
+  private var stopping = false
+  private var backoff = Backoff(baseMilliseconds: 500, capMilliseconds: 30_000)
+  private var timers = TimerQueue<Int>()
+
+  public init(options: Options, clock: C) throws(ReceiverError) {
+    self.options = options
+    self.clock = clock
+    do {
+      store = try HQStore(path: options.databasePath)
+    } catch {
+      throw ReceiverError("database " + options.databasePath + ": " + error.description)
+    }
+    do {
+      signals = try TerminationSignals()
+    } catch {
+      throw ReceiverError(error.description)
+    }
+    var clientOptions = ClientOptions(clientID: options.clientID)
+    clientOptions.protocolVersion = .v5
+    do {
+      client = try Client(clientOptions)
+    } catch {
+      throw ReceiverError("MQTT client: " + error.description)
+    }
+  }
+
+  /// Runs until SIGTERM/SIGINT. - Returns: the exit code.
+  public func run() -> Int32 {
+    Log.info("hq", "receiver " + options.clientID + " on " + broker + ", database " + options.databasePath)
+    connect()
+    while !stopping {
+      let now = clock.monotonicMilliseconds
+      if !timers.takeDue(now: now).isEmpty { connect() }
+      var requests = [PollRequest(fd: signals.fd)]
+      let socket = client.socket
+      if socket >= 0 { requests.append(PollRequest(fd: socket, read: true, write: client.wantsWrite)) }
+      let results: [PollResult]
+      do {
+        results = try Poller.wait(requests, timeoutMilliseconds: timers.timeout(now: now, limit: 1000))
+      } catch {
+        Log.error("hq", error.description)
+        return 1
+      }
+      if results[0].readable, let signal = signals.take().first {
+        Log.info("hq", "stopping on " + TerminationSignals.name(signal))
+        stopping = true
+      }
+      if socket >= 0 {
+        do {
+          if results[1].readable || results[1].failed { try client.loopRead() }
+          if results[1].writable || client.wantsWrite { try client.loopWrite() }
+          try client.loopMisc()
+        } catch {
+          lost(error.description)
+        }
+      }
+      handleEvents()
+    }
+    if connected { try? client.disconnect() }
+    return 0
+  }
+
+  private var broker: String { options.host + ":" + String(options.port) }
+
+  private func connect() {
+    do {
+      try client.connect(host: options.host, port: options.port)
+    } catch {
+      lost(error.description)
+    }
+  }
+
+  private func lost(_ why: String) {
+    guard !stopping else { return }
+    if connected || !timers.isScheduled(0) {
+      connected = false
+      let delay = backoff.nextDelay()
+      Log.warn("hq", "broker " + broker + " unavailable (" + why + "); retry in " + String(delay) + " ms")
+      timers.schedule(0, at: clock.monotonicMilliseconds + delay)
+    }
+  }
+
+  private func handleEvents() {
+    for event in client.takeEvents() {
+      switch event {
+      case .connected(let code):
+        guard code == 0 else {
+          lost("CONNACK reason code " + String(code))
+          continue
+        }
+        connected = true
+        backoff.reset()
+        Log.info("hq", "connected to " + broker)
+        do {
+          try client.subscribe(Topics.allStates(sharedGroup: options.sharedGroup), qos: 1)
+        } catch {
+          lost(error.description)
+        }
+      case .disconnected(let code):
+        lost("disconnected, reason code " + String(code))
+      case .message(let message):
+        receive(message)
+      case .published, .subscribed:
+        break
+      }
+    }
+  }
+
+  private func receive(_ message: Message) {
+    guard let (device, rest) = Topics.parse(message.topic), rest == "state" else {
+      Log.warn("hq", "ignored message on unexpected topic " + message.topic)
+      return
+    }
+    guard !message.payload.isEmpty else { return }  // a cleared retained state
+    let state: StateMessage
+    do {
+      state = try StateMessage.decode(message.payload, store.db)
+    } catch {
+      Log.warn("hq", "malformed state from " + device + " on " + message.topic + ": " + error.description)
+      return
+    }
+    guard state.device == device else {
+      Log.warn("hq", "state on " + message.topic + " names another device (" + state.device + "); ignored")
+      return
+    }
+    do {
+      if try store.record(state, receivedAt: clock.wallMilliseconds) {
+        var line = "device " + device + " " + state.state.name + " (epoch " + String(state.epoch)
+        if let reason = state.reason { line += ", " + reason }
+        Log.info("hq", line + ")")
+      }
+    } catch {
+      Log.error("hq", "storing state of " + device + ": " + error.description)
+    }
+  }
+}
+
+/// The receiver could not start.
+public struct ReceiverError: Error, CustomStringConvertible {
+  public let description: String
+  public init(_ description: String) { self.description = description }
+}

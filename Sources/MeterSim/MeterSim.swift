@@ -1,1 +1,0 @@
-// MeterSim: placeholder while the foundation is laid.

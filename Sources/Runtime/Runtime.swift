@@ -1,1 +1,0 @@
-// Runtime: placeholder while the foundation is laid.

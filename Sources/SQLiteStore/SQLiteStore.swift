@@ -1,2 +1,0 @@
-import CSQLite
-public func sqliteVersion() -> String { String(cString: sqlite3_libversion()) }

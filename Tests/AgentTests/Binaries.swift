@@ -1,0 +1,142 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// Where the test run's product executables are: beside the test bundle, unless
+/// GRIDEDGE_BIN_DIR names another folder (e.g. the Embedded build in .cross/bin/x86_64).
+enum Binaries {
+  static var directory: URL {
+    if let dir = ProcessInfo.processInfo.environment["GRIDEDGE_BIN_DIR"] {
+      return URL(fileURLWithPath: dir)
+    }
+    var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    while url.path != "/" {
+      url.deleteLastPathComponent()
+      if FileManager.default.isExecutableFile(atPath: url.appendingPathComponent("gridedge").path) { return url }
+    }
+    return URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".build/debug")
+  }
+
+  static func path(_ name: String) throws -> String {
+    let path = directory.appendingPathComponent(name).path
+    guard FileManager.default.isExecutableFile(atPath: path) else {
+      throw TestFailure("executable \(name) not found at \(path): build the products first (swift build)")
+    }
+    return path
+  }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+  let description: String
+  init(_ description: String) { self.description = description }
+}
+
+/// The result of a finished command.
+struct CommandResult {
+  let status: Int32
+  let stdout: String
+  let stderr: String
+}
+
+/// A long-running product executable (agent, receiver) as a child process, started
+/// with TestSupport's `ChildProcess` (clean signal mask, no inherited sockets); its
+/// stdout and stderr go to one log file.
+final class Child {
+  let child: ChildProcess
+  let logURL: URL
+
+  init(_ name: String, _ arguments: [String], in dir: URL) throws {
+    logURL = dir.appendingPathComponent(name + "-" + UUID().uuidString.prefix(8) + ".log")
+    child = try ChildProcess(try Binaries.path(name), arguments, outputFile: logURL)
+  }
+
+  /// Everything the process wrote so far.
+  var log: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
+
+  /// Sends `signal` (SIGTERM by default).
+  func signal(_ signal: Int32 = SIGTERM) { kill(child.pid, signal) }
+
+  /// Waits at most `timeout` seconds for the process to end.
+  /// - Returns: its exit code, or 128 + the signal that ended it.
+  func wait(timeout: TimeInterval) throws -> Int32 {
+    guard waitUntil(timeout: timeout, { !self.child.isRunning }) else {
+      child.terminate(signal: SIGKILL)
+      throw TestFailure("process did not end within \(timeout) s; log:\n\(log)")
+    }
+    let status = child.terminationStatus ?? 0
+    let signal = status & 0x7f
+    return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+  }
+
+  /// Waits until `text` appears in the log, or fails with the log so far.
+  func waitForLog(_ text: String, timeout: TimeInterval = 15) throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while !log.contains(text) {
+      if Date() > deadline { throw TestFailure("'\(text)' not logged within \(timeout) s; log:\n\(log)") }
+      if !child.isRunning && !log.contains(text) {
+        throw TestFailure("process ended before logging '\(text)'; log:\n\(log)")
+      }
+      usleep(20_000)
+    }
+  }
+
+  deinit { child.terminate(signal: SIGKILL) }
+}
+
+/// Runs a product executable to completion (at most `timeout` seconds), capturing
+/// stdout and stderr apart.
+func runProduct(_ name: String, _ arguments: [String], in dir: URL, timeout: TimeInterval = 20) throws
+  -> CommandResult
+{
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: try Binaries.path(name))
+  process.arguments = arguments
+  let out = Pipe()
+  let err = Pipe()
+  process.standardOutput = out
+  process.standardError = err
+  try process.run()
+  let deadline = Date().addingTimeInterval(timeout)
+  // Small outputs: the pipes cannot fill before exit.
+  while process.isRunning {
+    if Date() > deadline {
+      kill(process.processIdentifier, SIGKILL)
+      process.waitUntilExit()
+      throw TestFailure("\(name) \(arguments) did not finish within \(timeout) s")
+    }
+    usleep(10_000)
+  }
+  return CommandResult(
+    status: process.terminationStatus,
+    stdout: String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
+    stderr: String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+}
+
+/// Reads the retained message on `topic` with mosquitto_sub (from the mosquitto-clients package).
+func retainedMessage(on topic: String, port: Int32, timeout: Int = 10) throws -> String {
+  let sub = Process()
+  guard let path = ["/usr/bin/mosquitto_sub", "/usr/local/bin/mosquitto_sub"].first(where: {
+    FileManager.default.isExecutableFile(atPath: $0)
+  }) else {
+    throw TestFailure("mosquitto_sub not found: install mosquitto-clients (make test does)")
+  }
+  sub.executableURL = URL(fileURLWithPath: path)
+  sub.arguments = ["-h", "127.0.0.1", "-p", String(port), "-t", topic, "-C", "1", "-W", String(timeout)]
+  let pipe = Pipe()
+  sub.standardOutput = pipe
+  try sub.run()
+  let data = pipe.fileHandleForReading.readDataToEndOfFile()
+  sub.waitUntilExit()
+  guard sub.terminationStatus == 0 else {
+    throw TestFailure("no message on \(topic) within \(timeout) s (mosquitto_sub status \(sub.terminationStatus))")
+  }
+  return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
+/// Decodes a JSON object.
+func jsonObject(_ text: String) throws -> [String: Any] {
+  guard let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
+    throw TestFailure("not a JSON object: \(text)")
+  }
+  return object
+}

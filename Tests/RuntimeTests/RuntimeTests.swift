@@ -1,2 +1,0 @@
-import Testing
-@Test func placeholderRuntimeTests() { #expect(1 + 1 == 2) }
