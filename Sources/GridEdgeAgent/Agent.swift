@@ -69,7 +69,8 @@ public final class Agent<C: Clock> {
       capMilliseconds: config.integer("mqtt.reconnect_max"))
     let will: [UInt8]
     do {
-      will = try Self.stateMessage(.offline, epoch: epoch, store: store, config: config, reason: "lost", clock: clock)
+      will = try Self.stateMessage(
+        .offline, epoch: epoch, store: store, config: config, reason: "lost", clock: clock)
     } catch {
       throw AgentError("forming the will: " + error.description, exitCode: ExitCode.failure)
     }
@@ -154,9 +155,7 @@ public final class Agent<C: Clock> {
 
   private func service(_ result: PollResult) {
     do {
-      if result.readable || result.failed { try client.loopRead() }
-      if result.writable || client.wantsWrite { try client.loopWrite() }
-      try client.loopMisc()
+      try client.service(readable: result.readable || result.failed, writable: result.writable)
     } catch {
       if link != .disconnected { linkLost(error.description) }
     }

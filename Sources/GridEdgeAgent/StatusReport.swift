@@ -10,7 +10,9 @@ public enum StatusReport {
   public static func run(config: Config, json: Bool) -> Int32 {
     let path = config.string("store.path") ?? ""
     guard Files.exists(path) else {
-      Log.error("status", "no database at " + path + " (store.path in " + config.file + "): the agent has not run yet")
+      Log.error(
+        "status", "no database at " + path + " (store.path in " + config.file + "): the agent has not run yet"
+      )
       return ExitCode.failure
     }
     var options = Connection.Options()

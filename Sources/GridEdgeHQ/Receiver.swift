@@ -74,9 +74,8 @@ public final class Receiver<C: Clock> {
       }
       if socket >= 0 {
         do {
-          if results[1].readable || results[1].failed { try client.loopRead() }
-          if results[1].writable || client.wantsWrite { try client.loopWrite() }
-          try client.loopMisc()
+          try client.service(
+            readable: results[1].readable || results[1].failed, writable: results[1].writable)
         } catch {
           lost(error.description)
         }

@@ -22,8 +22,10 @@ public enum Report {
         return 0
       }
       let rows = try store.db.query(
-        "SELECT device_id, state, epoch, births, last_seen, coalesce(reason, '') FROM devices ORDER BY device_id")
-      Console.writeLine("device                            state    epoch  births  last seen             reason")
+        "SELECT device_id, state, epoch, births, last_seen, coalesce(reason, '') FROM devices ORDER BY device_id"
+      )
+      Console.writeLine(
+        "device                            state    epoch  births  last seen             reason")
       for row in rows {
         Console.writeLine(
           pad(row.text(0) ?? "", 34) + pad(row.text(1) ?? "", 9) + pad(String(row.int64(2) ?? 0), 7)

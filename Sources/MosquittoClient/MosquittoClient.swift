@@ -282,6 +282,20 @@ public final class Client {
     try check(mosquitto_loop_misc(handle), "keepalive " + endpoint)
   }
 
+  /// One round of the owner's `poll(2)` loop for this client: read if the socket was
+  /// readable (or reported an error), write if it was writable or output is pending,
+  /// then keepalive and retries. Call at least once a second while connected.
+  /// - Parameters:
+  ///   - readable: poll reported POLLIN, POLLERR or POLLHUP on `socket`.
+  ///   - writable: poll reported POLLOUT on `socket`.
+  /// - Throws: the first loop call's error; the connection is then closed and a
+  ///   `.disconnected` event is queued.
+  public func service(readable: Bool, writable: Bool) throws(MosquittoError) {
+    if readable { try loopRead() }
+    if writable || wantsWrite { try loopWrite() }
+    try loopMisc()
+  }
+
   /// Returns the events queued since the last call, oldest first, and empties the queue.
   public func takeEvents() -> [ClientEvent] {
     let taken = events

@@ -232,8 +232,7 @@ public final class Connection {
   ///   - values: one value per parameter, in order.
   /// - Returns: `nil` when there is no row or the value is NULL.
   /// - Throws: `SQLiteError` carrying `sql`.
-  public func scalarInt(_ sql: String, _ values: [SQLiteValue] = []) throws(SQLiteError) -> Int64?
-  {
+  public func scalarInt(_ sql: String, _ values: [SQLiteValue] = []) throws(SQLiteError) -> Int64? {
     let statement = try prepare(sql)
     try statement.bind(values)
     guard try statement.step(), statement.columnCount > 0, !statement.isNull(at: 0) else {

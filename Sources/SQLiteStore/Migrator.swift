@@ -100,8 +100,7 @@ public struct Migrator: Sendable {
   }
 
   /// Refuses a database that is ahead of this binary or whose history differs from it.
-  private func validate(_ recorded: [(id: Int, name: String)], db: Connection) throws(SQLiteError)
-  {
+  private func validate(_ recorded: [(id: Int, name: String)], db: Connection) throws(SQLiteError) {
     for entry in recorded {
       guard let known = migrations.first(where: { $0.id == entry.id }) else {
         throw SQLiteError(

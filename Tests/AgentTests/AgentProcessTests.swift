@@ -63,7 +63,8 @@ import Testing
     #expect(goodbye["reason"] as? String == "shutdown")
     #expect(goodbye["epoch"] as? Int == 1)
 
-    let after = try jsonObject(runProduct("gridedge", ["status", "--config", config, "--json"], in: dir).stdout)
+    let after = try jsonObject(
+      runProduct("gridedge", ["status", "--config", config, "--json"], in: dir).stdout)
     #expect(after["state"] as? String == "stopped")
     #expect(after["last_stop"] as? String == "SIGTERM")
 
@@ -93,7 +94,8 @@ import Testing
     #expect(state["state"] as? String == "offline")
     #expect(state["reason"] as? String == "lost")
     #expect(state["epoch"] as? Int == 1)
-    let status = try jsonObject(runProduct("gridedge", ["status", "--config", config, "--json"], in: dir).stdout)
+    let status = try jsonObject(
+      runProduct("gridedge", ["status", "--config", config, "--json"], in: dir).stdout)
     #expect(status["state"] as? String == "not running (ended without a clean stop)")
   }
 
@@ -108,7 +110,8 @@ import Testing
     try broker.start()
     // The broker keeps no retained messages across restarts here (persistence off),
     // so a state message now is the agent's new birth.
-    let birth = try jsonObject(retainedMessage(on: "gridedge/v1/TA-RECON-1/state", port: broker.port, timeout: 20))
+    let birth = try jsonObject(
+      retainedMessage(on: "gridedge/v1/TA-RECON-1/state", port: broker.port, timeout: 20))
     #expect(birth["state"] as? String == "online")
     #expect(birth["epoch"] as? Int == 1)
     agent.signal(SIGTERM)
@@ -147,7 +150,9 @@ import Testing
     let dir = try makeTemporaryDirectory("agent-corrupt")
     let config = try writeConfig(dir, device: "TA-CORRUPT-1", port: 1)
     let db = dir.appendingPathComponent("agent.db")
-    try Data(String(repeating: "this is not a database, just text that fills a page or two. ", count: 200).utf8).write(to: db)
+    try Data(
+      String(repeating: "this is not a database, just text that fills a page or two. ", count: 200).utf8
+    ).write(to: db)
     let result = try runProduct("gridedge", ["run", "--config", config], in: dir)
     #expect(result.status == 3, "\(result.stderr)")
     #expect(result.stderr.contains("quarantined to " + db.path + ".corrupt-"))
@@ -188,14 +193,17 @@ import Testing
     try publish("gridedge/v1/TA-X/state", "{not json", port: broker.port)
     try hq.waitForLog("malformed state from TA-X")
     try publish(
-      "gridedge/v1/TA-X/state", #"{"state":"online","epoch":5,"dev":"TA-X","store":"s","ts":10}"#, port: broker.port)
+      "gridedge/v1/TA-X/state", #"{"state":"online","epoch":5,"dev":"TA-X","store":"s","ts":10}"#,
+      port: broker.port)
     try hq.waitForLog("device TA-X online (epoch 5)")
     // A will from an older boot arriving late must not mark the device offline.
     try publish(
-      "gridedge/v1/TA-X/state", #"{"state":"offline","epoch":4,"dev":"TA-X","store":"s","ts":11,"reason":"lost"}"#,
+      "gridedge/v1/TA-X/state",
+      #"{"state":"offline","epoch":4,"dev":"TA-X","store":"s","ts":11,"reason":"lost"}"#,
       port: broker.port)
     try publish(
-      "gridedge/v1/TA-X/state", #"{"state":"online","epoch":5,"dev":"TA-Y","store":"s","ts":12}"#, port: broker.port)
+      "gridedge/v1/TA-X/state", #"{"state":"online","epoch":5,"dev":"TA-Y","store":"s","ts":12}"#,
+      port: broker.port)
     try hq.waitForLog("names another device (TA-Y)")
     hq.signal(SIGTERM)
     #expect(try hq.wait(timeout: 10) == 0)

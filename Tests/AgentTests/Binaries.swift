@@ -12,9 +12,12 @@ enum Binaries {
     var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
     while url.path != "/" {
       url.deleteLastPathComponent()
-      if FileManager.default.isExecutableFile(atPath: url.appendingPathComponent("gridedge").path) { return url }
+      if FileManager.default.isExecutableFile(atPath: url.appendingPathComponent("gridedge").path) {
+        return url
+      }
     }
-    return URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".build/debug")
+    return URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(
+      ".build/debug")
   }
 
   static func path(_ name: String) throws -> String {
@@ -115,9 +118,11 @@ func runProduct(_ name: String, _ arguments: [String], in dir: URL, timeout: Tim
 /// Reads the retained message on `topic` with mosquitto_sub (from the mosquitto-clients package).
 func retainedMessage(on topic: String, port: Int32, timeout: Int = 10) throws -> String {
   let sub = Process()
-  guard let path = ["/usr/bin/mosquitto_sub", "/usr/local/bin/mosquitto_sub"].first(where: {
-    FileManager.default.isExecutableFile(atPath: $0)
-  }) else {
+  guard
+    let path = ["/usr/bin/mosquitto_sub", "/usr/local/bin/mosquitto_sub"].first(where: {
+      FileManager.default.isExecutableFile(atPath: $0)
+    })
+  else {
     throw TestFailure("mosquitto_sub not found: install mosquitto-clients (make test does)")
   }
   sub.executableURL = URL(fileURLWithPath: path)
@@ -128,7 +133,8 @@ func retainedMessage(on topic: String, port: Int32, timeout: Int = 10) throws ->
   let data = pipe.fileHandleForReading.readDataToEndOfFile()
   sub.waitUntilExit()
   guard sub.terminationStatus == 0 else {
-    throw TestFailure("no message on \(topic) within \(timeout) s (mosquitto_sub status \(sub.terminationStatus))")
+    throw TestFailure(
+      "no message on \(topic) within \(timeout) s (mosquitto_sub status \(sub.terminationStatus))")
   }
   return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
 }

@@ -53,7 +53,8 @@ import Testing
   }
 
   @Test func repeatedKeyIsRefused() {
-    #expect(failure(minimal + "device.id = TA-2\n") == "board.conf:2: key 'device.id': set twice (first on line 1)")
+    #expect(
+      failure(minimal + "device.id = TA-2\n") == "board.conf:2: key 'device.id': set twice (first on line 1)")
   }
 
   @Test func missingRequiredKeyIsNamed() {
@@ -63,8 +64,11 @@ import Testing
   @Test func tlsFilesMustComeTogether() {
     #expect(failure(minimal + "mqtt.tls.cert_file = a.pem\n").contains("must be set together"))
     #expect(
-      failure(minimal + "mqtt.tls.cert_file = a.pem\nmqtt.tls.key_file = a.key\n").contains("needs mqtt.tls.ca_file"))
-    #expect(failure(minimal + "mqtt.reconnect_min = 5000\nmqtt.reconnect_max = 2000\n").contains("must not be less"))
+      failure(minimal + "mqtt.tls.cert_file = a.pem\nmqtt.tls.key_file = a.key\n").contains(
+        "needs mqtt.tls.ca_file"))
+    #expect(
+      failure(minimal + "mqtt.reconnect_min = 5000\nmqtt.reconnect_max = 2000\n").contains("must not be less")
+    )
   }
 
   @Test func missingFileIsNamed() {
@@ -103,16 +107,20 @@ import Testing
     let lines = try String(contentsOf: url, encoding: .utf8).components(separatedBy: "\n")
     for key in ConfigSchema.keys {
       // The key appears set or commented out ("# key = default"), after a comment with its summary.
-      guard let index = lines.firstIndex(where: {
-        $0.hasPrefix(key.name + " =") || $0.hasPrefix("# " + key.name + " =")
-      }) else {
+      guard
+        let index = lines.firstIndex(where: {
+          $0.hasPrefix(key.name + " =") || $0.hasPrefix("# " + key.name + " =")
+        })
+      else {
         Issue.record("\(name) does not list \(key.name)")
         continue
       }
       let before = lines[..<index].suffix(3).joined(separator: "\n")
       #expect(before.contains(key.summary), "\(name): \(key.name) lacks its documentation line")
       if lines[index].hasPrefix("# "), let value = key.defaultValue {
-        #expect(lines[index] == "# \(key.name) = \(value)", "\(name): the commented default of \(key.name) is not \(value)")
+        #expect(
+          lines[index] == "# \(key.name) = \(value)",
+          "\(name): the commented default of \(key.name) is not \(value)")
       }
     }
   }

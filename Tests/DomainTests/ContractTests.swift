@@ -42,7 +42,8 @@ import Testing
 
 @Suite struct StateMessageTests {
   private func database() throws -> Connection {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gridedge-contract-" + UUID().uuidString)
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "gridedge-contract-" + UUID().uuidString)
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     return try Connection(path: dir.appendingPathComponent("c.db").path)
   }
@@ -87,5 +88,25 @@ import Testing
         #expect(error.description.hasPrefix(expected), "\(payload): \(error.description)")
       }
     }
+  }
+}
+
+@Suite struct SHA256Tests {
+  private func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+
+  @Test func knownVectorsFromFIPS180() {
+    #expect(hex(SHA256.hash([])) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    #expect(
+      hex(SHA256.hash(Array("abc".utf8)))
+        == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    #expect(
+      hex(SHA256.hash(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)))
+        == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+  }
+
+  @Test func millionAsMatchesTheStandard() {
+    #expect(
+      hex(SHA256.hash([UInt8](repeating: 0x61, count: 1_000_000)))
+        == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
   }
 }

@@ -228,8 +228,9 @@ func everyValueRoundTripsThroughBindAndColumn(value: SQLiteValue) throws {
   let db = try temp.open()
   #expect(try db.scalarInt("SELECT length(CAST(? AS BLOB))", [.text("ab\u{0}cd")]) == 5)
   #expect(try db.scalarInt("SELECT length(?)", [.text("")]) == 0)
-  #expect(try db.query("SELECT typeof(?), typeof(?)", [.text(""), .blob([])]).first
-    == Row([.text("text"), .text("blob")]))
+  #expect(
+    try db.query("SELECT typeof(?), typeof(?)", [.text(""), .blob([])]).first
+      == Row([.text("text"), .text("blob")]))
 }
 
 @Test func literalsMakeValues() {
@@ -361,8 +362,9 @@ func everyValueRoundTripsThroughBindAndColumn(value: SQLiteValue) throws {
   #expect(SQLiteResultCode.busy.rawValue == 5)
   let custom = SQLiteError(code: .corrupt, message: "bad ledger chain", path: "/x.db")
   #expect(custom.extendedCode == 11)
-  #expect(custom.description == "SQLite error 11 (database disk image is malformed): "
-    + "bad ledger chain — database: /x.db")
+  #expect(
+    custom.description == "SQLite error 11 (database disk image is malformed): "
+      + "bad ledger chain — database: /x.db")
 }
 
 // MARK: - Transactions
@@ -554,15 +556,16 @@ private func tableNames(_ db: Connection) throws -> [String] {
 @Test func failingMigrationRollsBackAndIsNotRecorded() throws {
   let temp = try TempDatabase()
   let db = try temp.open()
-  let broken = v1Migrations + [
-    Migration(
-      id: 3, name: "add_tariffs",
-      sql: """
-        CREATE TABLE tariffs(id INTEGER PRIMARY KEY);
-        ALTER TABLE meters ADD COLUMN tariff INTEGER;
-        INSERT INTO no_such_table VALUES (1);
-        """)
-  ]
+  let broken =
+    v1Migrations + [
+      Migration(
+        id: 3, name: "add_tariffs",
+        sql: """
+          CREATE TABLE tariffs(id INTEGER PRIMARY KEY);
+          ALTER TABLE meters ADD COLUMN tariff INTEGER;
+          INSERT INTO no_such_table VALUES (1);
+          """)
+    ]
   let error = try #require(expectSQLiteError { _ = try Migrator(broken).migrate(db) })
   #expect(error.code == .error)
   #expect(error.message.hasPrefix("migration 3 (add_tariffs) failed: "))
@@ -578,18 +581,20 @@ private func tableNames(_ db: Connection) throws -> [String] {
   #expect(try db.scalarInt("PRAGMA synchronous") == 1)
 
   // Fixed in the next build: applies cleanly from where it stopped.
-  let fixed = v1Migrations + [
-    Migration(id: 3, name: "add_tariffs", sql: "CREATE TABLE tariffs(id INTEGER PRIMARY KEY)")
-  ]
+  let fixed =
+    v1Migrations + [
+      Migration(id: 3, name: "add_tariffs", sql: "CREATE TABLE tariffs(id INTEGER PRIMARY KEY)")
+    ]
   #expect(try Migrator(fixed).migrate(db) == [3])
 }
 
 @Test func databaseWithAnUnknownNewerMigrationIsRefused() throws {
   let temp = try TempDatabase()
   let db = try temp.open()
-  let newer = v1Migrations + [
-    Migration(id: 3, name: "create_outbox", sql: "CREATE TABLE outbox(seq INTEGER PRIMARY KEY)")
-  ]
+  let newer =
+    v1Migrations + [
+      Migration(id: 3, name: "create_outbox", sql: "CREATE TABLE outbox(seq INTEGER PRIMARY KEY)")
+    ]
   #expect(try Migrator(newer).migrate(db) == [1, 2, 3])
   let error = try #require(expectSQLiteError { _ = try Migrator(v1Migrations).migrate(db) })
   #expect(error.message.contains("migration 3 (create_outbox)"))
