@@ -253,13 +253,21 @@ public final class Agent<C: Clock> {
       finished = true
       return
     }
+    let goodbye: [UInt8]
     do {
-      let goodbye = try Self.stateMessage(
+      goodbye = try Self.stateMessage(
         .offline, epoch: epoch, store: store, config: config, reason: "shutdown", clock: clock)
+    } catch {
+      Log.error("agent", "forming the offline state: " + error.description)
+      finished = true
+      return
+    }
+    do {
       offlineMessageID = try client.publish(
         topic: Topics.state(store.deviceID), payload: goodbye, qos: 1, retain: true)
       timers.schedule(.stopDeadline, at: clock.monotonicMilliseconds + 3000)
     } catch {
+      Log.warn("agent", "could not publish the offline state: " + error.description)
       finished = true
     }
   }
