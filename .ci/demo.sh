@@ -24,18 +24,20 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() { # wait_for SECONDS FILE PATTERN
-  local deadline=$((SECONDS + $1))
-  until grep -q -- "$3" "$2" 2>/dev/null; do
+wait_for() { # wait_for SECONDS FILE PATTERN [COUNT]: until PATTERN is in FILE COUNT times
+  local deadline=$((SECONDS + $1)) want=${4:-1}
+  until [ "$(grep -c -- "$3" "$2" 2>/dev/null)" -ge "$want" ]; do
     [ $SECONDS -lt $deadline ] || fatal "timed out waiting for '$3' in $2"
     sleep 0.2
   done
 }
+broker_starts=0
 start_broker() {
   mosquitto -c "$DEMO_DIR/mosquitto.conf" >>"$DEMO_DIR/mosquitto.log" 2>&1 &
   broker_pid=$!
   pids+=("$broker_pid")
-  wait_for 10 "$DEMO_DIR/mosquitto.log" "mosquitto version .* running"
+  broker_starts=$((broker_starts + 1))
+  wait_for 10 "$DEMO_DIR/mosquitto.log" "mosquitto version .* running" "$broker_starts"
 }
 
 step "Building the Embedded Swift binaries for this machine"
@@ -92,6 +94,7 @@ step "gridedge status (what an engineer on site sees)"
 step "The broker goes away for a few seconds"
 kill "$broker_pid"
 wait "$broker_pid" 2>/dev/null || true
+log "mosquitto stopped: it publishes the agent's will (offline, reason lost) as it goes"
 wait_for 15 "$DEMO_DIR/agent.log" "link to .* down"
 sleep "$PAUSE"
 "$BIN/gridedge" status --config "$DEMO_DIR/concentrator.conf" | grep -E '^(agent|link|detail)'
@@ -100,7 +103,8 @@ step "The broker comes back; the agent reconnects with backoff and re-announces 
 start_broker
 mosquitto_sub -h 127.0.0.1 -p "$PORT" -t 'gridedge/v1/#' -v >>"$DEMO_DIR/wire.log" 2>&1 &
 pids+=($!)
-wait_for 30 "$DEMO_DIR/agent.log" "birth published\|connected to 127.0.0.1:$PORT"
+wait_for 30 "$DEMO_DIR/agent.log" "birth published" 2
+wait_for 10 "$DEMO_DIR/hq.log" "device $DEVICE online" 2
 sleep "$PAUSE"
 
 step "Stopping the agent (SIGTERM): it publishes offline and exits 0"
@@ -108,7 +112,7 @@ kill -TERM "$agent_pid"
 rc=0
 wait "$agent_pid" || rc=$?
 log "agent exit code: $rc"
-wait_for 10 "$DEMO_DIR/hq.log" "device $DEVICE offline"
+wait_for 10 "$DEMO_DIR/hq.log" "device $DEVICE offline (epoch 1, shutdown)"
 sleep 1
 
 step "gridedge-hq report (what HQ knows)"
