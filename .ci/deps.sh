@@ -9,7 +9,7 @@ PACKAGES=(
   pkg-config libsqlite3-dev libmosquitto-dev libssl-dev # the C libraries, host build
   mosquitto mosquitto-clients                           # a real broker for tests and the demo
   qemu-user-static                                      # running the ARM binaries
-  sqlite3 openssl python3 binutils file xz-utils        # tests, cross scripts, certificates
+  sqlite3 openssl python3 debian-archive-keyring       # tests, cross scripts (sysroots), certificates
 )
 
 log() { printf '\033[1m[deps]\033[0m %s\n' "$*"; }
