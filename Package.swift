@@ -61,7 +61,11 @@ let package = Package(
     .testTarget(name: "SQLiteStoreTests", dependencies: ["SQLiteStore", "TestSupport"]),
     .testTarget(
       name: "MosquittoClientTests", dependencies: ["MosquittoClient", "TestSupport"]),
-    .testTarget(name: "DomainTests", dependencies: ["DLT645", "GridEdgeCore", "GridEdgeContract"]),
+    .testTarget(name: "DLT645Tests", dependencies: ["DLT645"]),
+    .testTarget(name: "DomainTests", dependencies: ["GridEdgeCore"]),
+    .testTarget(
+      name: "ContractTests", dependencies: ["GridEdgeContract", "SQLiteStore", "TestSupport"]),
+    .testTarget(name: "MeterSimTests", dependencies: ["MeterSim", "DLT645", "TestSupport"]),
     .testTarget(
       name: "AgentTests",
       dependencies: [
