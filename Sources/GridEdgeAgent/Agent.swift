@@ -14,6 +14,7 @@ public final class Agent<C: Clock> {
   private enum Timer: Hashable {
     case reconnect
     case stopDeadline
+    case budget
   }
 
   private enum Link {
@@ -24,6 +25,9 @@ public final class Agent<C: Clock> {
   let clock: C
   let store: AgentStore
   let client: Client
+  let outbox: Outbox
+  let sync: Sync
+  let capBytes: Int64
   let signals: TerminationSignals
   let epoch: Int64
   let host: String
@@ -34,6 +38,7 @@ public final class Agent<C: Clock> {
   private var stopReason: String? = nil
   private var offlineMessageID: Int32? = nil
   private var finished = false
+  private var full = false
 
   /// The broker as `host:port`, for logs and status.
   public var broker: String { host + ":" + String(port) }
@@ -74,7 +79,14 @@ public final class Agent<C: Clock> {
     } catch {
       throw AgentError("forming the will: " + error.description, exitCode: ExitCode.failure)
     }
+    var settings = Sync.Settings()
+    settings.batchRecords = Int(config.integer("sync.batch_records"))
+    settings.window = Int(config.integer("sync.window"))
+    settings.ackTimeoutMilliseconds = config.integer("sync.ack_timeout")
+    settings.backlogRate = config.integer("sync.backlog_rate")
+    self.capBytes = config.integer("store.max_bytes")
     var options = ClientOptions(clientID: deviceID)
+    options.maxInflightMessages = Int32(settings.window)
     options.protocolVersion = config.string("mqtt.protocol") == "v311" ? .v311 : .v5
     options.keepAliveSeconds = Int32(config.integer("mqtt.keepalive"))
     options.will = Will(topic: Topics.state(deviceID), payload: will, qos: 1, retain: true)
@@ -98,6 +110,12 @@ public final class Agent<C: Clock> {
     } catch {
       throw AgentError("MQTT client: " + error.description, exitCode: ExitCode.config)
     }
+    do {
+      self.outbox = try Outbox(store: store)
+    } catch {
+      throw AgentError("database " + path + ": " + error.description, exitCode: ExitCode.database)
+    }
+    self.sync = Sync(outbox: outbox, client: client, settings: settings)
   }
 
   /// Runs until a stop signal, then says goodbye to the broker.
@@ -108,17 +126,21 @@ public final class Agent<C: Clock> {
       "device " + store.deviceID + " store " + store.storeID + " epoch " + String(epoch)
         + ", database " + store.db.path + ", broker " + broker)
     setStatus(phase: "running", detail: "started")
+    checkBudget()
     connect()
     while !finished {
       let now = clock.monotonicMilliseconds
       for timer in timers.takeDue(now: now) { fire(timer) }
       if finished { break }
+      if link == .connected && stopReason == nil { pump() }
       var requests = [PollRequest(fd: signals.fd)]
       let socket = client.socket
       if socket >= 0 { requests.append(PollRequest(fd: socket, read: true, write: client.wantsWrite)) }
+      var limit: Int64 = 1000
+      if let deadline = sync.nextDeadline(monotonic: now) { limit = max(0, min(limit, deadline - now)) }
       let results: [PollResult]
       do {
-        results = try Poller.wait(requests, timeoutMilliseconds: timers.timeout(now: now, limit: 1000))
+        results = try Poller.wait(requests, timeoutMilliseconds: timers.timeout(now: now, limit: limit))
       } catch {
         Log.error("agent", error.description)
         return ExitCode.failure
@@ -178,7 +200,11 @@ public final class Agent<C: Clock> {
           linkLost("disconnected, reason code " + String(reasonCode))
         }
       case .published(let mid, let reasonCode):
-        if reasonCode >= 0x80 {
+        if let event = sync.published(
+          mid: mid, reasonCode: reasonCode, monotonic: clock.monotonicMilliseconds)
+        {
+          enqueueEvent(event)
+        } else if reasonCode >= 0x80 {
           Log.warn("mqtt", "broker refused message " + String(mid) + ", reason code " + String(reasonCode))
         }
         if mid == offlineMessageID {
@@ -190,10 +216,7 @@ public final class Agent<C: Clock> {
           }
         }
       case .message(let message):
-        Log.info(
-          "mqtt",
-          "downlink on " + message.topic + " (" + String(message.payload.count)
-            + " bytes) not handled by this version")
+        downlink(message)
       case .subscribed:
         break
       }
@@ -213,6 +236,11 @@ public final class Agent<C: Clock> {
       return
     }
     do {
+      try sync.linkUp(monotonic: clock.monotonicMilliseconds)
+    } catch {
+      Log.error("sync", "reading unacknowledged batches: " + error.description)
+    }
+    do {
       try client.subscribe(Topics.downAll(store.deviceID), qos: 1)
       try client.publish(topic: Topics.state(store.deviceID), payload: birth, qos: 1, retain: true)
       Log.info("mqtt", "connected to " + broker + "; birth published (epoch " + String(epoch) + ")")
@@ -224,6 +252,7 @@ public final class Agent<C: Clock> {
 
   private func linkLost(_ why: String) {
     link = .disconnected
+    sync.linkDown()
     if stopReason != nil {
       finished = true
       return
@@ -241,6 +270,8 @@ public final class Agent<C: Clock> {
     case .stopDeadline:
       Log.warn("agent", "broker did not confirm the offline state in time; closing")
       finished = true
+    case .budget:
+      checkBudget()
     }
   }
 
@@ -269,6 +300,118 @@ public final class Agent<C: Clock> {
     } catch {
       Log.warn("agent", "could not publish the offline state: " + error.description)
       finished = true
+    }
+  }
+
+  // MARK: - Sync
+
+  private func pump() {
+    do {
+      try sync.pump(monotonic: clock.monotonicMilliseconds, wall: clock.wallMilliseconds)
+    } catch {
+      Log.error("sync", error.description)
+      if link == .connected {
+        // A client failure means the link is gone; a database failure is retried
+        // after the backoff like a lost link, so the loop does not spin on it.
+        try? client.disconnect()
+        linkLost(error.description)
+      }
+    }
+  }
+
+  private func downlink(_ message: Message) {
+    let ackTopic = Topics.downAck(store.deviceID)
+    if message.topic == ackTopic {
+      do {
+        _ = try sync.acknowledged(
+          message.payload, monotonic: clock.monotonicMilliseconds, wall: clock.wallMilliseconds)
+      } catch {
+        Log.error("sync", error.description)
+      }
+      return
+    }
+    if message.topic == Topics.downCommand(store.deviceID) {
+      handleCommand(message.payload)
+      return
+    }
+    Log.warn("mqtt", "ignored downlink on unexpected topic " + message.topic)
+  }
+
+  /// Commands are verified and applied by the fee-control work; until then each one
+  /// is rejected with a reason, reported in class results.
+  private func handleCommand(_ payload: [UInt8]) {
+    let digest = hexString(Array(SHA256.hash(payload).prefix(16)))
+    Log.warn("command", "command " + digest + " rejected: commands are not supported by this version")
+    do {
+      try store.db.transaction(.full) { () throws(SQLiteError) in
+        let id = try outbox.newRecordID("result")
+        try outbox.enqueue(
+          .results,
+          record: "{\"id\":\"" + id + "\",\"cmd\":\"" + digest
+            + "\",\"outcome\":\"rejected\",\"reason\":\"unsupported\",\"detail\":\"commands are not supported by this version\",\"ts\":"
+            + String(clock.wallMilliseconds) + "}",
+          retention: .billing, now: clock.wallMilliseconds)
+      }
+      sync.recordsEnqueued()
+    } catch {
+      Log.error("command", "could not record the result of command " + digest + ": " + error.description)
+    }
+  }
+
+  /// Enqueues an event record (`body` is a JSON object without `id`/`ts`).
+  private func enqueueEvent(_ body: String) {
+    let now = clock.wallMilliseconds
+    do {
+      try store.db.transaction { () throws(SQLiteError) in
+        let id = try outbox.newRecordID("event")
+        let inner = body.utf8.count > 2 ? "," + String(body.dropFirst().dropLast()) : ""
+        try outbox.enqueue(
+          .events, record: "{\"id\":\"" + id + "\",\"ts\":" + String(now) + inner + "}",
+          retention: .billing, now: now)
+      }
+      sync.recordsEnqueued()
+    } catch {
+      Log.error("agent", "could not enqueue event " + body + ": " + error.description)
+    }
+  }
+
+  /// Keeps the database within `store.max_bytes`, reports evictions upstream, and says
+  /// clearly when only billing data is left. Runs every 5 s.
+  private func checkBudget() {
+    timers.schedule(.budget, at: clock.monotonicMilliseconds + 5000)
+    let state: Outbox.BudgetState
+    do {
+      state = try outbox.enforceBudget(capBytes: capBytes, now: clock.wallMilliseconds)
+      for (name, new, total) in try outbox.unreportedEvictions() {
+        enqueueEvent(
+          "{\"type\":\"outbox.evicted\",\"class\":\"" + name + "\",\"evicted\":" + String(new)
+            + ",\"total\":" + String(total) + "}")
+        try outbox.markEvictionsReported(name, total: total)
+      }
+    } catch {
+      Log.error("store", "disk budget check: " + error.description)
+      return
+    }
+    if state.evicted > 0 {
+      Log.warn(
+        "store",
+        "database at its cap of " + String(capBytes) + " bytes (store.max_bytes): evicted "
+          + String(state.evicted) + " unsent telemetry record(s), oldest first")
+    }
+    if state.full != full {
+      full = state.full
+      if full {
+        Log.error(
+          "store",
+          "database FULL: " + String(state.usedBytes) + " bytes in use, cap " + String(capBytes)
+            + " (store.max_bytes); only billing data is left, nothing more can be evicted")
+        enqueueEvent(
+          "{\"type\":\"store.full\",\"used_bytes\":" + String(state.usedBytes) + ",\"cap_bytes\":"
+            + String(capBytes) + "}")
+        setStatus(phase: "running", detail: "database full (store.max_bytes)")
+      } else {
+        Log.info("store", "database below its cap again")
+      }
     }
   }
 

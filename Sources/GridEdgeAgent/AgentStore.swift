@@ -38,7 +38,39 @@ public final class AgentStore {
           detail TEXT NOT NULL,
           updated_at INTEGER NOT NULL
         ) STRICT;
-        """)
+        """),
+    Migration(
+      id: 2, name: "outbox and batches",
+      sql: """
+        CREATE TABLE outbox (
+          id INTEGER PRIMARY KEY AUTOINCREMENT,
+          class TEXT NOT NULL,
+          billing INTEGER NOT NULL CHECK (billing IN (0, 1)),
+          record TEXT NOT NULL,
+          created_at INTEGER NOT NULL
+        ) STRICT;
+        CREATE INDEX outbox_by_class ON outbox (class, id);
+        CREATE INDEX outbox_telemetry ON outbox (id) WHERE billing = 0;
+        CREATE TABLE batches (
+          seq INTEGER PRIMARY KEY,
+          class TEXT NOT NULL,
+          payload BLOB NOT NULL,
+          records INTEGER NOT NULL,
+          created_at INTEGER NOT NULL
+        ) STRICT;
+        CREATE TABLE sync_state (
+          singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+          last_seq INTEGER NOT NULL,
+          last_record INTEGER NOT NULL
+        ) STRICT;
+        INSERT INTO sync_state (singleton, last_seq, last_record) VALUES (1, 0, 0);
+        CREATE TABLE outbox_evictions (
+          class TEXT PRIMARY KEY,
+          evicted INTEGER NOT NULL,
+          reported INTEGER NOT NULL,
+          last_at INTEGER
+        ) STRICT;
+        """),
   ]
 
   /// Opens (creating if needed) the database at `path` for device `deviceID`.

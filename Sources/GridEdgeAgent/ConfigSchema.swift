@@ -67,6 +67,9 @@ public enum ConfigSchema {
       "store.path", .path, default: "/var/lib/gridedge/gridedge.db",
       "The SQLite database file; its -wal and -shm files live beside it."),
     ConfigKey(
+      "store.max_bytes", .integer(1_048_576, 1_099_511_627_776), default: "268435456", unit: "bytes",
+      "Disk budget: above it, unsent telemetry is evicted oldest first (billing data never is)."),
+    ConfigKey(
       "mqtt.host", .text, default: "127.0.0.1", "The MQTT broker's host name or address."),
     ConfigKey(
       "mqtt.port", .integer(1, 65535), default: "1883",
@@ -97,6 +100,18 @@ public enum ConfigSchema {
     ConfigKey(
       "mqtt.reconnect_max", .integer(1000, 3_600_000), default: "120000", unit: "ms",
       "Reconnect backoff cap: no retry waits longer than this."),
+    ConfigKey(
+      "sync.batch_records", .integer(1, 10_000), default: "100",
+      "The most records one uplink batch carries."),
+    ConfigKey(
+      "sync.window", .integer(1, 1000), default: "16",
+      "The most batches published and not yet acknowledged by HQ at any time."),
+    ConfigKey(
+      "sync.ack_timeout", .integer(1000, 3_600_000), default: "30000", unit: "ms",
+      "A batch HQ has not acknowledged within this time is sent again."),
+    ConfigKey(
+      "sync.backlog_rate", .integer(0, 10_000_000), default: "2000", unit: "records/s",
+      "Cap on backlog drained after an outage (live data always goes first); 0 for no cap."),
     ConfigKey(
       "log.level", .choice(["debug", "info", "warn", "error"]), default: "info",
       "The least severe log level written to stderr (journald)."),

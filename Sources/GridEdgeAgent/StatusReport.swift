@@ -44,17 +44,34 @@ public enum StatusReport {
       } else {
         state = "not running (ended without a clean stop)"
       }
+      // The outbox tables exist once an agent of version 0.2 or later has run.
+      let sync = try? db.query(
+        """
+        SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM batches),
+          (SELECT last_seq FROM sync_state), (SELECT coalesce(sum(evicted), 0) FROM outbox_evictions),
+          ((SELECT page_count FROM pragma_page_count()) - (SELECT freelist_count FROM pragma_freelist_count()))
+            * (SELECT page_size FROM pragma_page_size())
+        """
+      ).first
+      let pending = sync?.int64(0) ?? 0
+      let unacked = sync?.int64(1) ?? 0
+      let lastSeq = sync?.int64(2) ?? 0
+      let evicted = sync?.int64(3) ?? 0
+      let used = sync?.int64(4) ?? 0
       if json {
         let out = try db.query(
           """
           SELECT json_object('device', ?1, 'store', ?2, 'profile', ?3, 'state', ?4, 'running', json(?5),
             'epoch', ?6, 'pid', ?7, 'link', ?8, 'broker', ?9, 'detail', ?10, 'updated_at', ?11,
-            'boots', ?12, 'last_stop', ?13, 'database', ?14)
+            'boots', ?12, 'last_stop', ?13, 'database', ?14,
+            'outbox', json_object('pending_records', ?15, 'unacked_batches', ?16, 'last_seq', ?17,
+              'evicted_records', ?18, 'used_bytes', ?19, 'cap_bytes', ?20))
           """,
           [
             row[0], row[1], .text(config.string("device.profile") ?? ""), .text(state),
             .text(alive ? "true" : "false"), row[2], row[3], row[5], row[6], row[7], row[8], row[9],
-            row[10], .text(path),
+            row[10], .text(path), .integer(pending), .integer(unacked), .integer(lastSeq),
+            .integer(evicted), .integer(used), .integer(config.integer("store.max_bytes")),
           ])
         Console.writeLine(out.first?.text(0) ?? "{}")
         return ExitCode.ok
@@ -71,7 +88,14 @@ public enum StatusReport {
         lines.append(("detail", row.text(7) ?? ""))
         lines.append(("updated", formatUTC(milliseconds: row.int64(8) ?? 0)))
       }
-      lines.append(("database", path))
+      lines.append(
+        (
+          "outbox",
+          String(pending) + " record(s) pending, " + String(unacked) + " batch(es) awaiting HQ's ack, last seq "
+            + String(lastSeq) + (evicted > 0 ? ", " + String(evicted) + " telemetry record(s) evicted" : "")
+        ))
+      lines.append(
+        ("database", path + " (" + String(used / 1024) + " KiB of " + String(config.integer("store.max_bytes") / 1024) + " KiB)"))
       for (label, value) in lines {
         var padded = label
         while padded.utf8.count < 10 { padded += " " }

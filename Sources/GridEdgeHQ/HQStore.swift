@@ -1,4 +1,5 @@
 import GridEdgeContract
+import Runtime
 import SQLiteStore
 
 /// The HQ receiver's database: what it knows of each device.
@@ -22,7 +23,43 @@ public final class HQStore {
           last_seen INTEGER NOT NULL,
           births INTEGER NOT NULL DEFAULT 0
         ) STRICT;
-        """)
+        """),
+    Migration(
+      id: 2, name: "batches, records and per-device counters",
+      sql: """
+        CREATE TABLE batches (
+          device_id TEXT NOT NULL,
+          store_id TEXT NOT NULL,
+          seq INTEGER NOT NULL,
+          class TEXT NOT NULL,
+          records INTEGER NOT NULL,
+          stored INTEGER NOT NULL,
+          digest TEXT NOT NULL,
+          received_at INTEGER NOT NULL,
+          PRIMARY KEY (device_id, store_id, seq)
+        ) STRICT, WITHOUT ROWID;
+        CREATE TABLE records (
+          id INTEGER PRIMARY KEY,
+          device_id TEXT NOT NULL,
+          class TEXT NOT NULL,
+          key TEXT NOT NULL,
+          body TEXT NOT NULL,
+          store_id TEXT NOT NULL,
+          seq INTEGER NOT NULL,
+          received_at INTEGER NOT NULL,
+          UNIQUE (device_id, class, key)
+        ) STRICT;
+        CREATE TABLE device_counters (
+          device_id TEXT PRIMARY KEY,
+          batches INTEGER NOT NULL DEFAULT 0,
+          duplicate_batches INTEGER NOT NULL DEFAULT 0,
+          records INTEGER NOT NULL DEFAULT 0,
+          duplicate_records INTEGER NOT NULL DEFAULT 0,
+          malformed INTEGER NOT NULL DEFAULT 0,
+          conflicting_batches INTEGER NOT NULL DEFAULT 0,
+          last_batch_at INTEGER
+        ) STRICT;
+        """),
   ]
 
   /// Opens (creating if needed) the receiver database at `path`.
@@ -55,6 +92,88 @@ public final class HQStore {
         .integer(message.time), .integer(now), .integer(message.state == .online ? 1 : 0),
       ])
     return db.changes > 0
+  }
+
+  /// What storing one batch did.
+  public enum Outcome: Equatable, Sendable {
+    /// Stored: `stored` new records, `duplicates` already held under their natural key.
+    case stored(stored: Int, duplicates: Int)
+    /// This (device, store, seq) was stored before, byte-identical: nothing stored again.
+    case duplicateBatch
+    /// This (device, store, seq) was stored before with other content: the device
+    /// reused a sequence number. Nothing stored; counted and reported.
+    case conflictingBatch
+  }
+
+  /// Stores a validated batch, deduplicated by (device, store, seq) and by each
+  /// record's natural key. Call inside a transaction; ack only after it commits.
+  public func store(_ header: BatchHeader, payload: [UInt8], receivedAt now: Int64) throws(SQLiteError)
+    -> Outcome
+  {
+    let digest = hexString(SHA256.hash(payload))
+    try db.run(
+      """
+      INSERT OR IGNORE INTO batches (device_id, store_id, seq, class, records, stored, digest,
+        received_at)
+      VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)
+      """,
+      [
+        .text(header.device), .text(header.store), .integer(header.seq), .text(header.uplink.name),
+        .integer(Int64(header.recordCount)), .text(digest), .integer(now),
+      ])
+    guard db.changes > 0 else {
+      let previous = try db.query(
+        "SELECT digest FROM batches WHERE device_id = ?1 AND store_id = ?2 AND seq = ?3",
+        [.text(header.device), .text(header.store), .integer(header.seq)]
+      ).first?.text(0)
+      guard previous != digest else {
+        try count(header.device, "duplicate_batches = duplicate_batches + 1", now: now)
+        return .duplicateBatch
+      }
+      // Its records are still real data: keep those not held yet (by natural key).
+      let stored = try storeRecords(header, payload: payload, receivedAt: now)
+      try count(
+        header.device,
+        "conflicting_batches = conflicting_batches + 1, records = records + " + String(stored)
+          + ", duplicate_records = duplicate_records + " + String(header.recordCount - stored), now: now)
+      return .conflictingBatch
+    }
+    let stored = try storeRecords(header, payload: payload, receivedAt: now)
+    try count(
+      header.device,
+      "batches = batches + 1, records = records + " + String(stored) + ", duplicate_records = duplicate_records + "
+        + String(header.recordCount - stored) + ", last_batch_at = " + String(now), now: now)
+    try db.run(
+      "UPDATE batches SET stored = ?4 WHERE device_id = ?1 AND store_id = ?2 AND seq = ?3",
+      [.text(header.device), .text(header.store), .integer(header.seq), .integer(Int64(stored))])
+    return .stored(stored: stored, duplicates: header.recordCount - stored)
+  }
+
+  /// Inserts the batch's records not held yet under their natural key.
+  /// - Returns: how many were new.
+  private func storeRecords(_ header: BatchHeader, payload: [UInt8], receivedAt now: Int64) throws(SQLiteError)
+    -> Int
+  {
+    try db.run(
+      "INSERT OR IGNORE INTO records (device_id, class, key, body, store_id, seq, received_at) SELECT ?1, ?2, "
+        + RecordKey.sql(header.uplink, record: "value")
+        + ", value, ?4, ?5, ?6 FROM json_each(?3, '$.records')",
+      [
+        .text(header.device), .text(header.uplink.name), .text(String(decoding: payload, as: UTF8.self)),
+        .text(header.store), .integer(header.seq), .integer(now),
+      ])
+    return db.changes
+  }
+
+  /// Counts a malformed message from `device` (never stored, never acked).
+  public func countMalformed(_ device: String, now: Int64) throws(SQLiteError) {
+    try count(device, "malformed = malformed + 1", now: now)
+  }
+
+  /// `update` is built from integers only, never from received text.
+  private func count(_ device: String, _ update: String, now: Int64) throws(SQLiteError) {
+    try db.run("INSERT OR IGNORE INTO device_counters (device_id) VALUES (?1)", [.text(device)])
+    try db.run("UPDATE device_counters SET " + update + " WHERE device_id = ?1", [.text(device)])
   }
 
   private func text(_ value: String?) -> SQLiteValue {

@@ -7,8 +7,11 @@ import SQLiteStore
 /// subscription `$share/<group>/...`, so several receivers split the load on an
 /// MQTT v5 broker or cluster) and keeps what it learns in its database.
 ///
-/// This first version tracks online/offline from `state`; batches and acks
-/// follow with the sync issue.
+/// Uplink batches are validated, stored deduplicated by (device, store, seq) and by
+/// each record's natural key, and acknowledged on `down/ack` only after the
+/// transaction holding them has committed (`synchronous=FULL`). Everything received
+/// in one turn of the loop is committed together, then acked. A malformed batch is
+/// logged with its device and topic, counted, never stored and never acked.
 public final class Receiver<C: Clock> {
   public struct Options {
     public var host = "127.0.0.1"
@@ -16,6 +19,10 @@ public final class Receiver<C: Clock> {
     public var databasePath = "gridedge-hq.db"
     public var clientID = "gridedge-hq"
     public var sharedGroup: String? = nil
+    /// Fault injection for tests: exit with status 70 after this many commits,
+    /// before publishing their acks (0: never). Set from the environment variable
+    /// `GRIDEDGE_HQ_FAULT_EXIT_BEFORE_ACK`.
+    public var exitBeforeAckAfterCommits = Int(Process.environment("GRIDEDGE_HQ_FAULT_EXIT_BEFORE_ACK") ?? "") ?? 0
     public init() {}
   }
 
@@ -28,6 +35,7 @@ public final class Receiver<C: Clock> {
   private var stopping = false
   private var backoff = Backoff(baseMilliseconds: 500, capMilliseconds: 30_000)
   private var timers = TimerQueue<Int>()
+  private var commits = 0
 
   public init(options: Options, clock: C) throws(ReceiverError) {
     self.options = options
@@ -107,6 +115,7 @@ public final class Receiver<C: Clock> {
   }
 
   private func handleEvents() {
+    var uplinks: [Message] = []
     for event in client.takeEvents() {
       switch event {
       case .connected(let code):
@@ -119,17 +128,101 @@ public final class Receiver<C: Clock> {
         Log.info("hq", "connected to " + broker)
         do {
           try client.subscribe(Topics.allStates(sharedGroup: options.sharedGroup), qos: 1)
+          try client.subscribe(Topics.allUplinks(sharedGroup: options.sharedGroup), qos: 1)
         } catch {
           lost(error.description)
         }
       case .disconnected(let code):
         lost("disconnected, reason code " + String(code))
       case .message(let message):
-        receive(message)
+        if message.topic.hasSuffix("/state") {
+          receive(message)
+        } else {
+          uplinks.append(message)
+        }
       case .published, .subscribed:
         break
       }
     }
+    if !uplinks.isEmpty { receiveBatches(uplinks) }
+  }
+
+  /// Stores a turn's batches in one transaction, then acks them.
+  private func receiveBatches(_ messages: [Message]) {
+    let now = clock.wallMilliseconds
+    var acks: [String: [Int64]] = [:]  // "device store" -> seqs
+    do {
+      try store.db.transaction(.full) { () throws(SQLiteError) in
+        for message in messages {
+          guard let header = validate(message, now: now) else { continue }
+          let outcome = try store.store(header, payload: message.payload, receivedAt: now)
+          switch outcome {
+          case .stored(let stored, let duplicates):
+            Log.debug(
+              "hq",
+              "batch " + String(header.seq) + " of " + header.device + "/" + header.store + " ("
+                + header.uplink.name + "): " + String(stored) + " stored, " + String(duplicates)
+                + " duplicate record(s)")
+          case .duplicateBatch:
+            Log.debug(
+              "hq", "batch " + String(header.seq) + " of " + header.device + " again: acked, not stored")
+          case .conflictingBatch:
+            Log.error(
+              "hq",
+              "batch " + String(header.seq) + " of " + header.device + "/" + header.store
+                + " differs from the one stored under the same seq: the device reused a seq;"
+                + " its new records kept, acked")
+          }
+          acks[header.device + " " + header.store, default: []].append(header.seq)
+        }
+      }
+    } catch {
+      Log.error("hq", "storing " + String(messages.count) + " batch(es): " + error.description + "; not acked")
+      return
+    }
+    commits += 1
+    if options.exitBeforeAckAfterCommits > 0 && commits >= options.exitBeforeAckAfterCommits {
+      Log.warn("hq", "fault injection: exiting after commit " + String(commits) + ", before its acks")
+      Process.exit(70)
+    }
+    for (key, seqs) in acks {
+      let parts = key.split(separator: " ")
+      let device = String(parts[0])
+      let ack = Ack(store: String(parts[1]), seqs: seqs)
+      do {
+        _ = try client.publish(topic: Topics.downAck(device), payload: ack.encode(), qos: 1, retain: false)
+      } catch {
+        Log.warn("hq", "ack to " + device + " not sent (" + error.description + "); the device will resend")
+      }
+    }
+  }
+
+  /// The batch's header, or nil (logged and counted) when the message is malformed.
+  private func validate(_ message: Message, now: Int64) -> BatchHeader? {
+    guard let (device, rest) = Topics.parse(message.topic), rest.hasPrefix("up/") else {
+      Log.warn("hq", "ignored message on unexpected topic " + message.topic)
+      return nil
+    }
+    func malformed(_ why: String) -> BatchHeader? {
+      Log.warn("hq", "malformed batch from " + device + " on " + message.topic + ": " + why + "; not stored, not acked")
+      do {
+        try store.countMalformed(device, now: now)
+      } catch {
+        Log.error("hq", "counting a malformed batch: " + error.description)
+      }
+      return nil
+    }
+    let header: BatchHeader
+    do {
+      header = try BatchHeader.decode(message.payload, store.db)
+    } catch {
+      return malformed(error.description)
+    }
+    guard header.device == device else { return malformed("dev \"" + header.device + "\" is not the topic's device") }
+    guard rest == "up/" + header.uplink.name else {
+      return malformed("class \"" + header.uplink.name + "\" does not match the topic")
+    }
+    return header
   }
 
   private func receive(_ message: Message) {

@@ -1,0 +1,272 @@
+import GridEdgeContract
+import MosquittoClient
+import Runtime
+import SQLiteStore
+
+/// The uplink side of store-and-forward (DESIGN.md §5): forms batches from the
+/// outbox, publishes them at QoS 1 with a bounded window, and releases them only on
+/// HQ's application ack. Driven by the agent's poll loop; owns no thread.
+///
+/// - A batch is in flight from its publish until HQ acks it; at most `window` are.
+/// - A batch not acked within `ackTimeout` is published again (byte-identical), and
+///   after a reconnect every unacked batch is.
+/// - A PUBACK with a reason code ≥ 0x80 (not authorised, quota exceeded) keeps the
+///   batch, holds it for `ackTimeout`, and raises an event (at most one per code per
+///   hour).
+/// - Live records (enqueued after the link came up) go before backlog; backlog
+///   drains at most `backlogRate` records per second (0: no cap).
+public final class Sync {
+  public struct Settings: Sendable {
+    public var batchRecords = 100
+    public var window = 16
+    public var ackTimeoutMilliseconds: Int64 = 30_000
+    /// Records per second of backlog; 0 for no cap.
+    public var backlogRate: Int64 = 0
+    public init() {}
+  }
+
+  /// Counters since start, for status and logs.
+  public struct Figures: Sendable {
+    public var batchesPublished: Int64 = 0
+    public var batchesResent: Int64 = 0
+    public var batchesAcked: Int64 = 0
+    public var recordsAcked: Int64 = 0
+    public var refusedByBroker: Int64 = 0
+    public var malformedAcks: Int64 = 0
+    public var lastAckAt: Int64 = 0
+  }
+
+  private struct InFlight {
+    var mid: Int32
+    var sentAt: Int64
+  }
+
+  let outbox: Outbox
+  let client: Client
+  let settings: Settings
+  let deviceID: String
+  let storeID: String
+  private var connected = false
+  private var inFlight: [Int64: InFlight] = [:]
+  private var seqOfMid: [Int32: Int64] = [:]
+  /// Formed batches to publish (again) before forming new ones, oldest first.
+  private var resend: [Int64] = []
+  /// Batches the broker refused, with the monotonic time to try again.
+  private var held: [Int64: Int64] = [:]
+  private var liveAfter: Int64 = 0
+  private var tokens: Int64 = 0
+  private var tokensAt: Int64 = 0
+  private var refusalEventAt: [Int32: Int64] = [:]
+  private var nothingPendingUntil: Int64 = 0
+  public private(set) var figures = Figures()
+
+  public init(outbox: Outbox, client: Client, settings: Settings) {
+    self.outbox = outbox
+    self.client = client
+    self.settings = settings
+    self.deviceID = outbox.deviceID
+    self.storeID = outbox.storeID
+  }
+
+  /// Batches published and not yet acknowledged.
+  public var inFlightCount: Int { inFlight.count }
+
+  /// The link is up (CONNACK accepted): every unacked batch is resent first, and
+  /// records enqueued from now on count as live.
+  public func linkUp(monotonic now: Int64) throws(SQLiteError) {
+    connected = true
+    inFlight.removeAll()
+    seqOfMid.removeAll()
+    held.removeAll()
+    resend = try outbox.unackedSeqs()
+    liveAfter = try outbox.newestID()
+    tokens = bucketSize
+    tokensAt = now
+    nothingPendingUntil = 0
+    if !resend.isEmpty {
+      Log.info("sync", String(resend.count) + " unacknowledged batch(es) to send again")
+    }
+  }
+
+  /// The link is down: nothing is in flight any more (it is all resent on the next
+  /// `linkUp`).
+  public func linkDown() {
+    connected = false
+    inFlight.removeAll()
+    seqOfMid.removeAll()
+  }
+
+  /// Something was enqueued: look for pending records at the next `pump`.
+  public func recordsEnqueued() { nothingPendingUntil = 0 }
+
+  private var bucketSize: Int64 {
+    settings.backlogRate == 0 ? Int64.max : max(settings.backlogRate, Int64(settings.batchRecords))
+  }
+
+  /// Publishes what the window allows: due resends first, then new batches.
+  /// - Parameters:
+  ///   - now: monotonic ms; `wall`: wall-clock ms (stored with batches).
+  /// - Throws: `SyncError` when the database or the client fails.
+  public func pump(monotonic now: Int64, wall: Int64) throws(SyncError) {
+    guard connected else { return }
+    expireAcks(now)
+    for (seq, at) in held where at <= now {
+      held[seq] = nil
+      resend.append(seq)
+    }
+    if !resend.isEmpty { resend.sort() }
+    while inFlight.count < settings.window, !resend.isEmpty {
+      let seq = resend.removeFirst()
+      let batch: Outbox.Batch?
+      do {
+        batch = try outbox.batch(seq)
+      } catch {
+        throw SyncError("reading batch " + String(seq) + ": " + error.description)
+      }
+      guard let batch else { continue }  // acked meanwhile
+      try publish(batch, now: now, again: true)
+    }
+    let free = settings.window - inFlight.count - held.count
+    guard free > 0, now >= nothingPendingUntil else { return }
+    refill(now)
+    let formed: (batches: [Outbox.Batch], backlogRecords: Int)
+    do {
+      formed = try outbox.formBatches(
+        count: free, maxRecords: settings.batchRecords, liveAfter: liveAfter,
+        backlogBudget: tokens >= Int64(Int.max) ? Int.max : Int(tokens), now: wall)
+    } catch {
+      throw SyncError("forming batches: " + error.description)
+    }
+    if settings.backlogRate > 0 { tokens -= Int64(formed.backlogRecords) }
+    if formed.batches.isEmpty {
+      // Nothing pending (or the backlog cap is spent): look again in a while, or as
+      // soon as something is enqueued or acked.
+      nothingPendingUntil = now + 200
+    }
+    for (i, batch) in formed.batches.enumerated() {
+      do {
+        try publish(batch, now: now, again: false)
+      } catch {
+        resend.append(contentsOf: formed.batches[(i + 1)...].map { $0.seq })
+        throw error
+      }
+    }
+  }
+
+  private func refill(_ now: Int64) {
+    guard settings.backlogRate > 0 else {
+      tokens = Int64.max
+      return
+    }
+    let elapsed = now - tokensAt
+    guard elapsed > 0 else { return }
+    tokensAt = now
+    let (gained, overflow) = elapsed.multipliedReportingOverflow(by: settings.backlogRate)
+    tokens = overflow ? bucketSize : min(bucketSize, tokens + gained / 1000)
+  }
+
+  private func publish(_ batch: Outbox.Batch, now: Int64, again: Bool) throws(SyncError) {
+    let mid: Int32
+    do {
+      mid = try client.publish(
+        topic: Topics.up(deviceID, batch.uplink), payload: batch.payload, qos: 1, retain: false)
+    } catch {
+      resend.insert(batch.seq, at: 0)
+      throw SyncError("publishing batch " + String(batch.seq) + ": " + error.description)
+    }
+    inFlight[batch.seq] = InFlight(mid: mid, sentAt: now)
+    seqOfMid[mid] = batch.seq
+    if again { figures.batchesResent += 1 } else { figures.batchesPublished += 1 }
+    Log.debug(
+      "sync",
+      (again ? "resent" : "sent") + " batch " + String(batch.seq) + " (" + batch.uplink.name + ", "
+        + String(batch.records) + " records, " + String(batch.payload.count) + " bytes)")
+  }
+
+  private func expireAcks(_ now: Int64) {
+    var expired: [Int64] = []
+    for (seq, flight) in inFlight where now - flight.sentAt >= settings.ackTimeoutMilliseconds {
+      expired.append(seq)
+    }
+    guard !expired.isEmpty else { return }
+    for seq in expired {
+      if let flight = inFlight.removeValue(forKey: seq) { seqOfMid[flight.mid] = nil }
+      resend.append(seq)
+    }
+    Log.warn(
+      "sync",
+      String(expired.count) + " batch(es) not acknowledged by HQ within "
+        + String(settings.ackTimeoutMilliseconds) + " ms; sending again")
+  }
+
+  /// The broker's PUBACK for message `mid`. A reason code ≥ 0x80 keeps the batch
+  /// and holds it for the ack timeout.
+  /// - Returns: an event record to enqueue when the refusal should be reported.
+  public func published(mid: Int32, reasonCode: Int32, monotonic now: Int64) -> String? {
+    guard let seq = seqOfMid.removeValue(forKey: mid) else { return nil }
+    guard reasonCode >= 0x80 else { return nil }
+    inFlight[seq] = nil
+    held[seq] = now + settings.ackTimeoutMilliseconds
+    figures.refusedByBroker += 1
+    Log.warn(
+      "sync",
+      "broker refused batch " + String(seq) + " with reason code " + String(reasonCode)
+        + "; kept, retry in " + String(settings.ackTimeoutMilliseconds) + " ms")
+    if let last = refusalEventAt[reasonCode], now - last < 3_600_000 { return nil }
+    refusalEventAt[reasonCode] = now
+    return "{\"type\":\"sync.refused\",\"seq\":" + String(seq) + ",\"reason_code\":"
+      + String(reasonCode) + "}"
+  }
+
+  /// HQ's application ack: releases the batches it names.
+  /// - Returns: how many batches were released.
+  public func acknowledged(_ payload: [UInt8], monotonic now: Int64, wall: Int64) throws(SyncError) -> Int {
+    let ack: Ack
+    do {
+      ack = try Ack.decode(payload, outbox.db)
+    } catch {
+      figures.malformedAcks += 1
+      Log.warn("sync", "malformed ack on " + Topics.downAck(deviceID) + ": " + error.description)
+      return 0
+    }
+    guard ack.store == storeID else {
+      Log.warn("sync", "ack for store " + ack.store + " ignored: this database is store " + storeID)
+      return 0
+    }
+    let released: (seqs: [Int64], records: Int)
+    do {
+      released = try outbox.release(ack)
+    } catch {
+      throw SyncError("releasing acknowledged batches: " + error.description)
+    }
+    for seq in released.seqs {
+      if let flight = inFlight.removeValue(forKey: seq) { seqOfMid[flight.mid] = nil }
+      held[seq] = nil
+    }
+    if !released.seqs.isEmpty {
+      resend.removeAll { released.seqs.contains($0) }
+      figures.batchesAcked += Int64(released.seqs.count)
+      figures.recordsAcked += Int64(released.records)
+      figures.lastAckAt = wall
+      nothingPendingUntil = 0
+    }
+    return released.seqs.count
+  }
+
+  /// When the loop should call `pump` again at the latest (monotonic ms), or nil.
+  public func nextDeadline(monotonic now: Int64) -> Int64? {
+    guard connected else { return nil }
+    var deadline: Int64? = nil
+    func consider(_ t: Int64) { deadline = min(deadline ?? t, t) }
+    for (_, flight) in inFlight { consider(flight.sentAt + settings.ackTimeoutMilliseconds) }
+    for (_, at) in held { consider(at) }
+    if nothingPendingUntil > now { consider(nothingPendingUntil) }
+    return deadline
+  }
+}
+
+/// Sync failed on the database or the client.
+public struct SyncError: Error, CustomStringConvertible {
+  public let description: String
+  public init(_ description: String) { self.description = description }
+}
