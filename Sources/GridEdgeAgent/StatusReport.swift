@@ -91,11 +91,16 @@ public enum StatusReport {
       lines.append(
         (
           "outbox",
-          String(pending) + " record(s) pending, " + String(unacked) + " batch(es) awaiting HQ's ack, last seq "
+          String(pending) + " record(s) pending, " + String(unacked)
+            + " batch(es) awaiting HQ's ack, last seq "
             + String(lastSeq) + (evicted > 0 ? ", " + String(evicted) + " telemetry record(s) evicted" : "")
         ))
       lines.append(
-        ("database", path + " (" + String(used / 1024) + " KiB of " + String(config.integer("store.max_bytes") / 1024) + " KiB)"))
+        (
+          "database",
+          path + " (" + String(used / 1024) + " KiB of " + String(config.integer("store.max_bytes") / 1024)
+            + " KiB)"
+        ))
       for (label, value) in lines {
         var padded = label
         while padded.utf8.count < 10 { padded += " " }

@@ -141,7 +141,8 @@ public final class HQStore {
     let stored = try storeRecords(header, payload: payload, receivedAt: now)
     try count(
       header.device,
-      "batches = batches + 1, records = records + " + String(stored) + ", duplicate_records = duplicate_records + "
+      "batches = batches + 1, records = records + " + String(stored)
+        + ", duplicate_records = duplicate_records + "
         + String(header.recordCount - stored) + ", last_batch_at = " + String(now), now: now)
     try db.run(
       "UPDATE batches SET stored = ?4 WHERE device_id = ?1 AND store_id = ?2 AND seq = ?3",
@@ -151,7 +152,8 @@ public final class HQStore {
 
   /// Inserts the batch's records not held yet under their natural key.
   /// - Returns: how many were new.
-  private func storeRecords(_ header: BatchHeader, payload: [UInt8], receivedAt now: Int64) throws(SQLiteError)
+  private func storeRecords(_ header: BatchHeader, payload: [UInt8], receivedAt now: Int64)
+    throws(SQLiteError)
     -> Int
   {
     try db.run(

@@ -22,7 +22,8 @@ public final class Receiver<C: Clock> {
     /// Fault injection for tests: exit with status 70 after this many commits,
     /// before publishing their acks (0: never). Set from the environment variable
     /// `GRIDEDGE_HQ_FAULT_EXIT_BEFORE_ACK`.
-    public var exitBeforeAckAfterCommits = Int(Process.environment("GRIDEDGE_HQ_FAULT_EXIT_BEFORE_ACK") ?? "") ?? 0
+    public var exitBeforeAckAfterCommits =
+      Int(Process.environment("GRIDEDGE_HQ_FAULT_EXIT_BEFORE_ACK") ?? "") ?? 0
     public init() {}
   }
 
@@ -177,7 +178,8 @@ public final class Receiver<C: Clock> {
         }
       }
     } catch {
-      Log.error("hq", "storing " + String(messages.count) + " batch(es): " + error.description + "; not acked")
+      Log.error(
+        "hq", "storing " + String(messages.count) + " batch(es): " + error.description + "; not acked")
       return
     }
     commits += 1
@@ -204,7 +206,9 @@ public final class Receiver<C: Clock> {
       return nil
     }
     func malformed(_ why: String) -> BatchHeader? {
-      Log.warn("hq", "malformed batch from " + device + " on " + message.topic + ": " + why + "; not stored, not acked")
+      Log.warn(
+        "hq",
+        "malformed batch from " + device + " on " + message.topic + ": " + why + "; not stored, not acked")
       do {
         try store.countMalformed(device, now: now)
       } catch {
@@ -218,7 +222,9 @@ public final class Receiver<C: Clock> {
     } catch {
       return malformed(error.description)
     }
-    guard header.device == device else { return malformed("dev \"" + header.device + "\" is not the topic's device") }
+    guard header.device == device else {
+      return malformed("dev \"" + header.device + "\" is not the topic's device")
+    }
     guard rest == "up/" + header.uplink.name else {
       return malformed("class \"" + header.uplink.name + "\" does not match the topic")
     }

@@ -48,9 +48,9 @@ final class Child {
   let child: ChildProcess
   let logURL: URL
 
-  init(_ name: String, _ arguments: [String], in dir: URL) throws {
+  init(_ name: String, _ arguments: [String], in dir: URL, environment: [String: String] = [:]) throws {
     logURL = dir.appendingPathComponent(name + "-" + UUID().uuidString.prefix(8) + ".log")
-    child = try ChildProcess(try Binaries.path(name), arguments, outputFile: logURL)
+    child = try ChildProcess(try Binaries.path(name), arguments, outputFile: logURL, environment: environment)
   }
 
   /// Everything the process wrote so far.

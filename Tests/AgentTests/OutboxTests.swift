@@ -33,7 +33,8 @@ func fillOutbox(
       for i in index..<end {
         try outbox.enqueue(
           .readings,
-          record: readingRecord(meter: 1 + i % meters, ts: 1_700_000_000_000 + Int64(i / meters) * 900_000, value: Int64(i)),
+          record: readingRecord(
+            meter: 1 + i % meters, ts: 1_700_000_000_000 + Int64(i / meters) * 900_000, value: Int64(i)),
           retention: .telemetry, now: 0)
       }
     }
@@ -127,7 +128,9 @@ func fillOutbox(
     let reopened = try AgentStore(path: path, deviceID: "TA-OUT-1", now: 0)
     let again = try Outbox(store: reopened)
     try again.enqueue(.events, record: #"{"id":"b"}"#, retention: .billing, now: 0)
-    #expect(try again.formBatches(count: 1, maxRecords: 10, liveAfter: 0, backlogBudget: 0, now: 0).batches.map(\.seq) == [2])
+    #expect(
+      try again.formBatches(count: 1, maxRecords: 10, liveAfter: 0, backlogBudget: 0, now: 0).batches.map(
+        \.seq) == [2])
     #expect(try again.newRecordID("event") != (try again.newRecordID("event")))
   }
 
@@ -142,7 +145,9 @@ func fillOutbox(
             .events, record: #"{"id":"b\#(i)","pad":"\#(filler)"}"#, retention: .billing, now: 0)
         }
         try outbox.enqueue(
-          .readings, record: readingRecord(meter: i, ts: 1).replacingOccurrences(of: "}", with: #","pad":"\#(filler)"}"#),
+          .readings,
+          record: readingRecord(meter: i, ts: 1).replacingOccurrences(
+            of: "}", with: #","pad":"\#(filler)"}"#),
           retention: .telemetry, now: 0)
       }
     }

@@ -60,7 +60,8 @@ import Testing
       error(#"{"v":1,"dev":"TA-1","store":"0123456789abcdef","seq":1,"class":"events","records":{}}"#)
         == #"member "records" is invalid: expected an array"#)
     #expect(
-      error(#"{"v":1,"dev":"TA-1","store":"0123456789abcdef","seq":1,"class":"events","records":[{"id":"a"},3]}"#)
+      error(
+        #"{"v":1,"dev":"TA-1","store":"0123456789abcdef","seq":1,"class":"events","records":[{"id":"a"},3]}"#)
         == #"member "records[1]" is invalid: expected an object"#)
   }
 
@@ -108,7 +109,9 @@ import Testing
     }
     #expect(error("") == "payload is not valid JSON")
     #expect(error(#"{"seq":[[1,2]]}"#) == #"member "store" is missing"#)
-    #expect(error(#"{"store":"x","seq":[[1,2]]}"#) == #"member "store" is invalid: expected 16 lowercase hex digits"#)
+    #expect(
+      error(#"{"store":"x","seq":[[1,2]]}"#)
+        == #"member "store" is invalid: expected 16 lowercase hex digits"#)
     #expect(error(#"{"store":"0123456789abcdef"}"#) == #"member "seq" is missing"#)
     #expect(
       error(#"{"store":"0123456789abcdef","seq":[[2,1]]}"#)

@@ -95,10 +95,11 @@ public final class ChildProcess {
   private var exitStatus: Int32?
 
   /// Starts `executable` with `arguments`; stdin is /dev/null, stdout and stderr go
-  /// to `outputFile` (or /dev/null).
-  public init(_ executable: String, _ arguments: [String], outputFile: URL? = nil, directory: URL? = nil)
-    throws
-  {
+  /// to `outputFile` (or /dev/null); `environment` is added to this process's.
+  public init(
+    _ executable: String, _ arguments: [String], outputFile: URL? = nil, directory: URL? = nil,
+    environment: [String: String] = [:]
+  ) throws {
     self.executable = executable
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
@@ -132,8 +133,13 @@ public final class ChildProcess {
     }
     var cArguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
     defer { for argument in cArguments { free(argument) } }
+    var variables = ProcessInfo.processInfo.environment
+    for (name, value) in environment { variables[name] = value }
+    var cEnvironment: [UnsafeMutablePointer<CChar>?] =
+      variables.map { strdup($0.key + "=" + $0.value) } + [nil]
+    defer { for variable in cEnvironment { free(variable) } }
     var child: pid_t = 0
-    let rc = posix_spawn(&child, path, &actions, &attributes, &cArguments, environ)
+    let rc = posix_spawn(&child, path, &actions, &attributes, &cArguments, &cEnvironment)
     guard rc == 0 else {
       throw TestSupportError("posix_spawn \(executable): \(String(cString: strerror(rc)))")
     }
