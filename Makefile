@@ -7,7 +7,7 @@ export PATH := /opt/swift/usr/bin:$(PATH)
 SWIFT ?= swift
 JOBS ?= $(shell nproc)
 
-.PHONY: help deps build test unit embedded cross cross-test size bench lint format demo clean
+.PHONY: help deps build test unit fuzz embedded cross cross-test size bench lint format demo clean
 
 help:
 	@echo "make demo        start broker, gridedge-hq and gridedge; show what happens"
@@ -16,6 +16,7 @@ help:
 	@echo "make cross-test  the ARM binaries under qemu against a real broker"
 	@echo "make size        stripped sizes and linked libraries (budget 2 MB)"
 	@echo "make bench       benchmark figures (one 'bench NAME VALUE UNIT' line each)"
+	@echo "make fuzz        libFuzzer on the DL/T 645 decoder (FUZZ_SECONDS, default 30)"
 	@echo "make format      swift format the sources in place"
 
 deps:
@@ -27,6 +28,9 @@ build: deps
 unit: deps
 	$(SWIFT) build -j $(JOBS) --build-tests
 	$(SWIFT) test -j $(JOBS) --skip-build
+
+fuzz: deps
+	bash .ci/fuzz.sh
 
 embedded: deps
 	bash cross/build.sh host
@@ -48,7 +52,7 @@ lint:
 format:
 	$(SWIFT) format format --in-place --recursive --configuration .swift-format Package.swift Sources Tests
 
-test: deps lint unit cross-test size
+test: deps lint unit fuzz cross-test size
 	@echo "make test: all steps passed"
 
 demo: deps

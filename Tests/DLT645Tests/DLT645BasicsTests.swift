@@ -37,3 +37,31 @@ import Testing
     #expect(dlt645Checksum([0xFF, 0x02][...]) == 0x01)
   }
 }
+
+@Suite struct SignedBCDTests {
+  @Test func signIsBitD7OfTheMostSignificantByte() {
+    #expect(BCD.decodeSignedLittleEndian([0x00, 0x15, 0x80][...]) == -1500)
+    #expect(BCD.decodeSignedLittleEndian([0x00, 0x15, 0x00][...]) == 1500)
+    #expect(BCD.decodeSignedLittleEndian([][...]) == nil)
+    #expect(BCD.decodeSignedLittleEndian([0x0A, 0x00, 0x80][...]) == nil)
+    #expect(BCD.encodeSignedLittleEndian(-799_999, count: 3) == [0x99, 0x99, 0xF9])
+    #expect(BCD.encodeSignedLittleEndian(800_000, count: 3) == nil)
+    #expect(BCD.encodeSignedLittleEndian(1, count: 0) == nil)
+  }
+
+  @Test func longInputsDoNotOverflow() {
+    #expect(BCD.decodeLittleEndian([UInt8](repeating: 0x99, count: 9)[...]) == 999_999_999_999_999_999)
+    #expect(BCD.decodeLittleEndian([UInt8](repeating: 0x99, count: 10)[...]) == nil)
+    #expect(BCD.decodeSignedLittleEndian([UInt8](repeating: 0x99, count: 10)[...]) == nil)
+  }
+
+  @Test func singleBytes() {
+    #expect(BCD.decodeByte(0x59) == 59)
+    #expect(BCD.decodeByte(0x5A) == nil)
+    #expect(BCD.decodeByte(0xA0) == nil)
+    #expect(BCD.encodeByte(0) == 0x00)
+    #expect(BCD.encodeByte(99) == 0x99)
+    #expect(BCD.firstInvalidIndex([0x12, 0x3F, 0xA0]) == 1)
+    #expect(BCD.firstInvalidIndex([0x12]) == nil)
+  }
+}
