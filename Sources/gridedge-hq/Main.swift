@@ -13,6 +13,14 @@ struct Main {
           keep it in FILE (default gridedge-hq.db) until SIGTERM/SIGINT
       gridedge-hq report [--db FILE] [--json]
           per device: state, boot epoch, births, last seen
+      gridedge-hq keygen --out DIR [--kid K]
+          make an Ed25519 command key: DIR/K.key (private seed, mode 0600) and
+          the public line added to DIR/trusted-keys (K defaults to the key's
+          RFC 7638 thumbprint)
+      gridedge-hq sign --key FILE --kid K --dev D --ctr N --typ T --body JSON [--ttl SECONDS]
+          print command N for device D as a compact JWS (alg Ed25519), valid
+          for SECONDS (default 3600); T is tariff, topup, disconnect, reconnect,
+          keep-power, workorder, config, archive or outage
       gridedge-hq --help | --version
     """
 
@@ -25,7 +33,11 @@ struct Main {
     let arguments: Arguments
     do {
       arguments = try Arguments(
-        words, valued: ["host", "port", "db", "client-id", "group", "log-level"],
+        words,
+        valued: [
+          "host", "port", "db", "client-id", "group", "log-level", "out", "kid", "key", "dev", "ctr", "typ",
+          "body", "ttl",
+        ],
         flags: ["help", "version", "json"])
     } catch {
       Console.writeError("gridedge-hq: " + error.description + "\n\n" + usage + "\n")
@@ -68,9 +80,71 @@ struct Main {
       }
     case "report":
       return Report.run(databasePath: options.databasePath, json: arguments.has("json"))
+    case "keygen":
+      return keygen(arguments)
+    case "sign":
+      return sign(arguments)
     default:
       Console.writeError("gridedge-hq: unknown command '" + command + "'\n\n" + usage + "\n")
       return 2
     }
+  }
+
+  /// `keygen --out DIR [--kid K]`.
+  static func keygen(_ arguments: Arguments) -> Int32 {
+    guard let directory = arguments.value("out") else { return usageError("keygen needs --out DIR") }
+    do {
+      let made = try CommandSigner.generateKey(directory: directory, keyID: arguments.value("kid"))
+      Console.writeLine("key id:       " + made.keyID)
+      Console.writeLine("private key:  " + made.keyFile + " (keep it secret)")
+      Console.writeLine("trusted keys: " + made.trustedKeysFile + " (copy the line below to the devices)")
+      Console.writeLine(made.trustedKeysLine)
+      return 0
+    } catch {
+      Console.writeError("gridedge-hq keygen: " + error.description + "\n")
+      return 1
+    }
+  }
+
+  /// `sign --key FILE --kid K --dev D --ctr N --typ T --body JSON [--ttl SECONDS]`.
+  static func sign(_ arguments: Arguments) -> Int32 {
+    var missing: [String] = []
+    for name in ["key", "kid", "dev", "ctr", "typ", "body"] where arguments.value(name) == nil {
+      missing.append("--" + name)
+    }
+    guard missing.isEmpty, let keyFile = arguments.value("key"), let keyID = arguments.value("kid"),
+      let device = arguments.value("dev"), let counterText = arguments.value("ctr"),
+      let typeName = arguments.value("typ"), let body = arguments.value("body")
+    else {
+      var list = ""
+      for name in missing { list += (list.isEmpty ? "" : ", ") + name }
+      return usageError("sign needs " + list)
+    }
+    guard let counter = CommandSigner.parseCounter(counterText), counter > 0 else {
+      return usageError("--ctr must be an integer from 1 to 18446744073709551615, got '" + counterText + "'")
+    }
+    var timeToLive = CommandSigner.defaultTimeToLive
+    if let text = arguments.value("ttl") {
+      guard let value = Int64(text), value > 0 else {
+        return usageError("--ttl must be a positive number of seconds, got '" + text + "'")
+      }
+      timeToLive = value
+    }
+    do {
+      let signer = try CommandSigner(keyFile: keyFile, keyID: keyID)
+      let token = try signer.sign(
+        device: device, counter: counter, typeName: typeName, body: body, timeToLive: timeToLive,
+        now: SystemClock().wallMilliseconds / 1000)
+      Console.writeLine(token)
+      return 0
+    } catch {
+      Console.writeError("gridedge-hq sign: " + error.description + "\n")
+      return 1
+    }
+  }
+
+  static func usageError(_ message: String) -> Int32 {
+    Console.writeError("gridedge-hq: " + message + "\n\n" + usage + "\n")
+    return 2
   }
 }
