@@ -71,6 +71,30 @@ public final class AgentStore {
           last_at INTEGER
         ) STRICT;
         """),
+    Migration(
+      id: 3, name: "signed commands",
+      sql: """
+        CREATE TABLE command_state (
+          singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+          last_counter TEXT NOT NULL,
+          failure_day INTEGER,
+          failures INTEGER NOT NULL,
+          suspended_day INTEGER
+        ) STRICT;
+        INSERT INTO command_state (singleton, last_counter, failures) VALUES (1, '0', 0);
+        CREATE TABLE commands (
+          id INTEGER PRIMARY KEY,
+          received_at INTEGER NOT NULL,
+          digest TEXT NOT NULL,
+          kid TEXT,
+          counter TEXT,
+          type TEXT,
+          outcome TEXT NOT NULL,
+          reason TEXT,
+          detail TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX commands_by_digest ON commands (digest);
+        """),
   ]
 
   /// Opens (creating if needed) the database at `path` for device `deviceID`.

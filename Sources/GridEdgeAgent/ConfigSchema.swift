@@ -64,6 +64,9 @@ public enum ConfigSchema {
       "device.profile", .choice(["concentrator", "handheld"]), default: "concentrator",
       "What this device is: a transformer-area data concentrator or an inspector's handheld."),
     ConfigKey(
+      "device.utc_offset", .integer(-720, 840), default: "480", unit: "min",
+      "Local time as minutes east of UTC, for tariffs, freezes and no-disconnect windows (China: 480)."),
+    ConfigKey(
       "store.path", .path, default: "/var/lib/gridedge/gridedge.db",
       "The SQLite database file; its -wal and -shm files live beside it."),
     ConfigKey(
@@ -112,6 +115,15 @@ public enum ConfigSchema {
     ConfigKey(
       "sync.backlog_rate", .integer(0, 10_000_000), default: "2000", unit: "records/s",
       "Cap on backlog drained after an outage (live data always goes first); 0 for no cap."),
+    ConfigKey(
+      "commands.trusted_keys", .path,
+      "HQ's command signing keys, one '<kid> <base64url Ed25519 public key>' per line; unset: every command is refused."),
+    ConfigKey(
+      "commands.clock_skew", .integer(0, 86_400), default: "300", unit: "s",
+      "How far in the future a command's iat may be, for clock differences with HQ."),
+    ConfigKey(
+      "commands.max_signature_failures", .integer(1, 100_000), default: "20",
+      "Signature failures in one local day above which control commands are suspended for the rest of it."),
     ConfigKey(
       "log.level", .choice(["debug", "info", "warn", "error"]), default: "info",
       "The least severe log level written to stderr (journald)."),

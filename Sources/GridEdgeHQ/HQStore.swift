@@ -157,9 +157,9 @@ public final class HQStore {
     -> Int
   {
     try db.run(
-      "INSERT OR IGNORE INTO records (device_id, class, key, body, store_id, seq, received_at) SELECT ?1, ?2, "
-        + RecordKey.sql(header.uplink, record: "value")
-        + ", value, ?4, ?5, ?6 FROM json_each(?3, '$.records')",
+      "INSERT OR IGNORE INTO records (device_id, class, key, body, store_id, seq, received_at)"
+        + " SELECT ?1, ?2, natural_key, value, ?4, ?5, ?6 FROM ("
+        + RecordKey.select(header.uplink, payload: "?3") + ") WHERE natural_key IS NOT NULL ORDER BY idx",
       [
         .text(header.device), .text(header.uplink.name), .text(String(decoding: payload, as: UTF8.self)),
         .text(header.store), .integer(header.seq), .integer(now),

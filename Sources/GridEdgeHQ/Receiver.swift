@@ -85,6 +85,7 @@ public final class Receiver<C: Clock> {
         do {
           try client.service(
             readable: results[1].readable || results[1].failed, writable: results[1].writable)
+          if results[1].readable { try readMore(socket) }
         } catch {
           lost(error.description)
         }
@@ -93,6 +94,18 @@ public final class Receiver<C: Clock> {
     }
     if connected { try? client.disconnect() }
     return 0
+  }
+
+  /// libmosquitto reads about one packet per `mosquitto_loop_read`; keep reading what
+  /// has already arrived (up to 512 packets), so one transaction and one fsync cover
+  /// many batches.
+  private func readMore(_ socket: Int32) throws(MosquittoError) {
+    for _ in 0..<512 {
+      guard let ready = try? Poller.wait([PollRequest(fd: socket, read: true)], timeoutMilliseconds: 0),
+        ready[0].readable
+      else { return }
+      try client.loopRead()
+    }
   }
 
   private var broker: String { options.host + ":" + String(options.port) }
@@ -183,6 +196,7 @@ public final class Receiver<C: Clock> {
       return
     }
     commits += 1
+    Log.debug("hq", "commit " + String(commits) + ": " + String(messages.count) + " message(s)")
     if options.exitBeforeAckAfterCommits > 0 && commits >= options.exitBeforeAckAfterCommits {
       Log.warn("hq", "fault injection: exiting after commit " + String(commits) + ", before its acks")
       Process.exit(70)
