@@ -117,7 +117,8 @@ public enum ConfigSchema {
       "Cap on backlog drained after an outage (live data always goes first); 0 for no cap."),
     ConfigKey(
       "commands.trusted_keys", .path,
-      "HQ's command signing keys, one '<kid> <base64url Ed25519 public key>' per line; unset: every command is refused."),
+      "HQ's command signing keys, one '<kid> <base64url Ed25519 public key>' per line; unset: every command is refused."
+    ),
     ConfigKey(
       "commands.clock_skew", .integer(0, 86_400), default: "300", unit: "s",
       "How far in the future a command's iat may be, for clock differences with HQ."),
