@@ -1,4 +1,5 @@
 import GridEdgeContract
+import GridEdgeCore
 import MosquittoClient
 import Runtime
 import SQLiteStore
@@ -27,6 +28,7 @@ public final class Agent<C: Clock> {
   let client: Client
   let outbox: Outbox
   let sync: Sync
+  let commands: CommandHandler
   let capBytes: Int64
   let signals: TerminationSignals
   let epoch: Int64
@@ -116,6 +118,21 @@ public final class Agent<C: Clock> {
       throw AgentError("database " + path + ": " + error.description, exitCode: ExitCode.database)
     }
     self.sync = Sync(outbox: outbox, client: client, settings: settings)
+    let trusted: TrustedKeys?
+    do {
+      trusted = try CommandHandler.trustedKeys(config)
+    } catch {
+      throw AgentError(error.description, exitCode: ExitCode.config)
+    }
+    let offset = UTCOffset(seconds: config.integer("device.utc_offset") * 60) ?? .china
+    do {
+      self.commands = try CommandHandler(
+        store: store, outbox: outbox, trustedKeys: trusted,
+        clockSkewSeconds: config.integer("commands.clock_skew"), offset: offset,
+        maxSignatureFailures: config.integer("commands.max_signature_failures"))
+    } catch {
+      throw AgentError("database " + path + ": " + error.description, exitCode: ExitCode.database)
+    }
   }
 
   /// Runs until a stop signal, then says goodbye to the broker.
@@ -337,24 +354,14 @@ public final class Agent<C: Clock> {
     Log.warn("mqtt", "ignored downlink on unexpected topic " + message.topic)
   }
 
-  /// Commands are verified and applied by the fee-control work; until then each one
-  /// is rejected with a reason, reported in class results.
   private func handleCommand(_ payload: [UInt8]) {
-    let digest = hexString(Array(SHA256.hash(payload).prefix(16)))
-    Log.warn("command", "command " + digest + " rejected: commands are not supported by this version")
     do {
-      try store.db.transaction(.full) { () throws(SQLiteError) in
-        let id = try outbox.newRecordID("result")
-        try outbox.enqueue(
-          .results,
-          record: "{\"id\":\"" + id + "\",\"cmd\":\"" + digest
-            + "\",\"outcome\":\"rejected\",\"reason\":\"unsupported\",\"detail\":\"commands are not supported by this version\",\"ts\":"
-            + String(clock.wallMilliseconds) + "}",
-          retention: .billing, now: clock.wallMilliseconds)
-      }
+      try commands.handle(payload, wall: clock.wallMilliseconds, monotonic: clock.monotonicMilliseconds)
       sync.recordsEnqueued()
     } catch {
-      Log.error("command", "could not record the result of command " + digest + ": " + error.description)
+      // Nothing was committed: the broker redelivers nothing (QoS 1 was acked), so HQ
+      // sees no result and sends the command again.
+      Log.error("command", "could not store a command's outcome: " + error.description)
     }
   }
 

@@ -60,6 +60,22 @@ public final class HQStore {
           last_batch_at INTEGER
         ) STRICT;
         """),
+    Migration(
+      id: 3, name: "command counters and sent commands",
+      sql: """
+        CREATE TABLE command_counters (
+          device_id TEXT PRIMARY KEY,
+          last_counter TEXT NOT NULL
+        ) STRICT;
+        CREATE TABLE sent_commands (
+          device_id TEXT NOT NULL,
+          counter TEXT NOT NULL,
+          type TEXT NOT NULL,
+          token TEXT NOT NULL,
+          sent_at INTEGER NOT NULL,
+          PRIMARY KEY (device_id, counter)
+        ) STRICT;
+        """),
   ]
 
   /// Opens (creating if needed) the receiver database at `path`.

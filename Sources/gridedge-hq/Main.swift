@@ -21,6 +21,11 @@ struct Main {
           print command N for device D as a compact JWS (alg Ed25519), valid
           for SECONDS (default 3600); T is tariff, topup, disconnect, reconnect,
           keep-power, workorder, config, archive or outage
+      gridedge-hq send --key FILE --kid K --dev D --typ T --body JSON [--ttl SECONDS]
+          [--db FILE] [--host H] [--port P]
+          sign device D's next command (its counter kept in FILE) and publish it
+          on gridedge/v1/D/down/cmd at QoS 1; the outcome comes back in class
+          results
       gridedge-hq --help | --version
     """
 
@@ -84,6 +89,8 @@ struct Main {
       return keygen(arguments)
     case "sign":
       return sign(arguments)
+    case "send":
+      return send(arguments, databasePath: options.databasePath)
     default:
       Console.writeError("gridedge-hq: unknown command '" + command + "'\n\n" + usage + "\n")
       return 2
@@ -141,6 +148,35 @@ struct Main {
       Console.writeError("gridedge-hq sign: " + error.description + "\n")
       return 1
     }
+  }
+
+  /// `send --key FILE --kid K --dev D --typ T --body JSON [--ttl S] [--db FILE] [--host H] [--port P]`.
+  static func send(_ arguments: Arguments, databasePath: String) -> Int32 {
+    var request = CommandSender.Request()
+    request.databasePath = databasePath
+    guard let keyFile = arguments.value("key"), let keyID = arguments.value("kid"),
+      let device = arguments.value("dev"), let typeName = arguments.value("typ"),
+      let body = arguments.value("body")
+    else { return usageError("send needs --key, --kid, --dev, --typ and --body") }
+    request.keyFile = keyFile
+    request.keyID = keyID
+    request.device = device
+    request.typeName = typeName
+    request.body = body
+    if let host = arguments.value("host") { request.host = host }
+    if let text = arguments.value("port") {
+      guard let port = Int32(text), port > 0, port < 65536 else {
+        return usageError("--port must be a TCP port, got '" + text + "'")
+      }
+      request.port = port
+    }
+    if let text = arguments.value("ttl") {
+      guard let value = Int64(text), value > 0 else {
+        return usageError("--ttl must be a positive number of seconds, got '" + text + "'")
+      }
+      request.timeToLive = value
+    }
+    return CommandSender.run(request)
   }
 
   static func usageError(_ message: String) -> Int32 {

@@ -1,0 +1,93 @@
+import Foundation
+import GridEdgeContract
+import GridEdgeCore
+import SQLiteStore
+import TestSupport
+import Testing
+
+@testable import GridEdgeAgent
+
+@Suite struct CommandHandlerTests {
+  private func makeHandler(_ label: String, keys: TrustedKeys?) throws -> (AgentStore, CommandHandler) {
+    let dir = try makeTemporaryDirectory(label)
+    let store = try AgentStore(path: dir.appendingPathComponent("agent.db").path, deviceID: "TA-H-1", now: 0)
+    let outbox = try Outbox(store: store)
+    let handler = try CommandHandler(
+      store: store, outbox: outbox, trustedKeys: keys, clockSkewSeconds: 300, offset: .china,
+      maxSignatureFailures: 1_000_000)
+    return (store, handler)
+  }
+
+  private func lastCounter(_ store: AgentStore) throws -> String? {
+    try store.db.query("SELECT last_counter FROM command_state").first?.text(0)
+  }
+
+  @Test func tenThousandMutatedCommandsAreAllRejectedWithAReasonAndTheCounterStays() throws {
+    let key = try Ed25519KeyPair()
+    var keys = TrustedKeys()
+    try keys.add(key.publicKey, keyID: "hq1")
+    let (store, handler) = try makeHandler("commands-mutate", keys: keys)
+    let json = try Connection(path: ":memory:")
+    let now: Int64 = 1_790_000_000
+    let token = Array(
+      try Command(
+        device: "TA-H-1", counter: 7, issuedAt: now, expiresAt: now + 3600, type: CommandType(name: "topup")!,
+        body: #"{"customer":"C-1","amount":500,"purchase":1}"#
+      ).signed(with: key, keyID: "hq1", json: json).utf8)
+    var generator = SeededGenerator(seed: 20_261_125)
+    var reasons: [String: Int] = [:]
+    let rounds = 10_000
+    try store.db.transaction { () throws(SQLiteError) in }  // warm the connection
+    for _ in 0..<rounds {
+      var mutated = token
+      switch generator.next() % 4 {
+      case 0:  // flip bits in one byte
+        let i = Int(generator.next() % UInt64(mutated.count))
+        mutated[i] ^= UInt8(1 + generator.next() % 255)
+      case 1:  // delete a byte
+        mutated.remove(at: Int(generator.next() % UInt64(mutated.count)))
+      case 2:  // insert a byte
+        mutated.insert(UInt8(generator.next() % 256), at: Int(generator.next() % UInt64(mutated.count + 1)))
+      default:  // truncate
+        mutated = Array(mutated.prefix(Int(generator.next() % UInt64(mutated.count))))
+      }
+      if mutated == token { continue }
+      let outcome = try handler.handle(mutated, wall: now * 1000, monotonic: 0)
+      #expect(outcome.outcome == "rejected")
+      #expect(!outcome.reason.isEmpty && !outcome.detail.isEmpty)
+      reasons[outcome.reason, default: 0] += 1
+    }
+    // None verified (verification would give "unsupported"), nothing moved the counter.
+    #expect(reasons["unsupported"] == nil, "\(reasons)")
+    #expect(try lastCounter(store) == "0")
+    #expect(try store.db.scalarInt("SELECT count(*) FROM commands") == Int64(reasons.values.reduce(0, +)))
+    // The genuine token still verifies afterwards, once.
+    #expect(try handler.handle(token, wall: now * 1000, monotonic: 0).reason == "unsupported")
+    #expect(try handler.handle(token, wall: now * 1000, monotonic: 0).reason == "replayed")
+    #expect(try lastCounter(store) == "7")
+  }
+
+  @Test func withoutTrustedKeysEveryCommandIsRefused() throws {
+    let (store, handler) = try makeHandler("commands-nokeys", keys: nil)
+    let outcome = try handler.handle(Array("a.b.c".utf8), wall: 1_000, monotonic: 0)
+    #expect(
+      outcome
+        == .init(
+          outcome: "rejected", reason: "unknown-key",
+          detail: "no trusted keys are configured (commands.trusted_keys)"))
+    #expect(try store.db.scalarInt("SELECT count(*) FROM outbox WHERE class = 'results'") == 1)
+  }
+}
+
+/// SplitMix64: a small seeded generator so a failing run can be repeated.
+struct SeededGenerator: RandomNumberGenerator {
+  var state: UInt64
+  init(seed: UInt64) { state = seed }
+  mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+}
