@@ -79,7 +79,7 @@ public final class CommandHandler {
   @discardableResult
   public func handle(_ payload: [UInt8], wall: Int64, monotonic: Int64) throws(SQLiteError) -> Outcome {
     let digest = hexString(Array(SHA256.hash(payload).prefix(16)))
-    let nowSeconds = floorDiv(wall, 1000)
+    let nowSeconds = roundingDownDivision(wall, 1000)
     let today = offset.localDateTime(fromUnix: nowSeconds).date.daysSinceEpoch
     return try store.db.transaction(.full) { () throws(SQLiteError) -> Outcome in
       let state = try store.db.query(
@@ -208,7 +208,7 @@ private func optional(_ value: Int64?) -> SQLiteValue {
   return .integer(value)
 }
 
-private func floorDiv(_ a: Int64, _ b: Int64) -> Int64 {
+private func roundingDownDivision(_ a: Int64, _ b: Int64) -> Int64 {
   let q = a / b
   return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q
 }
