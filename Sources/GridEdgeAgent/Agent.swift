@@ -129,7 +129,8 @@ public final class Agent<C: Clock> {
       self.commands = try CommandHandler(
         store: store, outbox: outbox, trustedKeys: trusted,
         clockSkewSeconds: config.integer("commands.clock_skew"), offset: offset,
-        maxSignatureFailures: config.integer("commands.max_signature_failures"))
+        maxSignatureFailures: config.integer("commands.max_signature_failures"),
+        hoardingLimit: Money(fen: config.integer("prepaid.hoarding_limit")))
     } catch {
       throw AgentError("database " + path + ": " + error.description, exitCode: ExitCode.database)
     }

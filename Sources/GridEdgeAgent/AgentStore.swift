@@ -95,6 +95,56 @@ public final class AgentStore {
         ) STRICT;
         CREATE INDEX commands_by_digest ON commands (digest);
         """),
+    Migration(
+      id: 4, name: "meter archive, prepaid accounts, ledger and audit chain",
+      sql: """
+        CREATE TABLE archive_state (
+          singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+          version INTEGER NOT NULL,
+          updated_at INTEGER
+        ) STRICT;
+        INSERT INTO archive_state (singleton, version) VALUES (1, 0);
+        CREATE TABLE archive_meters (
+          address TEXT PRIMARY KEY,
+          customer TEXT NOT NULL,
+          area TEXT NOT NULL,
+          phase TEXT NOT NULL,
+          ct_ratio INTEGER NOT NULL,
+          category TEXT NOT NULL,
+          grade TEXT NOT NULL,
+          keep_power INTEGER NOT NULL,
+          outage_sensitive INTEGER NOT NULL,
+          bus TEXT NOT NULL,
+          baud INTEGER NOT NULL,
+          area_meter INTEGER NOT NULL,
+          updated_at INTEGER NOT NULL
+        ) STRICT;
+        CREATE TABLE accounts (
+          customer TEXT PRIMARY KEY,
+          balance_fen INTEGER NOT NULL,
+          last_purchase INTEGER NOT NULL,
+          opened_at INTEGER NOT NULL
+        ) STRICT;
+        CREATE TABLE ledger (
+          id INTEGER PRIMARY KEY,
+          customer TEXT NOT NULL,
+          ts INTEGER NOT NULL,
+          kind TEXT NOT NULL,
+          amount_fen INTEGER NOT NULL,
+          balance_fen INTEGER NOT NULL,
+          ref TEXT NOT NULL,
+          detail TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX ledger_by_customer ON ledger (customer, id);
+        CREATE TABLE audit (
+          id INTEGER PRIMARY KEY,
+          ts INTEGER NOT NULL,
+          kind TEXT NOT NULL,
+          body TEXT NOT NULL,
+          prev TEXT NOT NULL,
+          hash TEXT NOT NULL
+        ) STRICT;
+        """),
   ]
 
   /// Opens (creating if needed) the database at `path` for device `deviceID`.

@@ -32,6 +32,7 @@ public final class CommandHandler {
   let verifier: CommandVerifier?
   let offset: UTCOffset
   let maxSignatureFailures: Int64
+  let hoardingLimit: Money
   /// Monotonic time until which control commands are suspended.
   private var suspendedUntil: Int64 = 0
 
@@ -39,8 +40,9 @@ public final class CommandHandler {
   ///   - trustedKeys: nil when `commands.trusted_keys` is unset: every command is refused.
   public init(
     store: AgentStore, outbox: Outbox, trustedKeys: TrustedKeys?, clockSkewSeconds: Int64,
-    offset: UTCOffset, maxSignatureFailures: Int64
+    offset: UTCOffset, maxSignatureFailures: Int64, hoardingLimit: Money = Money(fen: 500_000)
   ) throws(SQLiteError) {
+    self.hoardingLimit = hoardingLimit
     self.store = store
     self.outbox = outbox
     self.offset = offset
@@ -94,8 +96,17 @@ public final class CommandHandler {
       var typeName: String? = nil
       var verifiedCounter: UInt64? = nil
       if let verifier {
+        var verified: VerifiedCommand? = nil
+        result = Outcome(outcome: "rejected", reason: "", detail: "")
         do throws(CommandRejection) {
-          let verified = try verifier.verify(payload, lastCounter: last, now: nowSeconds)
+          verified = try verifier.verify(payload, lastCounter: last, now: nowSeconds)
+        } catch {
+          kid = error.keyID
+          counter = error.counter
+          result = Outcome(outcome: "rejected", reason: error.code, detail: error.description)
+          if !error.isAuthentic && error.code != "internal-error" { failures += 1 }
+        }
+        if let verified {
           kid = verified.keyID
           counter = verified.command.counter
           typeName = verified.command.type.name
@@ -106,13 +117,8 @@ public final class CommandHandler {
               detail: "control commands are suspended for the rest of the day after "
                 + String(failures) + " signature failures")
           } else {
-            result = apply(verified)
+            result = try apply(verified, digest: digest, wall: wall)
           }
-        } catch {
-          kid = error.keyID
-          counter = error.counter
-          result = Outcome(outcome: "rejected", reason: error.code, detail: error.description)
-          if !error.isAuthentic && error.code != "internal-error" { failures += 1 }
         }
       } else {
         result = Outcome(
@@ -163,6 +169,7 @@ public final class CommandHandler {
           ]
         ).first?.text(0) ?? "{}"
       try outbox.enqueue(.results, record: record, retention: .billing, now: wall)
+      try AuditChain.append(store.db, kind: "command", body: record, now: wall)
       let what =
         "command " + digest + (counter.map { " ctr " + String($0) } ?? "")
         + (typeName.map { " (" + $0 + ")" } ?? "")
@@ -183,11 +190,49 @@ public final class CommandHandler {
     }
   }
 
-  /// The effect of a verified command. No type has a handler yet in this version.
-  private func apply(_ verified: VerifiedCommand) -> Outcome {
-    Outcome(
-      outcome: "rejected", reason: "unsupported",
-      detail: "command type " + verified.command.type.name + " is not supported by this version")
+  /// The effect of a verified command, inside the command's transaction. A refusal
+  /// rolls back whatever the effect had written (a savepoint), so only the outcome
+  /// and the counter are committed.
+  private func apply(_ verified: VerifiedCommand, digest: String, wall: Int64) throws(SQLiteError) -> Outcome
+  {
+    let command = verified.command
+    let run: (() throws(Archive.Refusal) -> String)?
+    switch command.type.name {
+    case "archive":
+      run = { () throws(Archive.Refusal) -> String in
+        try Archive.apply(body: command.body, db: self.store.db, now: wall)
+      }
+    case "topup":
+      run = { () throws(Archive.Refusal) -> String in
+        try Ledger.topUp(
+          body: command.body, store: self.store, outbox: self.outbox, hoardingLimit: self.hoardingLimit,
+          command: digest, now: wall)
+      }
+    default:
+      run = nil
+    }
+    guard let run else {
+      return Outcome(
+        outcome: "rejected", reason: "unsupported",
+        detail: "command type " + command.type.name + " is not supported by this version")
+    }
+    try store.db.execute("SAVEPOINT command_effect")
+    var summary = ""
+    var refusal: Archive.Refusal? = nil
+    do throws(Archive.Refusal) {
+      summary = try run()
+    } catch {
+      refusal = error
+    }
+    guard let refusal else {
+      try store.db.execute("RELEASE command_effect")
+      return Outcome(outcome: "applied", reason: "", detail: summary)
+    }
+    try store.db.execute("ROLLBACK TO command_effect")
+    try store.db.execute("RELEASE command_effect")
+    return Outcome(
+      outcome: refusal.code == "internal-error" ? "failed" : "rejected", reason: refusal.code,
+      detail: refusal.description)
   }
 
   private func enqueueEvent(_ body: String, wall: Int64) throws(SQLiteError) {

@@ -126,6 +126,9 @@ public enum ConfigSchema {
       "commands.max_signature_failures", .integer(1, 100_000), default: "20",
       "Signature failures in one local day above which control commands are suspended for the rest of it."),
     ConfigKey(
+      "prepaid.hoarding_limit", .integer(1, 100_000_000_000), default: "500000", unit: "fen",
+      "A top-up that would lift a balance above this is refused (anti-hoarding)."),
+    ConfigKey(
       "log.level", .choice(["debug", "info", "warn", "error"]), default: "info",
       "The least severe log level written to stderr (journald)."),
   ]

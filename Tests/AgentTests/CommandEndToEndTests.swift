@@ -68,26 +68,48 @@ import Testing
     var agent = try Child("gridedge", ["run", "--config", config], in: dir)
     try agent.waitForLog("birth published")
 
-    // 1. A genuine command: verified; its type has no handler yet, said so upstream.
-    let sent = try runProduct(
-      "gridedge-hq",
-      [
-        "send", "--db", hqDB, "--port", String(broker.port), "--key", "\(keys)/hq1.key", "--kid", "hq1",
-        "--dev", device, "--typ", "topup", "--body", #"{"customer":"C-1","amount":1000,"purchase":1}"#,
-      ], in: dir)
-    #expect(sent.status == 0, "\(sent.stderr)")
-    #expect(sent.stdout.hasPrefix("sent command 1 (topup) to \(device)"))
-    let token = String(sent.stdout.split(separator: "\n")[1])
+    // 1. Genuine commands: the meter archive, then a top-up for one of its customers.
+    func send(_ type: String, _ body: String) throws -> CommandResult {
+      try runProduct(
+        "gridedge-hq",
+        [
+          "send", "--db", hqDB, "--port", String(broker.port), "--key", "\(keys)/hq1.key", "--kid", "hq1",
+          "--dev", device, "--typ", type, "--body", body,
+        ], in: dir)
+    }
+    let archive = try send(
+      "archive",
+      #"{"op":"snapshot","version":1,"meters":[{"address":"000000000001","customer":"C-1","area":"TA-1","category":"residential"}]}"#
+    )
+    #expect(archive.status == 0, "\(archive.stderr)")
     var result = try waitForResult(hqDB, count: 1, logs: [agent, hq])
-    #expect(result["ctr"] as? String == "1")
+    #expect(result["typ"] as? String == "archive")
+    #expect(result["outcome"] as? String == "applied", "\(result)")
+    let sent = try send("topup", #"{"customer":"C-1","amount":1000,"purchase":1}"#)
+    #expect(sent.status == 0, "\(sent.stderr)")
+    #expect(sent.stdout.hasPrefix("sent command 2 (topup) to \(device)"))
+    let token = String(sent.stdout.split(separator: "\n")[1])
+    result = try waitForResult(hqDB, count: 2, logs: [agent, hq])
+    #expect(result["ctr"] as? String == "2")
     #expect(result["typ"] as? String == "topup")
     #expect(result["kid"] as? String == "hq1")
-    #expect(result["outcome"] as? String == "rejected")
-    #expect(result["reason"] as? String == "unsupported")
+    #expect(result["outcome"] as? String == "applied", "\(result)")
+    // The ledger entry reached HQ too.
+    var options = Connection.Options()
+    options.readOnly = true
+    options.verifyIntegrity = false
+    #expect(
+      waitUntil(timeout: 10) {
+        let db = try? Connection(path: hqDB, options: options)
+        return
+          (try? db?.scalarInt(
+            "SELECT count(*) FROM records WHERE class = 'ledger' AND json_extract(body, '$.balance_fen') = 1000"
+          )) == 1
+      })
 
     // 2. The same token again: a replay.
     try publish(token, device: device, port: broker.port)
-    result = try waitForResult(hqDB, count: 2, logs: [agent, hq])
+    result = try waitForResult(hqDB, count: 3, logs: [agent, hq])
     #expect(result["reason"] as? String == "replayed")
 
     // 3. A replay after a restart: the counter was committed.
@@ -96,10 +118,10 @@ import Testing
     agent = try Child("gridedge", ["run", "--config", config], in: dir)
     try agent.waitForLog("birth published")
     try publish(token, device: device, port: broker.port)
-    result = try waitForResult(hqDB, count: 3, logs: [agent, hq])
+    result = try waitForResult(hqDB, count: 4, logs: [agent, hq])
     #expect(result["reason"] as? String == "replayed")
 
-    // 4. Another device's command, and an expired one (counters 2 and 3, fresh).
+    // 4. Another device's command, and an expired one (counter 3, fresh).
     func sign(_ arguments: [String]) throws -> String {
       let out = try runProduct("gridedge-hq", ["sign"] + arguments, in: dir)
       guard out.status == 0 else { throw TestFailure("sign: \(out.stderr)") }
@@ -107,11 +129,11 @@ import Testing
     }
     try publish(
       sign([
-        "--key", "\(keys)/hq1.key", "--kid", "hq1", "--dev", "TA-OTHER", "--ctr", "2", "--typ", "topup",
+        "--key", "\(keys)/hq1.key", "--kid", "hq1", "--dev", "TA-OTHER", "--ctr", "3", "--typ", "topup",
         "--body", "{}",
       ]),
       device: device, port: broker.port)
-    result = try waitForResult(hqDB, count: 4, logs: [agent, hq])
+    result = try waitForResult(hqDB, count: 5, logs: [agent, hq])
     #expect(result["reason"] as? String == "wrong-device")
     let shortLived = try sign([
       "--key", "\(keys)/hq1.key", "--kid", "hq1", "--dev", device, "--ctr", "3", "--typ", "reconnect",
@@ -120,7 +142,7 @@ import Testing
     ])
     usleep(2_100_000)
     try publish(shortLived, device: device, port: broker.port)
-    result = try waitForResult(hqDB, count: 5, logs: [agent, hq])
+    result = try waitForResult(hqDB, count: 6, logs: [agent, hq])
     #expect(result["reason"] as? String == "expired")
 
     // 5. Forgeries: a key HQ never had (same kid), an unknown kid, garbage. Four
@@ -130,18 +152,18 @@ import Testing
       "--body", "{}",
     ])
     try publish(forged, device: device, port: broker.port)
-    result = try waitForResult(hqDB, count: 6, logs: [agent, hq])
+    result = try waitForResult(hqDB, count: 7, logs: [agent, hq])
     #expect(result["reason"] as? String == "bad-signature")
     #expect(result["ctr"] == nil, "an unverified counter must not be reported as the command's")
     try publish(forged.replacingOccurrences(of: "eyJ", with: "eyK"), device: device, port: broker.port)
-    result = try waitForResult(hqDB, count: 7, logs: [agent, hq])
+    result = try waitForResult(hqDB, count: 8, logs: [agent, hq])
     #expect(result["reason"] as? String == "malformed")
     let headerless = "eyJhbGciOiJub25lIn0." + forged.split(separator: ".")[1] + "."
     try publish(headerless, device: device, port: broker.port)
-    result = try waitForResult(hqDB, count: 8, logs: [agent, hq])
+    result = try waitForResult(hqDB, count: 9, logs: [agent, hq])
     #expect(result["reason"] as? String == "unsupported-algorithm")
     try publish("not a token", device: device, port: broker.port)
-    result = try waitForResult(hqDB, count: 9, logs: [agent, hq])
+    result = try waitForResult(hqDB, count: 10, logs: [agent, hq])
     #expect(result["reason"] as? String == "malformed")
     try agent.waitForLog("control commands suspended until local midnight")
 
@@ -152,9 +174,9 @@ import Testing
         "send", "--db", hqDB, "--port", String(broker.port), "--key", "\(keys)/hq1.key", "--kid", "hq1",
         "--dev", device, "--typ", "disconnect", "--body", #"{"meter":"000000000001"}"#,
       ], in: dir)
-    #expect(after.stdout.hasPrefix("sent command 2 (disconnect)"), "\(after.stderr)")
-    result = try waitForResult(hqDB, count: 10, logs: [agent, hq])
-    #expect(result["ctr"] as? String == "2")
+    #expect(after.stdout.hasPrefix("sent command 3 (disconnect)"), "\(after.stderr)")
+    result = try waitForResult(hqDB, count: 11, logs: [agent, hq])
+    #expect(result["ctr"] as? String == "3")
     #expect(result["reason"] as? String == "suspended")
     agent.signal(SIGTERM)
     #expect(try agent.wait(timeout: 10) == 0)
