@@ -2,17 +2,6 @@ import CLibc
 import DLT645
 import Runtime
 
-// posix_openpt, grantpt, unlockpt and ptsname_r are declared by <stdlib.h> only with
-// _XOPEN_SOURCE / _GNU_SOURCE, which the Clang importer does not define; CLibc's
-// shim does not declare them either. Until it does, they are bound here by symbol
-// name (plain int and pointer arguments, the same in the C and Swift conventions).
-@_silgen_name("posix_openpt") private func c_posix_openpt(_ flags: Int32) -> Int32
-@_silgen_name("grantpt") private func c_grantpt(_ fd: Int32) -> Int32
-@_silgen_name("unlockpt") private func c_unlockpt(_ fd: Int32) -> Int32
-@_silgen_name("ptsname_r") private func c_ptsname_r(
-  _ fd: Int32, _ buffer: UnsafeMutablePointer<CChar>?, _ length: Int
-) -> Int32
-
 /// Sets `O_NONBLOCK` on `fd`.
 private func setNonBlocking(_ fd: Int32) -> Bool {
   let flags = clibc_fcntl_getfl(fd)
@@ -96,11 +85,11 @@ final class PseudoTerminal {
   /// slave to raw mode (`cfmakeraw`).
   /// - Throws: `SystemError` naming the step that failed.
   init() throws(SystemError) {
-    let master = c_posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC)
+    let master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC)
     guard master >= 0 else { throw SystemError.current("posix_openpt") }
     var name = [CChar](repeating: 0, count: 128)
-    let named = name.withUnsafeMutableBufferPointer { c_ptsname_r(master, $0.baseAddress, $0.count) }
-    guard c_grantpt(master) == 0, c_unlockpt(master) == 0, named == 0, setNonBlocking(master) else {
+    let named = name.withUnsafeMutableBufferPointer { ptsname_r(master, $0.baseAddress, $0.count) }
+    guard grantpt(master) == 0, unlockpt(master) == 0, named == 0, setNonBlocking(master) else {
       let error = SystemError.current("pty set-up (grantpt, unlockpt, ptsname_r)")
       close(master)
       throw error

@@ -11,8 +11,13 @@ struct Main {
       gridedge run --config FILE        run the agent until SIGTERM/SIGINT
       gridedge status --config FILE [--json]
                                         what the agent on this device is doing
+      gridedge readings --config FILE --meter ADDRESS [--from T] [--to T] [--json]
+                                        the readings stored for one meter; T is a
+                                        local YYYY-MM-DD or YYYY-MM-DDThh:mm
+                                        (default: the last 24 hours)
       gridedge check-config --config FILE
-                                        validate a configuration file and exit
+                                        validate a configuration file (and the
+                                        meter list and buses it names) and exit
       gridedge --help | --version
 
     exit codes: 0 ok, 1 runtime failure, 2 bad command line or configuration,
@@ -27,7 +32,8 @@ struct Main {
   static func run(_ words: [String]) -> Int32 {
     let arguments: Arguments
     do {
-      arguments = try Arguments(words, valued: ["config"], flags: ["help", "version", "json"])
+      arguments = try Arguments(
+        words, valued: ["config", "meter", "from", "to"], flags: ["help", "version", "json"])
     } catch {
       Console.writeError("gridedge: " + error.description + "\n\n" + usage + "\n")
       return ExitCode.config
@@ -44,7 +50,7 @@ struct Main {
       Console.writeError("gridedge: unexpected argument '" + arguments.positional[1] + "'\n")
       return ExitCode.config
     }
-    guard ["run", "status", "check-config"].contains(command) else {
+    guard ["run", "status", "readings", "check-config"].contains(command) else {
       Console.writeError("gridedge: unknown command '" + command + "'\n\n" + usage + "\n")
       return ExitCode.config
     }
@@ -62,8 +68,22 @@ struct Main {
     Log.level = LogLevel(name: config.string("log.level") ?? "info") ?? .info
     switch command {
     case "check-config":
+      do {
+        try Acquisition.validate(config: config)
+      } catch {
+        Console.writeError("gridedge: configuration error: " + error.description + "\n")
+        return error.exitCode
+      }
       Console.writeLine(path + ": ok")
       return ExitCode.ok
+    case "readings":
+      guard let meter = arguments.value("meter") else {
+        Console.writeError("gridedge readings: --meter ADDRESS is required\n")
+        return ExitCode.config
+      }
+      return ReadingsReport.run(
+        config: config, meter: meter, from: arguments.value("from"), to: arguments.value("to"),
+        json: arguments.has("json"), now: SystemClock().wallMilliseconds)
     case "status":
       return StatusReport.run(config: config, json: arguments.has("json"))
     default:
