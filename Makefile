@@ -45,6 +45,7 @@ size: cross
 	bash cross/size.sh
 
 bench: size
+	bash .ci/bench.sh
 
 lint:
 	$(SWIFT) format lint --strict --recursive --configuration .swift-format Package.swift Sources Tests

@@ -65,7 +65,7 @@ let package = Package(
     .testTarget(name: "DomainTests", dependencies: ["GridEdgeCore"]),
     .testTarget(
       name: "ContractTests", dependencies: ["GridEdgeContract", "SQLiteStore", "TestSupport"]),
-    .testTarget(name: "MeterSimTests", dependencies: ["MeterSim", "DLT645", "TestSupport"]),
+    .testTarget(name: "MeterSimTests", dependencies: ["MeterSim", "DLT645", "TestSupport", "gridedge-sim"]),
     .testTarget(
       name: "AgentTests",
       dependencies: [

@@ -10,6 +10,7 @@ PACKAGES=(
   mosquitto mosquitto-clients                           # a real broker for tests and the demo
   qemu-user-static                                      # running the ARM binaries
   sqlite3 openssl python3 debian-archive-keyring       # tests, cross scripts (sysroots), certificates
+  gcc libc6-dev python3-venv                           # benchmark baselines (C, paho-mqtt)
 )
 
 log() { printf '\033[1m[deps]\033[0m %s\n' "$*"; }

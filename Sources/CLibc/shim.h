@@ -20,6 +20,8 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/resource.h>
+#include <sys/ioctl.h>
+#include <linux/serial.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,5 +59,35 @@ static inline int clibc_signalfd_for_termination(void) {
 
 /// Ignore SIGPIPE (a broken socket must be an error code, not a death).
 static inline void clibc_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
+
+/// Serial lines (MeterBus): `CRTSCTS` does not fit a C int, so Swift cannot import it.
+static inline tcflag_t clibc_crtscts(void) { return CRTSCTS; }
+
+/// Sets `VMIN`/`VTIME` (the `c_cc` array is a tuple in Swift).
+static inline void clibc_termios_set_vmin_vtime(struct termios *t, cc_t vmin, cc_t vtime) {
+  t->c_cc[VMIN] = vmin;
+  t->c_cc[VTIME] = vtime;
+}
+
+/// Turns the kernel's RS-485 mode on (RTS high while sending) or off: `ioctl` is variadic.
+static inline int clibc_serial_rs485(int fd, int enable) {
+  struct serial_rs485 conf;
+  memset(&conf, 0, sizeof conf);
+  if (enable) conf.flags = SER_RS485_ENABLED | SER_RS485_RTS_ON_SEND;
+  return ioctl(fd, TIOCSRS485, &conf);
+}
+
+/// Pseudo-terminals (gridedge-sim's pty bus): declared here because the libc headers
+/// hide them without _XOPEN_SOURCE/_GNU_SOURCE.
+int posix_openpt(int flags);
+int grantpt(int fd);
+int unlockpt(int fd);
+int ptsname_r(int fd, char *buf, size_t buflen);
+
+/// Bytes waiting to be read on `fd` (`ioctl(FIONREAD)`), or -1.
+static inline int clibc_bytes_readable(int fd) {
+  int n = 0;
+  return ioctl(fd, FIONREAD, &n) == 0 ? n : -1;
+}
 
 #endif

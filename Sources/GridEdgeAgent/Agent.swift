@@ -29,6 +29,8 @@ public final class Agent<C: Clock> {
   let outbox: Outbox
   let sync: Sync
   let commands: CommandHandler
+  /// Meter reading over the meter buses; nil when no meter list is configured.
+  let acquisition: Acquisition?
   let capBytes: Int64
   let signals: TerminationSignals
   let epoch: Int64
@@ -134,6 +136,7 @@ public final class Agent<C: Clock> {
     } catch {
       throw AgentError("database " + path + ": " + error.description, exitCode: ExitCode.database)
     }
+    self.acquisition = try Acquisition.make(config: config, store: store, outbox: outbox)
   }
 
   /// Runs until a stop signal, then says goodbye to the broker.
@@ -150,12 +153,21 @@ public final class Agent<C: Clock> {
       let now = clock.monotonicMilliseconds
       for timer in timers.takeDue(now: now) { fire(timer) }
       if finished { break }
+      if let acquisition {
+        acquisition.tick(monotonic: now, wall: clock.wallMilliseconds)
+        if acquisition.takeEnqueued() { sync.recordsEnqueued() }
+      }
       if link == .connected && stopReason == nil { pump() }
       var requests = [PollRequest(fd: signals.fd)]
       let socket = client.socket
       if socket >= 0 { requests.append(PollRequest(fd: socket, read: true, write: client.wantsWrite)) }
+      let busStart = requests.count
+      if let acquisition { requests += acquisition.pollRequests() }
       var limit: Int64 = 1000
       if let deadline = sync.nextDeadline(monotonic: now) { limit = max(0, min(limit, deadline - now)) }
+      if let deadline = acquisition?.nextDeadline(monotonic: now, wall: clock.wallMilliseconds) {
+        limit = max(0, min(limit, deadline - now))
+      }
       let results: [PollResult]
       do {
         results = try Poller.wait(requests, timeoutMilliseconds: timers.timeout(now: now, limit: limit))
@@ -168,7 +180,13 @@ public final class Agent<C: Clock> {
       }
       if socket >= 0 { service(results[1]) }
       handleEvents()
+      if let acquisition {
+        acquisition.service(
+          results[busStart...], monotonic: clock.monotonicMilliseconds, wall: clock.wallMilliseconds)
+        if acquisition.takeEnqueued() { sync.recordsEnqueued() }
+      }
     }
+    acquisition?.close(monotonic: clock.monotonicMilliseconds, wall: clock.wallMilliseconds)
     let reason = stopReason ?? "stopped"
     do {
       try store.endBoot(epoch, now: clock.wallMilliseconds, reason: reason)

@@ -96,7 +96,45 @@ public final class AgentStore {
         CREATE INDEX commands_by_digest ON commands (digest);
         """),
     Migration(
-      id: 4, name: "meter archive, prepaid accounts, ledger and audit chain",
+      id: 4, name: "readings",
+      sql: """
+        CREATE TABLE readings (
+          ts INTEGER NOT NULL,
+          meter TEXT NOT NULL,
+          di TEXT NOT NULL,
+          value INTEGER NOT NULL,
+          tariffs TEXT,
+          quality TEXT NOT NULL CHECK (quality IN ('measured', 'backfilled', 'clock-suspect')),
+          read_at INTEGER NOT NULL,
+          PRIMARY KEY (ts, meter, di)
+        ) STRICT, WITHOUT ROWID;
+        CREATE TABLE meter_state (
+          meter TEXT PRIMARY KEY,
+          freeze_scanned_day INTEGER,
+          clock_checked_at INTEGER,
+          clock_drift INTEGER,
+          time_set_day INTEGER,
+          last_answer_at INTEGER,
+          silent_since INTEGER,
+          corrupt_frames INTEGER NOT NULL DEFAULT 0,
+          wrong_address INTEGER NOT NULL DEFAULT 0,
+          error_replies INTEGER NOT NULL DEFAULT 0,
+          no_answer INTEGER NOT NULL DEFAULT 0
+        ) STRICT;
+        CREATE TABLE acquisition_cycles (
+          id INTEGER PRIMARY KEY,
+          slot INTEGER NOT NULL,
+          started_at INTEGER NOT NULL,
+          finished_at INTEGER,
+          meters INTEGER NOT NULL,
+          answered INTEGER NOT NULL,
+          missing INTEGER NOT NULL,
+          errors INTEGER NOT NULL,
+          stored INTEGER NOT NULL
+        ) STRICT;
+        """),
+    Migration(
+      id: 5, name: "meter archive, prepaid accounts, ledger and audit chain",
       sql: """
         CREATE TABLE archive_state (
           singleton INTEGER PRIMARY KEY CHECK (singleton = 1),

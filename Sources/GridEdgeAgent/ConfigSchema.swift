@@ -116,6 +116,65 @@ public enum ConfigSchema {
       "sync.backlog_rate", .integer(0, 10_000_000), default: "2000", unit: "records/s",
       "Cap on backlog drained after an outage (live data always goes first); 0 for no cap."),
     ConfigKey(
+      "meter.file", .path,
+      "The meter list, one meter per line: '<12-digit address> <bus> [customer=<id>] [area=<id>]'; unset: no meters are read."
+    ),
+    ConfigKey(
+      "bus.1", .text,
+      "Meter bus 1: 'serial <device> [<baud> [<format>]] [rs485]' (an RS-485 port, default 2400 8E1) or 'tcp <address>:<port> [<baud> [<format>]]' (a serial-to-Ethernet gateway); unset: not used."
+    ),
+    ConfigKey("bus.2", .text, "Meter bus 2, written as bus.1; unset: not used."),
+    ConfigKey("bus.3", .text, "Meter bus 3, written as bus.1; unset: not used."),
+    ConfigKey("bus.4", .text, "Meter bus 4, written as bus.1; unset: not used."),
+    ConfigKey(
+      "bus.timeout", .integer(100, 60_000), default: "1500", unit: "ms",
+      "How long to wait for a meter's reply once the request is sent (the reply's own transmission time at the line's baud rate is added)."
+    ),
+    ConfigKey(
+      "bus.retries", .integer(0, 5), default: "2",
+      "Times a request is sent again when a meter does not answer properly; a meter that answers none is marked silent and gets no retries until it answers."
+    ),
+    ConfigKey(
+      "bus.gap", .integer(0, 5000), default: "50", unit: "ms",
+      "Quiet time on a bus between the end of one exchange and the next request."),
+    ConfigKey(
+      "bus.wakeup", .integer(0, 4), default: "4",
+      "Wake-up bytes (FE) sent before each request."),
+    ConfigKey(
+      "bus.reconnect_min", .integer(100, 600_000), default: "1000", unit: "ms",
+      "Backoff base for reopening a failed bus (a serial port that errs, a gateway that closes), with full jitter."
+    ),
+    ConfigKey(
+      "bus.reconnect_max", .integer(1000, 3_600_000), default: "60000", unit: "ms",
+      "Backoff cap for reopening a failed bus."),
+    ConfigKey(
+      "acquisition.interval", .integer(1, 1440), default: "15", unit: "min",
+      "Real-time energy (00 01 FF 00: total and tariffs) is read from every meter at each multiple of this many minutes after local midnight."
+    ),
+    ConfigKey(
+      "acquisition.freeze_delay", .integer(0, 720), default: "5", unit: "min",
+      "Daily freezes (05 06 00 01 time, 05 06 01 01 energy) are read in the first cycle at least this long after local midnight."
+    ),
+    ConfigKey(
+      "acquisition.backfill_days", .integer(0, 62), default: "7", unit: "days",
+      "Missed daily freezes up to this many days back are read from the meters' freeze records (05 06 01 nn)."
+    ),
+    ConfigKey(
+      "acquisition.clock_check", .integer(0, 10_080), default: "1440", unit: "min",
+      "How often each meter's clock (04 00 01 01 and 04 00 01 02) is compared with this device's; 0: never."),
+    ConfigKey(
+      "acquisition.clock_threshold", .integer(1, 3600), default: "60", unit: "s",
+      "Clock drift beyond which a meter's readings are marked clock-suspect and its bus gets a broadcast time (0x08), at most once per meter per day."
+    ),
+    ConfigKey(
+      "acquisition.time_set", .choice(["on", "off"]), default: "on",
+      "Whether drifting meter clocks are corrected with a broadcast time; off: drift is only logged and reported."
+    ),
+    ConfigKey(
+      "acquisition.keep_days", .integer(1, 3650), default: "93", unit: "days",
+      "Readings older than this are deleted from the local cache (the outbox still holds what HQ has not acknowledged)."
+    ),
+    ConfigKey(
       "commands.trusted_keys", .path,
       "HQ's command signing keys, one '<kid> <base64url Ed25519 public key>' per line; unset: every command is refused."
     ),

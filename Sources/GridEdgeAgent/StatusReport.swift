@@ -58,6 +58,19 @@ public enum StatusReport {
       let lastSeq = sync?.int64(2) ?? 0
       let evicted = sync?.int64(3) ?? 0
       let used = sync?.int64(4) ?? 0
+      // The meter reading's last cycle (tables of migration 4, version 0.3 on).
+      let cycle = try? db.query(
+        "SELECT slot, finished_at, meters, answered, missing, errors, stored FROM acquisition_cycles ORDER BY id DESC LIMIT 1"
+      ).first
+      var cycleJSON = "null"
+      if let cycle {
+        let names = ["slot", "finished_at", "meters", "answered", "missing", "errors", "stored"]
+        cycleJSON = "{"
+        for (i, name) in names.enumerated() {
+          cycleJSON += (i == 0 ? "\"" : ",\"") + name + "\":" + String(cycle.int64(i) ?? 0)
+        }
+        cycleJSON += "}"
+      }
       if json {
         let out = try db.query(
           """
@@ -65,13 +78,13 @@ public enum StatusReport {
             'epoch', ?6, 'pid', ?7, 'link', ?8, 'broker', ?9, 'detail', ?10, 'updated_at', ?11,
             'boots', ?12, 'last_stop', ?13, 'database', ?14,
             'outbox', json_object('pending_records', ?15, 'unacked_batches', ?16, 'last_seq', ?17,
-              'evicted_records', ?18, 'used_bytes', ?19, 'cap_bytes', ?20))
+              'evicted_records', ?18, 'used_bytes', ?19, 'cap_bytes', ?20), 'last_cycle', json(?21))
           """,
           [
             row[0], row[1], .text(config.string("device.profile") ?? ""), .text(state),
             .text(alive ? "true" : "false"), row[2], row[3], row[5], row[6], row[7], row[8], row[9],
             row[10], .text(path), .integer(pending), .integer(unacked), .integer(lastSeq),
-            .integer(evicted), .integer(used), .integer(config.integer("store.max_bytes")),
+            .integer(evicted), .integer(used), .integer(config.integer("store.max_bytes")), .text(cycleJSON),
           ])
         Console.writeLine(out.first?.text(0) ?? "{}")
         return ExitCode.ok
@@ -95,6 +108,19 @@ public enum StatusReport {
             + " batch(es) awaiting HQ's ack, last seq "
             + String(lastSeq) + (evicted > 0 ? ", " + String(evicted) + " telemetry record(s) evicted" : "")
         ))
+      if let cycle {
+        let missing = cycle.int64(4) ?? 0
+        lines.append(
+          (
+            "meters",
+            "last cycle " + formatUTC(milliseconds: cycle.int64(0) ?? 0) + ": "
+              + String(cycle.int64(3) ?? 0) + " of " + String(cycle.int64(2) ?? 0) + " answered, "
+              + String(missing) + " missing, " + String(cycle.int64(5) ?? 0) + " error(s), "
+              + String(cycle.int64(6) ?? 0) + " reading(s) stored"
+          ))
+      } else if config.string("meter.file") != nil {
+        lines.append(("meters", "no acquisition cycle finished yet"))
+      }
       lines.append(
         (
           "database",

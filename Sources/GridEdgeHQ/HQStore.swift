@@ -81,6 +81,8 @@ public final class HQStore {
   /// Opens (creating if needed) the receiver database at `path`.
   public init(path: String) throws(SQLiteError) {
     db = try Connection(path: path)
+    // HQ writes a lot: a bigger page cache keeps the growing indexes in memory.
+    try db.execute("PRAGMA cache_size = -32768")
     _ = try Migrator(Self.migrations).migrate(db)
   }
 

@@ -11,8 +11,20 @@ struct Main {
       gridedge run --config FILE        run the agent until SIGTERM/SIGINT
       gridedge status --config FILE [--json]
                                         what the agent on this device is doing
+      gridedge readings --config FILE --meter ADDRESS [--from T] [--to T] [--json]
+                                        the readings stored for one meter; T is a
+                                        local YYYY-MM-DD or YYYY-MM-DDThh:mm
+                                        (default: the last 24 hours)
+      gridedge ledger --config FILE [--customer C] [--json]
+                                        prepaid accounts, or one customer's entries
+      gridedge ledger verify --config FILE
+                                        recompute every balance from its entries
+      gridedge audit verify --config FILE
+                                        walk the audit hash chain (ledger entries,
+                                        command outcomes): finds edited or deleted rows
       gridedge check-config --config FILE
-                                        validate a configuration file and exit
+                                        validate a configuration file (and the
+                                        meter list and buses it names) and exit
       gridedge --help | --version
 
     exit codes: 0 ok, 1 runtime failure, 2 bad command line or configuration,
@@ -27,7 +39,8 @@ struct Main {
   static func run(_ words: [String]) -> Int32 {
     let arguments: Arguments
     do {
-      arguments = try Arguments(words, valued: ["config"], flags: ["help", "version", "json"])
+      arguments = try Arguments(
+        words, valued: ["config", "meter", "from", "to", "customer"], flags: ["help", "version", "json"])
     } catch {
       Console.writeError("gridedge: " + error.description + "\n\n" + usage + "\n")
       return ExitCode.config
@@ -40,11 +53,18 @@ struct Main {
       Console.write(usage + "\n")
       return arguments.has("help") ? ExitCode.ok : ExitCode.config
     }
-    guard arguments.positional.count == 1 else {
+    let verify =
+      ["ledger", "audit"].contains(command) && arguments.positional.count == 2
+      && arguments.positional[1] == "verify"
+    guard arguments.positional.count == 1 || verify else {
       Console.writeError("gridedge: unexpected argument '" + arguments.positional[1] + "'\n")
       return ExitCode.config
     }
-    guard ["run", "status", "check-config"].contains(command) else {
+    guard command != "audit" || verify else {
+      Console.writeError("gridedge: did you mean 'gridedge audit verify'?\n")
+      return ExitCode.config
+    }
+    guard ["run", "status", "readings", "ledger", "audit", "check-config"].contains(command) else {
       Console.writeError("gridedge: unknown command '" + command + "'\n\n" + usage + "\n")
       return ExitCode.config
     }
@@ -62,10 +82,30 @@ struct Main {
     Log.level = LogLevel(name: config.string("log.level") ?? "info") ?? .info
     switch command {
     case "check-config":
+      do {
+        try Acquisition.validate(config: config)
+      } catch {
+        Console.writeError("gridedge: configuration error: " + error.description + "\n")
+        return error.exitCode
+      }
       Console.writeLine(path + ": ok")
       return ExitCode.ok
+    case "readings":
+      guard let meter = arguments.value("meter") else {
+        Console.writeError("gridedge readings: --meter ADDRESS is required\n")
+        return ExitCode.config
+      }
+      return ReadingsReport.run(
+        config: config, meter: meter, from: arguments.value("from"), to: arguments.value("to"),
+        json: arguments.has("json"), now: SystemClock().wallMilliseconds)
     case "status":
       return StatusReport.run(config: config, json: arguments.has("json"))
+    case "ledger":
+      if verify { return LedgerReport.verify(config: config) }
+      return LedgerReport.show(
+        config: config, customer: arguments.value("customer"), json: arguments.has("json"))
+    case "audit":
+      return LedgerReport.verifyAudit(config: config)
     default:
       do {
         let agent = try Agent(config: config, clock: SystemClock())

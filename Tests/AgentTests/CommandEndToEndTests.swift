@@ -180,5 +180,26 @@ import Testing
     #expect(result["reason"] as? String == "suspended")
     agent.signal(SIGTERM)
     #expect(try agent.wait(timeout: 10) == 0)
+
+    // What an engineer on site sees, and what the checks find.
+    let ledger = try runProduct("gridedge", ["ledger", "--config", config], in: dir)
+    #expect(
+      ledger.status == 0 && ledger.stdout.contains("C-1") && ledger.stdout.contains("10.00"), "\(ledger)")
+    let verify = try runProduct("gridedge", ["ledger", "verify", "--config", config], in: dir)
+    #expect(verify.status == 0, "\(verify)")
+    #expect(verify.stdout.contains("1 ledger entries checked: every balance equals its entries"))
+    let audit = try runProduct("gridedge", ["audit", "verify", "--config", config], in: dir)
+    #expect(audit.status == 0, "\(audit)")
+    #expect(audit.stdout.contains("the chain is intact"))
+    let db = try Connection(path: dir.appendingPathComponent("agent.db").path)
+    try db.run("UPDATE ledger SET amount_fen = 2000")
+    try db.run(
+      "UPDATE audit SET body = replace(body, '\"outcome\":\"rejected\"', '\"outcome\":\"applied\"') WHERE id = 4"
+    )
+    db.close()
+    let broken = try runProduct("gridedge", ["ledger", "verify", "--config", config], in: dir)
+    #expect(broken.status == 1 && broken.stdout.contains("MISMATCH"), "\(broken)")
+    let brokenAudit = try runProduct("gridedge", ["audit", "verify", "--config", config], in: dir)
+    #expect(brokenAudit.status == 1 && brokenAudit.stdout.contains("edited"), "\(brokenAudit)")
   }
 }

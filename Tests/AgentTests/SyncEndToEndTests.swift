@@ -128,6 +128,9 @@ import Testing
   @Test func millionReadingsBufferedWhileTheBrokerIsDownAllArriveOnce() throws {
     let broker = try MosquittoBroker()
     broker.stop()
+    // Hold the port while the broker is "down", so no other test's broker takes it
+    // (the agent would drain into it): connections are accepted and closed at once.
+    let squatter = try PortSquatter(port: broker.port)
     let s = try setup(
       "sync-outage", device: "TA-SYNC-2", port: broker.port, extra: "store.max_bytes = 536870912")
     let agent = try Child("gridedge", ["run", "--config", s.config], in: s.dir)
@@ -136,6 +139,7 @@ import Testing
     try fillOutbox(path: s.agentDB, device: s.device, count: 1_000_000, meters: 2048, chunk: 50_000)
     let filled = try agentBacklog(s)
     #expect(filled.pending == 1_000_000)
+    squatter.release()
     try broker.start()
     let hq = try startHQ(s, port: broker.port)
     let started = Date()
@@ -297,5 +301,46 @@ import Testing
     watcher.terminate()
     agent.signal(SIGTERM)
     #expect(try agent.wait(timeout: 10) == 0)
+  }
+}
+
+/// Listens on a loopback port and closes every connection at once: a host whose
+/// MQTT broker is down, without letting the port go to anyone else.
+final class PortSquatter {
+  private let fd: Int32
+  private let thread: Thread
+
+  init(port: Int32) throws {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var one: Int32 = 1
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let bound = withUnsafePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+      }
+    }
+    guard fd >= 0, bound == 0, listen(fd, 16) == 0 else {
+      close(fd)
+      throw TestFailure("cannot hold port \(port): errno \(errno)")
+    }
+    self.fd = fd
+    thread = Thread {
+      while true {
+        let client = accept(fd, nil, nil)
+        if client < 0 { return }
+        close(client)
+      }
+    }
+    thread.start()
+  }
+
+  /// Stops listening; the port is free for the broker again.
+  func release() {
+    shutdown(fd, Int32(SHUT_RDWR))
+    close(fd)
   }
 }

@@ -1,0 +1,1006 @@
+import DLT645
+import GridEdgeContract
+import GridEdgeCore
+import Runtime
+import SQLiteStore
+
+/// Reads the meters on schedule over the meter buses and stores what they say in the
+/// reading cache, each reading with its outbox record (DESIGN.md §1, §7).
+///
+/// A **cycle** starts at every multiple of `acquisition.interval` minutes after local
+/// midnight (and once at start-up, for the current slot). In a cycle each meter gets a
+/// small job, its requests sent one after the other on its bus:
+///
+/// 1. real-time energy: the forward active block 00 01 FF 00 (total and tariffs in one
+///    read; 00 01 00 00, the total alone, when the meter refuses the block), stored
+///    with the slot's start as its timestamp — unless already stored for that slot;
+/// 2. a clock check when due (every `acquisition.clock_check` minutes): date
+///    04 00 01 01 and time 04 00 01 02 against this device's clock. Beyond
+///    `acquisition.clock_threshold` the meter's readings are `clock-suspect` until a
+///    check finds it right again, and a broadcast time (0x08) goes out on its bus —
+///    at most once per meter per local day, never within 5 minutes of midnight (the
+///    freeze), and checked again in the next cycle;
+/// 3. the daily freeze, in the first cycle at least `acquisition.freeze_delay` minutes
+///    after local midnight: freeze time 05 06 00 nn then freeze energy 05 06 01 nn,
+///    n = 1 for the last freeze and further back (n ≤ 62) for days missing in the
+///    cache within `acquisition.backfill_days` (stored `backfilled`). Freezes are
+///    stored under 05 06 01 01 with the meter's freeze time as timestamp, so a day
+///    has one key whichever n it was read through.
+///
+/// A meter that does not answer its first request is skipped for the rest of the
+/// cycle (its bus marks it silent). Corrupt frames, replies from the wrong address,
+/// error replies and undecodable values are counted per meter and reported as one
+/// `meter.comm_errors` event per meter and cycle; nothing malformed is stored. A cycle
+/// still running when the next slot starts is ended: its unfinished meters count as
+/// missing. Each cycle leaves a row in `acquisition_cycles` (`gridedge status`) and an
+/// `acquisition.cycle` event.
+///
+/// A component of the agent's poll loop, like `MeterBus`: `pollRequests()`,
+/// `service(_:monotonic:wall:)`, `tick(monotonic:wall:)`, `nextDeadline(...)`. One thread.
+public final class Acquisition {
+  /// Schedule settings (`acquisition.*` keys) and the local time offset.
+  public struct Settings: Sendable {
+    public var intervalMinutes: Int64 = 15
+    public var freezeDelayMinutes: Int64 = 5
+    public var backfillDays: Int64 = 7
+    /// 0: clocks are never checked.
+    public var clockCheckMinutes: Int64 = 1440
+    public var clockThresholdSeconds: Int64 = 60
+    public var timeSet = true
+    public var keepDays: Int64 = 93
+    public var utcOffset: UTCOffset = .china
+
+    public init() {}
+
+    /// The settings of `config`.
+    public init(config: Config) {
+      intervalMinutes = config.integer("acquisition.interval")
+      freezeDelayMinutes = config.integer("acquisition.freeze_delay")
+      backfillDays = config.integer("acquisition.backfill_days")
+      clockCheckMinutes = config.integer("acquisition.clock_check")
+      clockThresholdSeconds = config.integer("acquisition.clock_threshold")
+      timeSet = config.string("acquisition.time_set") != "off"
+      keepDays = config.integer("acquisition.keep_days")
+      utcOffset = UTCOffset(seconds: config.integer("device.utc_offset") * 60) ?? .china
+    }
+  }
+
+  /// What one cycle did, as stored in `acquisition_cycles`.
+  public struct CycleSummary: Hashable, Sendable {
+    /// The slot's start, unix ms.
+    public var slot: Int64
+    public var startedAt: Int64
+    public var finishedAt: Int64
+    /// Meters in the list.
+    public var meters: Int
+    /// Meters that answered at least one request.
+    public var answered: Int
+    /// Meters without a real-time reading for the slot at the end of the cycle.
+    public var missing: Int
+    /// Corrupt frames, wrong addresses, error replies and bad values in the cycle.
+    public var errors: Int
+    /// Readings stored in the cycle (new ones).
+    public var stored: Int
+  }
+
+  /// Per-meter counts of trouble in one cycle.
+  struct Trouble: Hashable {
+    var corruptFrames = 0
+    var wrongAddress = 0
+    var errorReplies = 0
+    var badValues = 0
+    var noAnswer = 0
+    var total: Int { corruptFrames + wrongAddress + errorReplies + badValues }
+  }
+
+  private enum Task: Equatable {
+    case realtime
+    case clock
+    case freeze
+  }
+
+  private enum Step {
+    case realtimeBlock
+    case realtimeTotal
+    case clockDate
+    case clockTime(MeterDate)
+    case freezeTime(Int)
+    case freezeEnergy(Int, ts: Int64, day: Int64)
+  }
+
+  private struct Job {
+    var tasks: [Task]
+    var step: Step
+    /// Freeze days (local day numbers) wanted and not yet found.
+    var wantedDays: Set<Int64> = []
+    var freezeWindowStart: Int64 = 0
+  }
+
+  private struct MeterState {
+    let entry: MeterEntry
+    let bus: Int
+    var freezeScannedDay: Int64?
+    var clockCheckedAt: Int64?
+    var clockDrift: Int64?
+    var timeSetDay: Int64?
+    var clockRecheck = false
+    var driftReportedDay: Int64?
+    var job: Job?
+    var trouble = Trouble()
+    var answered = false
+    var hasRealtime = false
+    var silentSince: Int64?
+    var lastAnswerAt: Int64?
+  }
+
+  public let settings: Settings
+  public let buses: [MeterBus]
+  public let archive: MeterArchive
+  let readings: Readings
+  let store: AgentStore
+  let outbox: Outbox
+  private var meters: [MeterState] = []
+  private var meterIndex: [Address: Int] = [:]
+  private var inFlight: [Int64: Int] = [:]
+  private var cycleID: Int64 = 0
+  private var cycleSlot: Int64? = nil
+  private var cycleStartedAt: Int64 = 0
+  private var cycleStored = 0
+  private var nextSlot: Int64? = nil
+  private var pendingReadings: [Reading] = []
+  private var pendingEvents: [String] = []
+  private var pendingSince: Int64? = nil
+  private var enqueued = false
+  private var polled: [Int] = []
+  private var busDown: [Bool]
+  private var prunedDay: Int64? = nil
+  private var lastSlotStart: Int64 = 0
+  private var clockWarned = false
+  public private(set) var lastCycle: CycleSummary? = nil
+
+  /// The realtime block and total identifiers, the freeze key.
+  static let freezeKey = DataIdentifier.lastDailyFreezeForwardActive
+
+  /// An acquisition over `buses` for the meters of `archive`.
+  /// - Throws: `MeterArchiveError` when a meter names a bus that is not in `buses`.
+  public init(
+    buses: [MeterBus], archive: MeterArchive, store: AgentStore, outbox: Outbox, readings: Readings,
+    settings: Settings
+  ) throws(MeterArchiveError) {
+    self.buses = buses
+    self.archive = archive
+    self.store = store
+    self.outbox = outbox
+    self.readings = readings
+    self.settings = settings
+    self.busDown = Array(repeating: false, count: buses.count)
+    var index: [String: Int] = [:]
+    for (i, bus) in buses.enumerated() { index[bus.name] = i }
+    for entry in archive.meters {
+      guard let bus = index[entry.bus] else {
+        throw MeterArchiveError(
+          file: archive.source, line: entry.line, .unknownBus(entry.bus, known: buses.map { $0.name }))
+      }
+      meterIndex[entry.address] = meters.count
+      meters.append(MeterState(entry: entry, bus: bus))
+    }
+  }
+
+  /// The acquisition `config` describes, or nil when `meter.file` is not set.
+  /// - Throws: `AgentError` (exit code 2) naming the file, line and key at fault, or
+  ///   (exit code 3) the database.
+  public static func make(config: Config, store: AgentStore, outbox: Outbox) throws(AgentError)
+    -> Acquisition?
+  {
+    guard let (buses, archive) = try parts(config) else { return nil }
+    let readings: Readings
+    do {
+      readings = try Readings(store: store, outbox: outbox)
+    } catch {
+      throw AgentError("database " + store.db.path + ": " + error.description, exitCode: ExitCode.database)
+    }
+    let acquisition: Acquisition
+    do {
+      acquisition = try Acquisition(
+        buses: buses, archive: archive, store: store, outbox: outbox, readings: readings,
+        settings: Settings(config: config))
+    } catch {
+      throw AgentError(
+        config.error("meter.file", error.description).description, exitCode: ExitCode.config)
+    }
+    do {
+      try acquisition.loadState()
+    } catch {
+      throw AgentError("database " + store.db.path + ": " + error.description, exitCode: ExitCode.database)
+    }
+    return acquisition
+  }
+
+  /// Checks the `bus.N` keys and the meter list of `config` without opening anything
+  /// (`gridedge check-config`).
+  /// - Throws: `AgentError` (exit code 2) naming the file, line and key at fault.
+  public static func validate(config: Config) throws(AgentError) {
+    guard let (buses, archive) = try parts(config) else { return }
+    let names = Set(buses.map { $0.name })
+    for entry in archive.meters where !names.contains(entry.bus) {
+      throw AgentError(
+        config.error(
+          "meter.file",
+          MeterArchiveError(
+            file: archive.source, line: entry.line, .unknownBus(entry.bus, known: buses.map { $0.name })
+          ).description
+        ).description, exitCode: ExitCode.config)
+    }
+  }
+
+  /// The buses (not opened) and the meter list of `config`; nil without `meter.file`.
+  private static func parts(_ config: Config) throws(AgentError) -> ([MeterBus], MeterArchive)? {
+    guard let file = config.string("meter.file") else { return nil }
+    var busSettings = MeterBus.Settings()
+    busSettings.replyTimeoutMilliseconds = config.integer("bus.timeout")
+    busSettings.retries = Int(config.integer("bus.retries"))
+    busSettings.gapMilliseconds = config.integer("bus.gap")
+    busSettings.wakeUpBytes = Int(config.integer("bus.wakeup"))
+    busSettings.reconnectMinMilliseconds = config.integer("bus.reconnect_min")
+    busSettings.reconnectMaxMilliseconds = config.integer("bus.reconnect_max")
+    if busSettings.reconnectMaxMilliseconds < busSettings.reconnectMinMilliseconds {
+      throw AgentError(
+        config.error("bus.reconnect_max", "must not be less than bus.reconnect_min").description,
+        exitCode: ExitCode.config)
+    }
+    var buses: [MeterBus] = []
+    for n in 1...4 {
+      let key = "bus." + String(n)
+      guard let text = config.string(key) else { continue }
+      let spec: BusSpec
+      do {
+        spec = try BusSpec.parse(text)
+      } catch {
+        throw AgentError(config.error(key, error.description).description, exitCode: ExitCode.config)
+      }
+      buses.append(MeterBus(name: String(n), transport: spec.makeTransport(), settings: busSettings))
+    }
+    let archive: MeterArchive
+    do {
+      archive = try MeterArchive.load(path: file)
+    } catch {
+      throw AgentError(
+        config.error("meter.file", error.description).description, exitCode: ExitCode.config)
+    }
+    return (buses, archive)
+  }
+
+  /// Reads the per-meter state (`meter_state`) kept across restarts.
+  public func loadState() throws(SQLiteError) {
+    for row in try store.db.query(
+      "SELECT meter, freeze_scanned_day, clock_checked_at, clock_drift, time_set_day, silent_since, last_answer_at FROM meter_state"
+    ) {
+      guard let address = Address(row.text(0) ?? ""), let i = meterIndex[address] else { continue }
+      meters[i].freezeScannedDay = row.int64(1)
+      meters[i].clockCheckedAt = row.int64(2)
+      meters[i].clockDrift = row.int64(3)
+      meters[i].timeSetDay = row.int64(4)
+      meters[i].silentSince = row.int64(5)
+      meters[i].lastAnswerAt = row.int64(6)
+      if meters[i].silentSince != nil { buses[meters[i].bus].markSilent(address) }
+    }
+    if let row = try store.db.query(
+      "SELECT slot, started_at, finished_at, meters, answered, missing, errors, stored FROM acquisition_cycles ORDER BY id DESC LIMIT 1"
+    ).first {
+      lastCycle = CycleSummary(
+        slot: row.int64(0) ?? 0, startedAt: row.int64(1) ?? 0, finishedAt: row.int64(2) ?? 0,
+        meters: Int(row.int64(3) ?? 0), answered: Int(row.int64(4) ?? 0), missing: Int(row.int64(5) ?? 0),
+        errors: Int(row.int64(6) ?? 0), stored: Int(row.int64(7) ?? 0))
+    }
+  }
+
+  // MARK: - Poll loop
+
+  /// The descriptors to poll this round (one per open bus), in the order
+  /// `service(_:monotonic:wall:)` expects their results.
+  public func pollRequests() -> [PollRequest] {
+    polled.removeAll(keepingCapacity: true)
+    var out: [PollRequest] = []
+    for (i, bus) in buses.enumerated() {
+      if let request = bus.pollRequest {
+        polled.append(i)
+        out.append(request)
+      }
+    }
+    return out
+  }
+
+  /// Handles the poll results for the requests of the last `pollRequests()`, in order.
+  public func service(_ results: ArraySlice<PollResult>, monotonic: Int64, wall: Int64) {
+    for (n, result) in results.enumerated() where n < polled.count {
+      buses[polled[n]].service(result, now: monotonic)
+    }
+    process(monotonic: monotonic, wall: wall)
+  }
+
+  /// Acts on deadlines: starts cycles, times out replies, stores what is pending.
+  public func tick(monotonic: Int64, wall: Int64) {
+    for bus in buses { bus.tick(now: monotonic) }
+    process(monotonic: monotonic, wall: wall)
+  }
+
+  /// The next monotonic time `tick` has something to do.
+  public func nextDeadline(monotonic: Int64, wall: Int64) -> Int64 {
+    var next = monotonic + 60_000
+    for bus in buses {
+      if let deadline = bus.nextDeadline { next = min(next, deadline) }
+    }
+    if let slot = nextSlot { next = min(next, monotonic + max(0, slot - wall)) }
+    if let since = pendingSince { next = min(next, since + Self.flushAfterMilliseconds) }
+    return next
+  }
+
+  /// True once after readings or events were enqueued (to wake the uplink).
+  public func takeEnqueued() -> Bool {
+    defer { enqueued = false }
+    return enqueued
+  }
+
+  /// True while a cycle is running.
+  public var isCycleRunning: Bool { cycleSlot != nil }
+
+  /// Stores what is pending and closes the buses (the agent is stopping).
+  public func close(monotonic: Int64, wall: Int64) {
+    if cycleSlot != nil { endCycle(monotonic: monotonic, wall: wall, reason: "stopped") }
+    flush(wall: wall)
+    for bus in buses { bus.close() }
+  }
+
+  /// Pending readings are stored at least this often (and at 100, and at cycle end).
+  static let flushAfterMilliseconds: Int64 = 1000
+
+  /// 2024-01-01T00:00:00Z: a wall clock before it is not set.
+  static let plausibleWall: Int64 = 1_704_067_200_000
+
+  /// A meter clock further off than this is not corrected by a broadcast: this
+  /// device's clock is more likely wrong than the meter's (or the meter is broken).
+  static let largestCorrectedDriftSeconds: Int64 = 86_400
+
+  private func process(monotonic: Int64, wall: Int64) {
+    for (b, bus) in buses.enumerated() {
+      for incident in bus.takeIncidents() { handle(incident, bus: b, wall: wall) }
+      for completion in bus.takeCompletions() { handle(completion, monotonic: monotonic, wall: wall) }
+    }
+    if wall < Self.plausibleWall {
+      // The board's clock is not set (an RTC that lost power): readings would get
+      // timestamps decades off, and a broadcast time would set every meter wrong.
+      if !clockWarned {
+        clockWarned = true
+        Log.error(
+          "acquisition",
+          "this device's clock says " + formatUTC(milliseconds: wall)
+            + ": meters are not read until it is set (NTP)")
+      }
+      if cycleSlot != nil { endCycle(monotonic: monotonic, wall: wall, reason: "clock not set") }
+      nextSlot = nil
+    } else if nextSlot == nil || wall >= nextSlot! || wall < lastSlotStart {
+      // (Also when the wall clock went back before the current slot.)
+      if cycleSlot != nil { endCycle(monotonic: monotonic, wall: wall, reason: "next slot") }
+      startCycle(monotonic: monotonic, wall: wall)
+    } else if cycleSlot != nil, inFlight.isEmpty {
+      endCycle(monotonic: monotonic, wall: wall, reason: nil)
+    }
+    if pendingReadings.count >= 100 || pendingEvents.count >= 100
+      || (pendingSince.map { monotonic - $0 >= Self.flushAfterMilliseconds } ?? false)
+    {
+      flush(wall: wall)
+    }
+    if pendingSince == nil && (!pendingReadings.isEmpty || !pendingEvents.isEmpty) {
+      pendingSince = monotonic
+    }
+    for bus in buses { bus.tick(now: monotonic) }
+  }
+
+  // MARK: - Time
+
+  private func localDay(_ wall: Int64) -> Int64 {
+    settings.utcOffset.localDateTime(fromUnix: unixSeconds(milliseconds: wall)).date.daysSinceEpoch
+  }
+
+  private func midnight(_ day: Int64) -> Int64 {
+    settings.utcOffset.unixSeconds(startOf: CivilDate(daysSinceEpoch: day)) * 1000
+  }
+
+  /// The start of the slot `wall` falls in, and the start of the next one.
+  func slot(containing wall: Int64) -> (start: Int64, next: Int64) {
+    let day = localDay(wall)
+    let dayStart = midnight(day)
+    let step = settings.intervalMinutes * 60_000
+    let start = dayStart + (wall - dayStart) / step * step
+    return (start, min(start + step, midnight(day + 1)))
+  }
+
+  private func unixMilliseconds(_ t: MeterTimestamp) -> Int64? {
+    guard let date = CivilDate(year: Int64(t.year), month: t.month, day: t.day),
+      let local = LocalDateTime(date: date, hour: t.hour, minute: t.minute)
+    else { return nil }
+    return settings.utcOffset.unixSeconds(of: local) * 1000
+  }
+
+  // MARK: - Cycles
+
+  private func startCycle(monotonic: Int64, wall: Int64) {
+    let (start, next) = slot(containing: wall)
+    nextSlot = next
+    lastSlotStart = start
+    cycleID += 1
+    cycleSlot = start
+    cycleStartedAt = wall
+    cycleStored = 0
+    let today = localDay(wall)
+    pruneIfNewDay(today, wall: wall)
+    var done = Set<String>()
+    do {
+      done = try readings.meters(with: .forwardActiveBlock, at: start)
+      done.formUnion(try readings.meters(with: .forwardActiveTotal, at: start))
+    } catch {
+      Log.error("acquisition", "reading the cache: " + error.description)
+    }
+    let secondOfDay = (wall - midnight(today)) / 1000
+    let freezeDue = secondOfDay >= settings.freezeDelayMinutes * 60
+    var jobs = 0
+    for i in meters.indices {
+      meters[i].trouble = Trouble()
+      meters[i].answered = false
+      meters[i].hasRealtime = done.contains(meters[i].entry.address.description)
+      var tasks: [Task] = []
+      if !meters[i].hasRealtime { tasks.append(.realtime) }
+      if clockCheckDue(meters[i], wall: wall) { tasks.append(.clock) }
+      if freezeDue && meters[i].freezeScannedDay != today { tasks.append(.freeze) }
+      meters[i].job = nil
+      if begin(i, tasks: tasks, wall: wall) { jobs += 1 }
+    }
+    Log.info(
+      "acquisition",
+      "cycle " + String(cycleID) + " for " + formatUTC(milliseconds: start) + ": " + String(jobs) + " of "
+        + String(meters.count) + " meter(s) to read")
+  }
+
+  private func clockCheckDue(_ m: MeterState, wall: Int64) -> Bool {
+    guard settings.clockCheckMinutes > 0 else { return false }
+    if m.clockRecheck { return true }
+    guard let at = m.clockCheckedAt else { return true }
+    return wall - at >= settings.clockCheckMinutes * 60_000 || wall < at
+  }
+
+  private func endCycle(monotonic: Int64, wall: Int64, reason: String?) {
+    guard let slotStart = cycleSlot else { return }
+    for bus in buses { bus.cancel(tag: cycleID) }
+    // Cancelled completions are collected now so their meters are freed.
+    for bus in buses {
+      for completion in bus.takeCompletions() { handle(completion, monotonic: monotonic, wall: wall) }
+    }
+    inFlight.removeAll()
+    var answered = 0
+    var missing = 0
+    var errors = 0
+    for i in meters.indices {
+      meters[i].job = nil
+      if meters[i].answered { answered += 1 }
+      if !meters[i].hasRealtime { missing += 1 }
+      let t = meters[i].trouble
+      errors += t.total
+      if t.total > 0 {
+        pendingEvents.append(
+          "\"type\":\"meter.comm_errors\",\"meter\":\"" + meters[i].entry.address.description
+            + "\",\"bus\":\""
+            + buses[meters[i].bus].name + "\",\"slot\":" + String(slotStart) + ",\"corrupt_frames\":"
+            + String(t.corruptFrames) + ",\"wrong_address\":" + String(t.wrongAddress) + ",\"error_replies\":"
+            + String(t.errorReplies) + ",\"bad_values\":" + String(t.badValues))
+      }
+    }
+    flush(wall: wall)
+    let summary = CycleSummary(
+      slot: slotStart, startedAt: cycleStartedAt, finishedAt: wall, meters: meters.count, answered: answered,
+      missing: missing, errors: errors, stored: cycleStored)
+    lastCycle = summary
+    pendingEvents.append(
+      "\"type\":\"acquisition.cycle\",\"slot\":" + String(slotStart) + ",\"meters\":" + String(meters.count)
+        + ",\"answered\":" + String(answered) + ",\"missing\":" + String(missing) + ",\"errors\":"
+        + String(errors) + ",\"stored\":" + String(cycleStored))
+    do {
+      try store.db.transaction { () throws(SQLiteError) in
+        try store.db.run(
+          """
+          INSERT INTO acquisition_cycles (slot, started_at, finished_at, meters, answered, missing, errors, stored)
+          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+          """,
+          [
+            .integer(slotStart), .integer(cycleStartedAt), .integer(wall), .integer(Int64(meters.count)),
+            .integer(Int64(answered)), .integer(Int64(missing)), .integer(Int64(errors)),
+            .integer(Int64(cycleStored)),
+          ])
+        for m in meters where m.trouble != Trouble() {
+          try store.db.run(
+            """
+            INSERT INTO meter_state (meter, corrupt_frames, wrong_address, error_replies, no_answer)
+            VALUES (?1, ?2, ?3, ?4, ?5)
+            ON CONFLICT (meter) DO UPDATE SET corrupt_frames = corrupt_frames + excluded.corrupt_frames,
+              wrong_address = wrong_address + excluded.wrong_address,
+              error_replies = error_replies + excluded.error_replies, no_answer = no_answer + excluded.no_answer
+            """,
+            [
+              .text(m.entry.address.description),
+              .integer(Int64(m.trouble.corruptFrames + m.trouble.badValues)),
+              .integer(Int64(m.trouble.wrongAddress)), .integer(Int64(m.trouble.errorReplies)),
+              .integer(Int64(m.trouble.noAnswer)),
+            ])
+        }
+      }
+    } catch {
+      Log.error("acquisition", "recording the cycle: " + error.description)
+    }
+    flush(wall: wall)
+    cycleSlot = nil
+    var text = "cycle " + String(cycleID) + " for " + formatUTC(milliseconds: slotStart) + " "
+    if let reason { text += "ended (" + reason + ")" } else { text += "done" }
+    text += ": " + String(answered) + " of " + String(meters.count) + " meter(s) answered, "
+    text += String(missing) + " missing, " + String(errors) + " error(s), "
+    text += String(cycleStored) + " reading(s) stored"
+    if missing > 0 || errors > 0 { Log.warn("acquisition", text) } else { Log.info("acquisition", text) }
+  }
+
+  private func pruneIfNewDay(_ today: Int64, wall: Int64) {
+    guard prunedDay != today else { return }
+    prunedDay = today
+    let cutoff = midnight(today - settings.keepDays)
+    do {
+      let n = try readings.prune(before: cutoff)
+      try store.db.run("DELETE FROM acquisition_cycles WHERE slot < ?1", [.integer(cutoff)])
+      if n > 0 { Log.info("acquisition", "pruned " + String(n) + " reading(s) older than the keep period") }
+    } catch {
+      Log.error("acquisition", "pruning old readings: " + error.description)
+    }
+  }
+
+  // MARK: - Jobs
+
+  /// Starts meter `i`'s tasks; false when it has none.
+  private func begin(_ i: Int, tasks: [Task], wall: Int64) -> Bool {
+    var tasks = tasks
+    while let task = tasks.first {
+      var job = Job(tasks: tasks, step: .realtimeBlock)
+      switch task {
+      case .realtime:
+        job.step = .realtimeBlock
+      case .clock:
+        job.step = .clockDate
+      case .freeze:
+        let today = localDay(wall)
+        let start = max(today - settings.backfillDays, (meters[i].freezeScannedDay ?? Int64.min / 2) + 1)
+        var wanted = Set<Int64>()
+        if start <= today {
+          // Freezes are normally taken at local midnight: look those keys up (a day
+          // whose freeze has another time is read again, and stored once).
+          var stored = Set<Int64>()
+          do {
+            stored = try readings.stored(
+              meter: meters[i].entry.address, identifier: Self.freezeKey,
+              at: (start...today).map { midnight($0) })
+          } catch {
+            Log.error("acquisition", "reading the cache: " + error.description)
+          }
+          for day in start...today where !stored.contains(midnight(day)) { wanted.insert(day) }
+        }
+        if wanted.isEmpty {
+          meters[i].freezeScannedDay = today
+          saveFreezeScan(i)
+          tasks.removeFirst()
+          continue
+        }
+        job.wantedDays = wanted
+        job.freezeWindowStart = start
+        job.step = .freezeTime(1)
+      }
+      meters[i].job = job
+      submit(i)
+      return true
+    }
+    meters[i].job = nil
+    return false
+  }
+
+  private func submit(_ i: Int) {
+    guard let job = meters[i].job else { return }
+    let identifier: DataIdentifier
+    switch job.step {
+    case .realtimeBlock: identifier = .forwardActiveBlock
+    case .realtimeTotal: identifier = .forwardActiveTotal
+    case .clockDate: identifier = .date
+    case .clockTime: identifier = .time
+    case .freezeTime(let n): identifier = DataIdentifier.dailyFreezeTime(previous: n)!
+    case .freezeEnergy(let n, _, _): identifier = DataIdentifier.dailyFreezeForwardActive(previous: n)!
+    }
+    let ticket = buses[meters[i].bus].submit(.read(identifier), to: meters[i].entry.address, tag: cycleID)
+    inFlight[ticket] = i
+  }
+
+  /// Moves meter `i` to its next task (or ends its job).
+  private func nextTask(_ i: Int, wall: Int64) {
+    guard var tasks = meters[i].job?.tasks, !tasks.isEmpty else {
+      meters[i].job = nil
+      return
+    }
+    tasks.removeFirst()
+    _ = begin(i, tasks: tasks, wall: wall)
+  }
+
+  private func handle(_ completion: MeterBus.Completion, monotonic: Int64, wall: Int64) {
+    guard let i = inFlight.removeValue(forKey: completion.ticket) else {
+      if case .sent = completion.outcome {
+        Log.debug("acquisition", "broadcast time sent (for meter " + completion.meter.description + ")")
+      }
+      return
+    }
+    guard meters[i].job != nil else { return }
+    switch completion.outcome {
+    case .cancelled:
+      meters[i].job = nil
+    case .noAnswer:
+      meters[i].trouble.noAnswer += 1
+      if meters[i].silentSince == nil {
+        meters[i].silentSince = wall
+        saveSilence(i)
+      }
+      // A silent meter is not asked anything more this cycle.
+      meters[i].job = nil
+    case .badReplies, .sent:
+      nextTask(i, wall: wall)
+    case .reply(let reply):
+      meters[i].answered = true
+      meters[i].lastAnswerAt = wall
+      if meters[i].silentSince != nil {
+        meters[i].silentSince = nil
+        saveSilence(i)
+      }
+      handle(reply, meter: i, wall: wall)
+    }
+  }
+
+  private func handle(_ reply: Reply, meter i: Int, wall: Int64) {
+    guard let job = meters[i].job else { return }
+    let value: MeterValue
+    switch reply {
+    case .readData(let identifier, let bytes, _):
+      do {
+        value = try MeterValue(decoding: bytes[...], for: identifier)
+      } catch {
+        meters[i].trouble.badValues += 1
+        Log.warn(
+          "acquisition",
+          "meter " + meters[i].entry.address.description + ": " + identifier.description + ": "
+            + error.description)
+        nextTask(i, wall: wall)
+        return
+      }
+    case .readError(let word):
+      if case .freezeTime(let n) = job.step, word == .noRequestedData {
+        // No such record: the meter's freeze history ends here (the normal answer
+        // past its last record, so not counted as an error). A meter with no freeze
+        // record at all is not asked again today.
+        finishFreeze(i, wall: wall, noRecords: n == 1)
+        return
+      }
+      meters[i].trouble.errorReplies += 1
+      Log.debug(
+        "acquisition", "meter " + meters[i].entry.address.description + " refused a read: " + word.description
+      )
+      switch job.step {
+      case .realtimeBlock:
+        meters[i].job!.step = .realtimeTotal
+        submit(i)
+      case .freezeTime:
+        finishFreeze(i, wall: wall)
+      default:
+        nextTask(i, wall: wall)
+      }
+      return
+    default:
+      nextTask(i, wall: wall)
+      return
+    }
+    switch (job.step, value) {
+    case (.realtimeBlock, .energyRegisters(let registers)):
+      storeRealtime(
+        i, identifier: .forwardActiveBlock, total: registers.total, tariffs: registers.tariffs, wall: wall)
+      nextTask(i, wall: wall)
+    case (.realtimeTotal, .energy(let centi)):
+      storeRealtime(i, identifier: .forwardActiveTotal, total: centi, tariffs: [], wall: wall)
+      nextTask(i, wall: wall)
+    case (.clockDate, .date(let date)):
+      meters[i].job!.step = .clockTime(date)
+      submit(i)
+    case (.clockTime(let date), .time(let time)):
+      checkClock(i, date: date, time: time, wall: wall)
+      nextTask(i, wall: wall)
+    case (.freezeTime(let n), .timestamp(let t)):
+      guard let ts = unixMilliseconds(t) else {
+        meters[i].trouble.badValues += 1
+        nextTask(i, wall: wall)
+        return
+      }
+      let day = localDay(ts)
+      if job.wantedDays.contains(day) {
+        meters[i].job!.step = .freezeEnergy(n, ts: ts, day: day)
+        submit(i)
+      } else {
+        continueFreeze(i, after: n, day: day, wall: wall)
+      }
+    case (.freezeEnergy(let n, let ts, let day), .energyRegisters(let registers)):
+      let today = localDay(wall)
+      var quality: ReadingQuality = (n == 1 && day == today) ? .measured : .backfilled
+      if clockSuspect(i) { quality = .clockSuspect }
+      pendingReadings.append(
+        Reading(
+          meter: meters[i].entry.address, identifier: Self.freezeKey, timestamp: ts,
+          value: registers.total * 10, tariffs: registers.tariffs.map { $0 * 10 }, quality: quality,
+          readAt: wall))
+      meters[i].job!.wantedDays.remove(day)
+      continueFreeze(i, after: n, day: day, wall: wall)
+    default:
+      meters[i].trouble.badValues += 1
+      nextTask(i, wall: wall)
+    }
+  }
+
+  private func clockSuspect(_ i: Int) -> Bool {
+    guard let drift = meters[i].clockDrift else { return false }
+    return abs(drift) > settings.clockThresholdSeconds
+  }
+
+  private func storeRealtime(
+    _ i: Int, identifier: DataIdentifier, total: Int64, tariffs: [Int64], wall: Int64
+  ) {
+    guard let slotStart = cycleSlot else { return }
+    pendingReadings.append(
+      Reading(
+        meter: meters[i].entry.address, identifier: identifier, timestamp: slotStart, value: total * 10,
+        tariffs: tariffs.map { $0 * 10 }, quality: clockSuspect(i) ? .clockSuspect : .measured, readAt: wall))
+    meters[i].hasRealtime = true
+  }
+
+  /// After freeze record n (of local day `day`): read further back while wanted days
+  /// older than `day` remain, else finish.
+  private func continueFreeze(_ i: Int, after n: Int, day: Int64, wall: Int64) {
+    guard let job = meters[i].job else { return }
+    let older = job.wantedDays.contains { $0 < day }
+    if older && n < 62 && day >= job.freezeWindowStart {
+      meters[i].job!.step = .freezeTime(n + 1)
+      submit(i)
+    } else {
+      finishFreeze(i, wall: wall)
+    }
+  }
+
+  /// The freeze scan of meter `i` is over: the days before today are settled (found,
+  /// or not in the meter); today is settled only when its freeze was found.
+  private func finishFreeze(_ i: Int, wall: Int64, noRecords: Bool = false) {
+    let today = localDay(wall)
+    let todayMissing = meters[i].job?.wantedDays.contains(today) ?? true
+    meters[i].freezeScannedDay = todayMissing && !noRecords ? today - 1 : today
+    if noRecords {
+      Log.info(
+        "acquisition",
+        "meter " + meters[i].entry.address.description + " has no daily freeze record; asked again tomorrow")
+    }
+    if let wanted = meters[i].job?.wantedDays, !wanted.isEmpty {
+      let days = wanted.filter { $0 != today }.count
+      if days > 0 {
+        Log.debug(
+          "acquisition",
+          "meter " + meters[i].entry.address.description + ": " + String(days)
+            + " daily freeze(s) within the backfill window are not in the meter")
+      }
+    }
+    saveFreezeScan(i)
+    nextTask(i, wall: wall)
+  }
+
+  private func checkClock(_ i: Int, date: MeterDate, time: MeterTime, wall: Int64) {
+    let address = meters[i].entry.address.description
+    let ours = settings.utcOffset.localDateTime(fromUnix: unixSeconds(milliseconds: wall))
+    // The date and the time are two reads: near midnight they may straddle it.
+    if ours.secondOfDay < 30 || ours.secondOfDay > 86_370
+      || (time.hour == 0 && time.minute == 0 && time.second < 30)
+    {
+      Log.debug("acquisition", "meter " + address + ": clock check skipped near midnight")
+      meters[i].clockRecheck = true
+      return
+    }
+    guard let civil = CivilDate(year: Int64(date.year), month: date.month, day: date.day),
+      let local = LocalDateTime(date: civil, hour: time.hour, minute: time.minute, second: time.second)
+    else { return }
+    let drift = settings.utcOffset.unixSeconds(of: local) - unixSeconds(milliseconds: wall + 500)
+    meters[i].clockCheckedAt = wall
+    meters[i].clockDrift = drift
+    meters[i].clockRecheck = false
+    let today = localDay(wall)
+    if abs(drift) <= settings.clockThresholdSeconds {
+      saveClock(i)
+      return
+    }
+    Log.warn(
+      "acquisition",
+      "meter " + address + " clock is " + String(drift) + " s off (threshold "
+        + String(settings.clockThresholdSeconds) + " s, acquisition.clock_threshold)")
+    if meters[i].driftReportedDay != today {
+      meters[i].driftReportedDay = today
+      pendingEvents.append(
+        "\"type\":\"meter.clock_drift\",\"meter\":\"" + address + "\",\"drift_s\":" + String(drift))
+    }
+    let nearMidnight = ours.secondOfDay < 300 || ours.secondOfDay > 86_100
+    if abs(drift) > Self.largestCorrectedDriftSeconds {
+      Log.warn(
+        "acquisition",
+        "meter " + address + " clock differs from this device's by more than a day: not corrected;"
+          + " check both clocks")
+    } else if settings.timeSet && meters[i].timeSetDay != today && !nearMidnight,
+      let now = try? MeterDateTime(
+        year: Int(ours.date.year), month: ours.date.month, day: ours.date.day, hour: ours.hour,
+        minute: ours.minute, second: ours.second)
+    {
+      let bus = buses[meters[i].bus]
+      bus.submit(.broadcastTime(now), to: meters[i].entry.address, tag: 0, first: true)
+      meters[i].timeSetDay = today
+      meters[i].clockRecheck = true
+      Log.warn(
+        "acquisition",
+        "broadcast time " + now.description + " on bus " + bus.name + " for meter " + address + " ("
+          + String(drift) + " s off); checked again next cycle")
+      pendingEvents.append(
+        "\"type\":\"meter.time_set\",\"meter\":\"" + address + "\",\"bus\":\"" + bus.name + "\",\"drift_s\":"
+          + String(drift) + ",\"time\":\"" + now.description + "\"")
+    }
+    saveClock(i)
+  }
+
+  // MARK: - Incidents
+
+  private func handle(_ incident: MeterBus.Incident, bus b: Int, wall: Int64) {
+    switch incident {
+    case .corruptFrame(let meter, let error):
+      if let i = meterIndex[meter] { meters[i].trouble.corruptFrames += 1 }
+      Log.debug(
+        "bus",
+        "bus " + buses[b].name + ": corrupt frame for meter " + meter.description + ": " + error.description)
+    case .wrongAddress(let meter, let from):
+      if let i = meterIndex[meter] { meters[i].trouble.wrongAddress += 1 }
+      Log.debug(
+        "bus",
+        "bus " + buses[b].name + ": reply from " + from.description + " while waiting for "
+          + meter.description)
+    case .unexpectedReply(let meter, let reason):
+      if let i = meterIndex[meter] { meters[i].trouble.corruptFrames += 1 }
+      Log.debug("bus", "bus " + buses[b].name + ": meter " + meter.description + ": " + reason)
+    case .noAnswer(let meter):
+      Log.warn(
+        "bus", "bus " + buses[b].name + ": meter " + meter.description + " does not answer; marked silent")
+      pendingEvents.append(
+        "\"type\":\"meter.no_answer\",\"meter\":\"" + meter.description + "\",\"bus\":\"" + buses[b].name
+          + "\"")
+    case .answering(let meter):
+      Log.info("bus", "bus " + buses[b].name + ": meter " + meter.description + " answers again")
+      pendingEvents.append(
+        "\"type\":\"meter.answering\",\"meter\":\"" + meter.description + "\",\"bus\":\"" + buses[b].name
+          + "\"")
+    case .lineDown(let reason):
+      if !busDown[b] {
+        busDown[b] = true
+        pendingEvents.append(
+          "\"type\":\"bus.down\",\"bus\":\"" + buses[b].name + "\",\"line\":\""
+            + jsonEscaped(buses[b].transport.label)
+            + "\",\"reason\":\"" + jsonEscaped(reason) + "\"")
+      }
+    case .lineUp:
+      if busDown[b] {
+        busDown[b] = false
+        pendingEvents.append("\"type\":\"bus.up\",\"bus\":\"" + buses[b].name + "\"")
+      }
+    }
+  }
+
+  // MARK: - Storage
+
+  private func flush(wall: Int64) {
+    pendingSince = nil
+    if !pendingReadings.isEmpty {
+      do {
+        let added = try readings.store(pendingReadings, now: wall)
+        cycleStored += added
+        if added > 0 { enqueued = true }
+        pendingReadings.removeAll(keepingCapacity: true)
+      } catch {
+        Log.error(
+          "acquisition", "storing " + String(pendingReadings.count) + " reading(s): " + error.description)
+        if pendingReadings.count > 20_000 { pendingReadings.removeFirst(pendingReadings.count - 20_000) }
+      }
+    }
+    if !pendingEvents.isEmpty {
+      do {
+        try store.db.transaction { () throws(SQLiteError) in
+          for body in pendingEvents {
+            let id = try outbox.newRecordID("event")
+            try outbox.enqueue(
+              .events, record: "{\"id\":\"" + id + "\",\"ts\":" + String(wall) + "," + body + "}",
+              retention: .billing, now: wall)
+          }
+        }
+        enqueued = true
+        pendingEvents.removeAll(keepingCapacity: true)
+      } catch {
+        Log.error(
+          "acquisition", "enqueueing " + String(pendingEvents.count) + " event(s): " + error.description)
+        if pendingEvents.count > 1000 { pendingEvents.removeFirst(pendingEvents.count - 1000) }
+      }
+    }
+  }
+
+  private func upsertState(_ i: Int, _ column: String, _ value: SQLiteValue) {
+    // `column` is one of this file's literal column names, never outside input.
+    do {
+      try store.db.run(
+        "INSERT INTO meter_state (meter, " + column + ") VALUES (?1, ?2) ON CONFLICT (meter) DO UPDATE SET "
+          + column + " = excluded." + column, [.text(meters[i].entry.address.description), value])
+    } catch {
+      Log.error(
+        "acquisition",
+        "saving the state of meter " + meters[i].entry.address.description + ": " + error.description)
+    }
+  }
+
+  private func saveFreezeScan(_ i: Int) {
+    upsertState(i, "freeze_scanned_day", meters[i].freezeScannedDay.map { .integer($0) } ?? .null)
+  }
+
+  private func saveSilence(_ i: Int) {
+    upsertState(i, "silent_since", meters[i].silentSince.map { .integer($0) } ?? .null)
+  }
+
+  private func saveClock(_ i: Int) {
+    let m = meters[i]
+    do {
+      try store.db.run(
+        """
+        INSERT INTO meter_state (meter, clock_checked_at, clock_drift, time_set_day, last_answer_at)
+        VALUES (?1, ?2, ?3, ?4, ?5)
+        ON CONFLICT (meter) DO UPDATE SET clock_checked_at = excluded.clock_checked_at,
+          clock_drift = excluded.clock_drift, time_set_day = excluded.time_set_day,
+          last_answer_at = excluded.last_answer_at
+        """,
+        [
+          .text(m.entry.address.description), m.clockCheckedAt.map { .integer($0) } ?? .null,
+          m.clockDrift.map { .integer($0) } ?? .null, m.timeSetDay.map { .integer($0) } ?? .null,
+          m.lastAnswerAt.map { .integer($0) } ?? .null,
+        ])
+    } catch {
+      Log.error(
+        "acquisition",
+        "saving the clock state of meter " + m.entry.address.description + ": " + error.description)
+    }
+  }
+}
+
+/// Whole unix seconds of a time in unix ms (rounded down, also before 1970).
+func unixSeconds(milliseconds: Int64) -> Int64 {
+  let q = milliseconds / 1000
+  return (milliseconds % 1000 != 0 && milliseconds < 0) ? q - 1 : q
+}
+
+/// `text` with `"` and `\` escaped and control characters dropped, for a JSON string.
+func jsonEscaped(_ text: String) -> String {
+  var out = ""
+  for scalar in text.unicodeScalars {
+    switch scalar {
+    case "\"": out += "\\\""
+    case "\\": out += "\\\\"
+    default:
+      if scalar.value >= 0x20 { out.unicodeScalars.append(scalar) }
+    }
+  }
+  return out
+}
