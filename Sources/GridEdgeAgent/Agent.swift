@@ -43,6 +43,7 @@ public final class Agent<C: Clock> {
   private var offlineMessageID: Int32? = nil
   private var finished = false
   private var full = false
+  private var pendingAcks: [[UInt8]] = []
 
   /// The broker as `host:port`, for logs and status.
   public var broker: String { host + ":" + String(port) }
@@ -116,6 +117,17 @@ public final class Agent<C: Clock> {
     }
     do {
       self.outbox = try Outbox(store: store)
+    } catch {
+      throw AgentError("database " + path + ": " + error.description, exitCode: ExitCode.database)
+    }
+    do {
+      let bootID = (try? Files.readText("/proc/sys/kernel/random/boot_id")) ?? ""
+      if let skipped = try outbox.recoverSeqs(bootID: bootID, now: clock.wallMilliseconds) {
+        Log.warn(
+          "sync",
+          "the board restarted since seqs were reserved: seqs " + String(skipped.lowerBound) + "..."
+            + String(skipped.upperBound) + " are skipped (announced to HQ)")
+      }
     } catch {
       throw AgentError("database " + path + ": " + error.description, exitCode: ExitCode.database)
     }
@@ -220,6 +232,7 @@ public final class Agent<C: Clock> {
   }
 
   private func handleEvents() {
+    defer { flushAcks() }
     for event in client.takeEvents() {
       switch event {
       case .connected(let reasonCode):
@@ -358,12 +371,7 @@ public final class Agent<C: Clock> {
   private func downlink(_ message: Message) {
     let ackTopic = Topics.downAck(store.deviceID)
     if message.topic == ackTopic {
-      do {
-        _ = try sync.acknowledged(
-          message.payload, monotonic: clock.monotonicMilliseconds, wall: clock.wallMilliseconds)
-      } catch {
-        Log.error("sync", error.description)
-      }
+      pendingAcks.append(message.payload)
       return
     }
     if message.topic == Topics.downCommand(store.deviceID) {
@@ -371,6 +379,19 @@ public final class Agent<C: Clock> {
       return
     }
     Log.warn("mqtt", "ignored downlink on unexpected topic " + message.topic)
+  }
+
+  /// Releases what this turn's acks name, in one transaction.
+  private func flushAcks() {
+    guard !pendingAcks.isEmpty else { return }
+    let payloads = pendingAcks
+    pendingAcks.removeAll()
+    do {
+      _ = try sync.acknowledged(
+        payloads, monotonic: clock.monotonicMilliseconds, wall: clock.wallMilliseconds)
+    } catch {
+      Log.error("sync", error.description)
+    }
   }
 
   private func handleCommand(_ payload: [UInt8]) {

@@ -183,6 +183,13 @@ public final class AgentStore {
           hash TEXT NOT NULL
         ) STRICT;
         """),
+    Migration(
+      id: 6, name: "seq reservation",
+      sql: """
+        ALTER TABLE sync_state ADD COLUMN reserved_until INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE sync_state ADD COLUMN boot_id TEXT;
+        UPDATE sync_state SET reserved_until = last_seq;
+        """),
   ]
 
   /// Opens (creating if needed) the database at `path` for device `deviceID`.

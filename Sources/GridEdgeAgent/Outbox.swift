@@ -43,6 +43,14 @@ public final class Outbox {
   private let pageCount: Statement
   private let freePages: Statement
   private let pageSize: Int64
+  private let span: Statement
+  private let formInsert: Statement
+  private let formDelete: Statement
+  private let nextSeq: Statement
+  private let loadBatch: Statement
+  private let releaseRange: Statement
+  /// Sequence numbers are reserved durably in blocks of this many.
+  public static let seqBlock: Int64 = 1024
 
   /// The classes in the order batches are formed: small, important ones first.
   public static let priority: [UplinkClass] = [
@@ -60,6 +68,83 @@ public final class Outbox {
     pageCount = try db.prepare("PRAGMA page_count")
     freePages = try db.prepare("PRAGMA freelist_count")
     pageSize = try db.scalarInt("PRAGMA page_size") ?? 4096
+    span = try db.prepare(
+      """
+      SELECT max(id), count(*) FROM (SELECT id FROM outbox
+        WHERE class = ?1 AND id BETWEEN ?2 AND ?3 ORDER BY id LIMIT ?4)
+      """)
+    formInsert = try db.prepare(
+      """
+      INSERT INTO batches (seq, class, payload, records, created_at)
+      SELECT ?1, ?2, CAST(?3 || group_concat(record, ',') || ']}' AS BLOB), count(*), ?4
+        FROM (SELECT record FROM outbox WHERE class = ?2 AND id BETWEEN ?5 AND ?6 ORDER BY id)
+      RETURNING payload
+      """)
+    formDelete = try db.prepare("DELETE FROM outbox WHERE class = ?1 AND id BETWEEN ?2 AND ?3")
+    nextSeq = try db.prepare(
+      "UPDATE sync_state SET last_seq = last_seq + 1 WHERE singleton = 1 RETURNING last_seq, reserved_until")
+    loadBatch = try db.prepare("SELECT class, payload, records FROM batches WHERE seq = ?1")
+    releaseRange = try db.prepare("DELETE FROM batches WHERE seq BETWEEN ?1 AND ?2 RETURNING seq, records")
+  }
+
+  /// Runs `statement` with `values`, returning its rows, and resets it (so it holds no
+  /// read snapshot afterwards).
+  private func rows(_ statement: Statement, _ values: [SQLiteValue]) throws(SQLiteError) -> [Row] {
+    defer { statement.reset() }
+    try statement.bind(values)
+    var out: [Row] = []
+    while try statement.step() { out.append(statement.row()) }
+    return out
+  }
+
+  // MARK: - Sequence numbers
+
+  /// Called once at start. Batch formation commits with `synchronous=NORMAL` (a WAL
+  /// commit survives a process crash, not a power loss); seqs are reserved durably
+  /// (`synchronous=FULL`) in blocks, together with the kernel's boot id. After a
+  /// reboot — when a power loss may have taken the last formations — the rest of the
+  /// reserved block is skipped, so a seq that may have been published is never used
+  /// again; the skipped range is announced in an event (`sync.seqs_skipped`).
+  /// - Returns: the skipped range, if any.
+  @discardableResult
+  public func recoverSeqs(bootID: String, now: Int64) throws(SQLiteError) -> ClosedRange<Int64>? {
+    try db.transaction(.full) { () throws(SQLiteError) -> ClosedRange<Int64>? in
+      guard
+        let row = try db.query(
+          "SELECT last_seq, reserved_until, boot_id FROM sync_state WHERE singleton = 1"
+        ).first, let last = row.int64(0), let reserved = row.int64(1)
+      else {
+        throw SQLiteError(code: .corrupt, message: "sync_state row is missing", sql: nil, path: db.path)
+      }
+      var skipped: ClosedRange<Int64>? = nil
+      if let previous = row.text(2), previous != bootID, reserved > last {
+        skipped = (last + 1)...reserved
+        try db.run("UPDATE sync_state SET last_seq = reserved_until WHERE singleton = 1")
+        let id = try newRecordID("event")
+        try enqueue(
+          .events,
+          record: "{\"id\":\"" + id + "\",\"ts\":" + String(now)
+            + ",\"type\":\"sync.seqs_skipped\",\"store\":\"" + storeID + "\",\"from\":" + String(last + 1)
+            + ",\"to\":" + String(reserved) + "}",
+          retention: .billing, now: now)
+      }
+      try db.run("UPDATE sync_state SET boot_id = ?1 WHERE singleton = 1", [.text(bootID)])
+      return skipped
+    }
+  }
+
+  /// Makes sure `count` more seqs are reserved durably before they are used.
+  private func reserve(_ count: Int) throws(SQLiteError) {
+    guard
+      let row = try db.query("SELECT last_seq, reserved_until FROM sync_state WHERE singleton = 1").first,
+      let last = row.int64(0), let reserved = row.int64(1)
+    else { return }
+    guard last + Int64(count) > reserved else { return }
+    try db.transaction(.full) { () throws(SQLiteError) in
+      try db.run(
+        "UPDATE sync_state SET reserved_until = ?1 WHERE singleton = 1",
+        [.integer(last + max(Int64(count), Self.seqBlock))])
+    }
   }
 
   // MARK: - Enqueue
@@ -105,15 +190,16 @@ public final class Outbox {
   // MARK: - Batches
 
   /// Forms up to `count` batches of at most `maxRecords` records each, in one
-  /// `synchronous=FULL` transaction (a seq must never be reused, even after a power
-  /// loss), live records (id > `liveAfter`) first, then backlog records up to
-  /// `backlogBudget` records in all.
+  /// transaction, live records (id > `liveAfter`) first, then backlog records up to
+  /// `backlogBudget` records in all. Their seqs come from the durably reserved block
+  /// (`recoverSeqs`), so the formation itself needs no fsync.
   /// - Returns: the new batches, in seq order, and how many backlog records they took.
   public func formBatches(
     count: Int, maxRecords: Int, liveAfter: Int64, backlogBudget: Int, now: Int64
   ) throws(SQLiteError) -> (batches: [Batch], backlogRecords: Int) {
     guard count > 0, maxRecords > 0 else { return ([], 0) }
-    return try db.transaction(.full) { () throws(SQLiteError) -> ([Batch], Int) in
+    try reserve(count)
+    return try db.transaction { () throws(SQLiteError) -> ([Batch], Int) in
       var formed: [Batch] = []
       var backlogUsed = 0
       for live in [true, false] {
@@ -138,39 +224,31 @@ public final class Outbox {
   private func formOne(
     _ uplink: UplinkClass, lowestID: Int64, highestID: Int64, limit: Int, now: Int64
   ) throws(SQLiteError) -> Batch? {
-    let span = try db.query(
-      """
-      SELECT max(id), count(*) FROM (SELECT id FROM outbox
-        WHERE class = ?1 AND id BETWEEN ?2 AND ?3 ORDER BY id LIMIT ?4)
-      """, [.text(uplink.name), .integer(lowestID), .integer(highestID), .integer(Int64(limit))])
-    guard let row = span.first, let last = row.int64(0), let records = row.int64(1), records > 0
+    let found = try rows(
+      span, [.text(uplink.name), .integer(lowestID), .integer(highestID), .integer(Int64(limit))])
+    guard let row = found.first, let last = row.int64(0), let records = row.int64(1), records > 0
     else { return nil }
-    guard
-      let seq = try db.scalarInt(
-        "UPDATE sync_state SET last_seq = last_seq + 1 WHERE singleton = 1 RETURNING last_seq")
-    else {
+    guard let allocated = try rows(nextSeq, []).first, let seq = allocated.int64(0) else {
       throw SQLiteError(code: .corrupt, message: "sync_state row is missing", sql: nil, path: db.path)
+    }
+    guard seq <= allocated.int64(1) ?? 0 else {
+      throw SQLiteError(
+        code: .internal, message: "seq " + String(seq) + " is beyond the reserved block", sql: nil,
+        path: db.path)
     }
     // The records are valid minified JSON (json() at enqueue), so the array is their
     // concatenation; the header members are validated ids and integers.
     let header =
       "{\"v\":1,\"dev\":\"" + deviceID + "\",\"store\":\"" + storeID + "\",\"seq\":" + String(seq)
       + ",\"class\":\"" + uplink.name + "\",\"records\":["
-    let rows = try db.query(
-      """
-      INSERT INTO batches (seq, class, payload, records, created_at)
-      SELECT ?1, ?2, CAST(?3 || group_concat(record, ',') || ']}' AS BLOB), count(*), ?4
-        FROM (SELECT record FROM outbox WHERE class = ?2 AND id BETWEEN ?5 AND ?6 ORDER BY id)
-      RETURNING payload
-      """,
+    let inserted = try rows(
+      formInsert,
       [
         .integer(seq), .text(uplink.name), .text(header), .integer(now), .integer(lowestID),
         .integer(last),
       ])
-    try db.run(
-      "DELETE FROM outbox WHERE class = ?1 AND id BETWEEN ?2 AND ?3",
-      [.text(uplink.name), .integer(lowestID), .integer(last)])
-    return Batch(seq: seq, uplink: uplink, payload: rows.first?.blob(0) ?? [], records: Int(records))
+    _ = try rows(formDelete, [.text(uplink.name), .integer(lowestID), .integer(last)])
+    return Batch(seq: seq, uplink: uplink, payload: inserted.first?.blob(0) ?? [], records: Int(records))
   }
 
   /// Every formed, unacknowledged batch's seq, oldest first (to resend after a
@@ -182,9 +260,7 @@ public final class Outbox {
   /// The stored batch `seq`, byte for byte as first formed; nil when it was acked.
   public func batch(_ seq: Int64) throws(SQLiteError) -> Batch? {
     guard
-      let row = try db.query(
-        "SELECT class, payload, records FROM batches WHERE seq = ?1", [.integer(seq)]
-      ).first,
+      let row = try rows(loadBatch, [.integer(seq)]).first,
       let uplink = UplinkClass(name: row.text(0) ?? "")
     else { return nil }
     return Batch(
@@ -195,14 +271,16 @@ public final class Outbox {
   /// - Returns: the seqs released (unknown or already released ones are skipped) and
   ///   how many records they held.
   public func release(_ ack: Ack) throws(SQLiteError) -> (seqs: [Int64], records: Int) {
+    try release(ack.ranges)
+  }
+
+  /// Releases the batches in `ranges` (several acks at once: one transaction).
+  public func release(_ ranges: [ClosedRange<Int64>]) throws(SQLiteError) -> (seqs: [Int64], records: Int) {
     try db.transaction { () throws(SQLiteError) -> ([Int64], Int) in
       var seqs: [Int64] = []
       var records = 0
-      for range in ack.ranges {
-        for row in try db.query(
-          "DELETE FROM batches WHERE seq BETWEEN ?1 AND ?2 RETURNING seq, records",
-          [.integer(range.lowerBound), .integer(range.upperBound)])
-        {
+      for range in ranges {
+        for row in try rows(releaseRange, [.integer(range.lowerBound), .integer(range.upperBound)]) {
           seqs.append(row.int64(0) ?? 0)
           records += Int(row.int64(1) ?? 0)
         }

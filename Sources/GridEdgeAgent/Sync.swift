@@ -127,7 +127,10 @@ public final class Sync {
       try publish(batch, now: now, again: true)
     }
     let free = settings.window - inFlight.count - held.count
-    guard free > 0, now >= nothingPendingUntil else { return }
+    // Form in groups (half a window at a time) rather than one batch per ack.
+    guard free > 0, free * 2 >= settings.window || inFlight.isEmpty, now >= nothingPendingUntil else {
+      return
+    }
     refill(now)
     let formed: (batches: [Outbox.Batch], backlogRecords: Int)
     do {
@@ -218,24 +221,31 @@ public final class Sync {
       + String(reasonCode) + "}"
   }
 
-  /// HQ's application ack: releases the batches it names.
+  /// HQ's application acks received in one turn of the loop: releases the batches
+  /// they name, in one transaction.
   /// - Returns: how many batches were released.
-  public func acknowledged(_ payload: [UInt8], monotonic now: Int64, wall: Int64) throws(SyncError) -> Int {
-    let ack: Ack
-    do {
-      ack = try Ack.decode(payload, outbox.db)
-    } catch {
-      figures.malformedAcks += 1
-      Log.warn("sync", "malformed ack on " + Topics.downAck(deviceID) + ": " + error.description)
-      return 0
+  public func acknowledged(_ payloads: [[UInt8]], monotonic now: Int64, wall: Int64) throws(SyncError) -> Int
+  {
+    var ranges: [ClosedRange<Int64>] = []
+    for payload in payloads {
+      let ack: Ack
+      do {
+        ack = try Ack.decode(payload, outbox.db)
+      } catch {
+        figures.malformedAcks += 1
+        Log.warn("sync", "malformed ack on " + Topics.downAck(deviceID) + ": " + error.description)
+        continue
+      }
+      guard ack.store == storeID else {
+        Log.warn("sync", "ack for store " + ack.store + " ignored: this database is store " + storeID)
+        continue
+      }
+      ranges += ack.ranges
     }
-    guard ack.store == storeID else {
-      Log.warn("sync", "ack for store " + ack.store + " ignored: this database is store " + storeID)
-      return 0
-    }
+    guard !ranges.isEmpty else { return 0 }
     let released: (seqs: [Int64], records: Int)
     do {
-      released = try outbox.release(ack)
+      released = try outbox.release(ranges)
     } catch {
       throw SyncError("releasing acknowledged batches: " + error.description)
     }

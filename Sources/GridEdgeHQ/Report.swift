@@ -1,16 +1,23 @@
 import Runtime
 import SQLiteStore
 
-/// `gridedge-hq report`: per device, what arrived, the gaps in its sequence numbers,
-/// the duplicates dropped and when it was last seen.
+/// `gridedge-hq report`: per device, what arrived, the gaps in its sequence numbers
+/// (less the ranges the device announced as skipped after a reboot), the duplicates
+/// dropped and when it was last seen.
 public enum Report {
   /// One row per device known from its state or its batches.
   static let query = """
     WITH ids AS (SELECT device_id FROM devices UNION SELECT device_id FROM device_counters),
+    skipped AS (
+      SELECT device_id, json_extract(body, '$.store') AS store_id,
+        sum(json_extract(body, '$.to') - json_extract(body, '$.from') + 1) AS n
+      FROM records WHERE class = 'events' AND json_extract(body, '$.type') = 'sync.seqs_skipped'
+      GROUP BY device_id, store_id),
     gaps AS (
       SELECT device_id, sum(missing) AS missing, count(*) AS stores FROM (
-        SELECT device_id, store_id, max(seq) - count(*) AS missing FROM batches
-        GROUP BY device_id, store_id)
+        SELECT b.device_id, b.store_id, max(b.seq) - count(*) - coalesce(
+          (SELECT n FROM skipped k WHERE k.device_id = b.device_id AND k.store_id = b.store_id), 0) AS missing
+        FROM batches b GROUP BY b.device_id, b.store_id)
       GROUP BY device_id)
     SELECT ids.device_id AS device, coalesce(d.state, 'unknown') AS state, coalesce(d.epoch, 0) AS epoch,
       coalesce(d.births, 0) AS births, coalesce(c.batches, 0) AS batches, coalesce(c.records, 0) AS records,

@@ -203,3 +203,30 @@ func fillOutbox(
     #expect(counters.values == [2, 1, 5, 1, 1].map { SQLiteValue.integer($0) })
   }
 }
+
+@Suite struct SeqReservationTests {
+  @Test func afterARebootTheRestOfTheReservedBlockIsSkippedAndAnnounced() throws {
+    let dir = try makeTemporaryDirectory("outbox-seqs")
+    let path = dir.appendingPathComponent("agent.db").path
+    let store = try AgentStore(path: path, deviceID: "TA-SEQ-1", now: 0)
+    let outbox = try Outbox(store: store)
+    #expect(try outbox.recoverSeqs(bootID: "boot-a", now: 0) == nil)
+    for i in 0..<30 {
+      try outbox.enqueue(.readings, record: readingRecord(meter: i, ts: 1), retention: .telemetry, now: 0)
+    }
+    let first = try outbox.formBatches(count: 3, maxRecords: 10, liveAfter: 0, backlogBudget: 0, now: 0)
+    #expect(first.batches.map(\.seq) == [1, 2, 3])
+    // The same boot (a process restart): nothing is skipped.
+    #expect(try outbox.recoverSeqs(bootID: "boot-a", now: 0) == nil)
+    // Another boot: a power loss may have taken formations; the block's rest is skipped.
+    let skipped = try outbox.recoverSeqs(bootID: "boot-b", now: 5)
+    #expect(skipped == 4...Outbox.seqBlock)
+    let event = try store.db.query(
+      "SELECT json_extract(record, '$.type'), json_extract(record, '$.from'), json_extract(record, '$.to') FROM outbox WHERE class = 'events'"
+    )
+    #expect(event.first?.values == [.text("sync.seqs_skipped"), .integer(4), .integer(Outbox.seqBlock)])
+    try outbox.enqueue(.readings, record: readingRecord(meter: 99, ts: 2), retention: .telemetry, now: 0)
+    let next = try outbox.formBatches(count: 2, maxRecords: 10, liveAfter: 0, backlogBudget: 0, now: 0)
+    #expect(next.batches.map(\.seq) == [Outbox.seqBlock + 1, Outbox.seqBlock + 2])
+  }
+}
