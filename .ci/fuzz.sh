@@ -90,3 +90,61 @@ if [ "$status" -ne 0 ] || [ -n "$artifacts" ]; then
   exit 1
 fi
 log "no findings in $FUZZ_SECONDS s"
+
+# --- Second target: what arrives from the network (signed commands, batches, acks) ---
+# GridEdgeContract needs SQLiteStore and GridEdgeCore and the CSQLite/CCrypto module
+# maps, so each module is compiled (with the same sanitizers) into an object file and
+# a .swiftmodule, in dependency order, and the fuzzer links them.
+CBIN="$FUZZ_OUT/contract-fuzz"
+MODS="$FUZZ_OUT/modules"
+mkdir -p "$MODS"
+log "contract step 1/3: building $CBIN"
+module() {
+  local name=$1
+  shift
+  "$SWIFT_ROOT/usr/bin/swiftc" -sanitize=fuzzer,address -parse-as-library -O -g -wmo \
+    -module-name "$name" -emit-module -emit-module-path "$MODS/$name.swiftmodule" \
+    -I "$MODS" -I "$REPO_ROOT/Sources/CSQLite" -I "$REPO_ROOT/Sources/CCrypto" \
+    -c "$@" -o "$MODS/$name.o"
+}
+module SQLiteStore "$REPO_ROOT"/Sources/SQLiteStore/*.swift
+module GridEdgeCore "$REPO_ROOT"/Sources/GridEdgeCore/*.swift
+module GridEdgeContract "$REPO_ROOT"/Sources/GridEdgeContract/*.swift
+"$SWIFT_ROOT/usr/bin/swiftc" -sanitize=fuzzer,address -parse-as-library -O -g -use-ld=lld \
+  -module-name ContractFuzz -I "$MODS" -I "$REPO_ROOT/Sources/CSQLite" -I "$REPO_ROOT/Sources/CCrypto" \
+  "$REPO_ROOT/Tests/Fuzz/Contract/main.swift" "$MODS"/SQLiteStore.o "$MODS"/GridEdgeCore.o \
+  "$MODS"/GridEdgeContract.o -lsqlite3 -lcrypto -o "$CBIN"
+
+CCORPUS=$(mktemp -d "${TMPDIR:-/tmp}/contract-corpus.XXXXXX")
+trap 'rm -rf "$CORPUS" "$CCORPUS"' EXIT
+log "contract step 2/3: seeding the corpus in $CCORPUS"
+python3 - "$CCORPUS" "$REPO_ROOT/Tests/Fuzz/Contract/seeds.txt" <<'PY'
+import sys, os
+corpus, seeds = sys.argv[1], sys.argv[2]
+with open(seeds) as f:
+    lines = [l.strip() for l in f if l.strip() and not l.startswith('#')]
+for i, text in enumerate(lines):
+    with open(os.path.join(corpus, 'seed-%04d' % i), 'wb') as out:
+        out.write(bytes.fromhex(text))
+print('[fuzz] %d corpus files' % len(lines))
+PY
+
+log "contract step 3/3: fuzzing for $FUZZ_SECONDS s (log: $FUZZ_OUT/contract-fuzz.log)"
+touch "$marker"
+set +e
+# shellcheck disable=SC2086
+"$CBIN" -max_total_time="$FUZZ_SECONDS" -artifact_prefix="$FUZZ_OUT/contract-" -print_final_stats=1 \
+  -timeout=10 -max_len=4096 $FUZZ_FLAGS "$CCORPUS" >"$FUZZ_OUT/contract-fuzz.log" 2>&1
+status=$?
+set -e
+tail -n 8 "$FUZZ_OUT/contract-fuzz.log"
+artifacts=$(find "$FUZZ_OUT" -maxdepth 1 -type f -name 'contract-*-*' -newer "$marker" | sort)
+if [ "$status" -ne 0 ] || [ -n "$artifacts" ]; then
+  printf '[fuzz] contract FAILED (libFuzzer exit status %s); see %s\n' "$status" "$FUZZ_OUT/contract-fuzz.log" >&2
+  for artifact in $artifacts; do
+    printf '[fuzz] input %s (%s bytes), hex:\n' "$artifact" "$(wc -c <"$artifact")" >&2
+    od -An -v -tx1 "$artifact" | tr -s ' ' | sed 's/^ //' | tr 'a-f' 'A-F' >&2
+  done
+  exit 1
+fi
+log "contract: no findings in $FUZZ_SECONDS s"
