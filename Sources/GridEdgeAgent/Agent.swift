@@ -16,6 +16,7 @@ public final class Agent<C: Clock> {
     case reconnect
     case stopDeadline
     case budget
+    case billing
   }
 
   private enum Link {
@@ -44,6 +45,9 @@ public final class Agent<C: Clock> {
   private var finished = false
   private var full = false
   private var pendingAcks: [[UInt8]] = []
+  /// Readings were stored since the last billing pass.
+  private var unbilled = true
+  let offset: UTCOffset
 
   /// The broker as `host:port`, for logs and status.
   public var broker: String { host + ":" + String(port) }
@@ -139,6 +143,7 @@ public final class Agent<C: Clock> {
       throw AgentError(error.description, exitCode: ExitCode.config)
     }
     let offset = UTCOffset(seconds: config.integer("device.utc_offset") * 60) ?? .china
+    self.offset = offset
     do {
       self.commands = try CommandHandler(
         store: store, outbox: outbox, trustedKeys: trusted,
@@ -160,6 +165,7 @@ public final class Agent<C: Clock> {
         + ", database " + store.db.path + ", broker " + broker)
     setStatus(phase: "running", detail: "started")
     checkBudget()
+    bill()
     connect()
     while !finished {
       let now = clock.monotonicMilliseconds
@@ -167,7 +173,10 @@ public final class Agent<C: Clock> {
       if finished { break }
       if let acquisition {
         acquisition.tick(monotonic: now, wall: clock.wallMilliseconds)
-        if acquisition.takeEnqueued() { sync.recordsEnqueued() }
+        if acquisition.takeEnqueued() {
+          sync.recordsEnqueued()
+          unbilled = true
+        }
       }
       if link == .connected && stopReason == nil { pump() }
       var requests = [PollRequest(fd: signals.fd)]
@@ -195,7 +204,10 @@ public final class Agent<C: Clock> {
       if let acquisition {
         acquisition.service(
           results[busStart...], monotonic: clock.monotonicMilliseconds, wall: clock.wallMilliseconds)
-        if acquisition.takeEnqueued() { sync.recordsEnqueued() }
+        if acquisition.takeEnqueued() {
+          sync.recordsEnqueued()
+          unbilled = true
+        }
       }
     }
     acquisition?.close(monotonic: clock.monotonicMilliseconds, wall: clock.wallMilliseconds)
@@ -321,6 +333,8 @@ public final class Agent<C: Clock> {
       finished = true
     case .budget:
       checkBudget()
+    case .billing:
+      bill()
     }
   }
 
@@ -419,6 +433,26 @@ public final class Agent<C: Clock> {
       sync.recordsEnqueued()
     } catch {
       Log.error("agent", "could not enqueue event " + body + ": " + error.description)
+    }
+  }
+
+  /// Charges the readings stored since the last pass (every 10 s when there are any).
+  private func bill() {
+    timers.schedule(.billing, at: clock.monotonicMilliseconds + 10_000)
+    guard unbilled else { return }
+    unbilled = false
+    do {
+      let pass = try Billing.run(store: store, outbox: outbox, offset: offset, now: clock.wallMilliseconds)
+      if pass.charged > 0 {
+        sync.recordsEnqueued()
+        Log.info(
+          "billing",
+          "charged " + String(pass.charged) + " reading interval(s), " + pass.money.yuanText + " in all"
+            + (pass.unpriced > 0 ? "; " + String(pass.unpriced) + " without a tariff yet" : ""))
+      }
+    } catch {
+      Log.error("billing", error.description)
+      unbilled = true
     }
   }
 

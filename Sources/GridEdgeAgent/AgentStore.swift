@@ -190,6 +190,30 @@ public final class AgentStore {
         ALTER TABLE sync_state ADD COLUMN boot_id TEXT;
         UPDATE sync_state SET reserved_until = last_seq;
         """),
+    Migration(
+      id: 7, name: "tariffs and billing",
+      sql: """
+        CREATE TABLE tariffs (
+          id TEXT PRIMARY KEY,
+          category TEXT NOT NULL,
+          effective_from TEXT NOT NULL,
+          body TEXT NOT NULL,
+          installed_at INTEGER NOT NULL
+        ) STRICT;
+        CREATE TABLE meter_billing (
+          meter TEXT PRIMARY KEY,
+          last_ts INTEGER NOT NULL,
+          last_wh INTEGER NOT NULL,
+          last_registers TEXT
+        ) STRICT;
+        CREATE TABLE billing_state (
+          singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+          cursor_ts INTEGER NOT NULL
+        ) STRICT;
+        INSERT INTO billing_state (singleton, cursor_ts) VALUES (1, 0);
+        ALTER TABLE accounts ADD COLUMN tier_cycle_start INTEGER;
+        ALTER TABLE accounts ADD COLUMN tier_energy_wh INTEGER NOT NULL DEFAULT 0;
+        """),
   ]
 
   /// Opens (creating if needed) the database at `path` for device `deviceID`.

@@ -202,6 +202,10 @@ public final class CommandHandler {
       run = { () throws(Archive.Refusal) -> String in
         try Archive.apply(body: command.body, db: self.store.db, now: wall)
       }
+    case "tariff":
+      run = { () throws(Archive.Refusal) -> String in
+        try Tariffs.apply(body: command.body, db: self.store.db, now: wall)
+      }
     case "topup":
       run = { () throws(Archive.Refusal) -> String in
         try Ledger.topUp(
