@@ -48,6 +48,7 @@ public final class Agent<C: Clock> {
   /// Readings were stored since the last billing pass.
   private var unbilled = true
   let offset: UTCOffset
+  let thresholds: PrepaidThresholds
 
   /// The broker as `host:port`, for logs and status.
   public var broker: String { host + ":" + String(port) }
@@ -144,12 +145,25 @@ public final class Agent<C: Clock> {
     }
     let offset = UTCOffset(seconds: config.integer("device.utc_offset") * 60) ?? .china
     self.offset = offset
+    let thresholds: PrepaidThresholds
+    do {
+      thresholds = try PrepaidThresholds(
+        alarm1: Money(fen: config.integer("prepaid.alarm1")),
+        alarm2: Money(fen: config.integer("prepaid.alarm2")),
+        overdraftLimit: Money(fen: config.integer("prepaid.overdraft_limit")),
+        closePermit: Money(fen: config.integer("prepaid.close_permit")),
+        hoardingLimit: Money(fen: config.integer("prepaid.hoarding_limit")))
+    } catch {
+      throw AgentError(
+        config.file + ": prepaid.* thresholds: " + error.description, exitCode: ExitCode.config)
+    }
+    self.thresholds = thresholds
     do {
       self.commands = try CommandHandler(
         store: store, outbox: outbox, trustedKeys: trusted,
         clockSkewSeconds: config.integer("commands.clock_skew"), offset: offset,
         maxSignatureFailures: config.integer("commands.max_signature_failures"),
-        hoardingLimit: Money(fen: config.integer("prepaid.hoarding_limit")))
+        hoardingLimit: Money(fen: config.integer("prepaid.hoarding_limit")), thresholds: thresholds)
     } catch {
       throw AgentError("database " + path + ": " + error.description, exitCode: ExitCode.database)
     }
@@ -442,7 +456,8 @@ public final class Agent<C: Clock> {
     guard unbilled else { return }
     unbilled = false
     do {
-      let pass = try Billing.run(store: store, outbox: outbox, offset: offset, now: clock.wallMilliseconds)
+      let pass = try Billing.run(
+        store: store, outbox: outbox, offset: offset, now: clock.wallMilliseconds, thresholds: thresholds)
       if pass.charged > 0 {
         sync.recordsEnqueued()
         Log.info(

@@ -33,6 +33,7 @@ public final class CommandHandler {
   let offset: UTCOffset
   let maxSignatureFailures: Int64
   let hoardingLimit: Money
+  let thresholds: PrepaidThresholds?
   /// Monotonic time until which control commands are suspended.
   private var suspendedUntil: Int64 = 0
 
@@ -40,9 +41,11 @@ public final class CommandHandler {
   ///   - trustedKeys: nil when `commands.trusted_keys` is unset: every command is refused.
   public init(
     store: AgentStore, outbox: Outbox, trustedKeys: TrustedKeys?, clockSkewSeconds: Int64,
-    offset: UTCOffset, maxSignatureFailures: Int64, hoardingLimit: Money = Money(fen: 500_000)
+    offset: UTCOffset, maxSignatureFailures: Int64, hoardingLimit: Money = Money(fen: 500_000),
+    thresholds: PrepaidThresholds? = nil
   ) throws(SQLiteError) {
-    self.hoardingLimit = hoardingLimit
+    self.hoardingLimit = thresholds?.hoardingLimit ?? hoardingLimit
+    self.thresholds = thresholds
     self.store = store
     self.outbox = outbox
     self.offset = offset
@@ -210,7 +213,7 @@ public final class CommandHandler {
       run = { () throws(Archive.Refusal) -> String in
         try Ledger.topUp(
           body: command.body, store: self.store, outbox: self.outbox, hoardingLimit: self.hoardingLimit,
-          command: digest, now: wall)
+          command: digest, now: wall, thresholds: self.thresholds)
       }
     default:
       run = nil

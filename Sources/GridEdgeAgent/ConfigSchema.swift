@@ -188,6 +188,18 @@ public enum ConfigSchema {
       "prepaid.hoarding_limit", .integer(1, 100_000_000_000), default: "500000", unit: "fen",
       "A top-up that would lift a balance above this is refused (anti-hoarding)."),
     ConfigKey(
+      "prepaid.alarm1", .integer(-100_000_000, 100_000_000_000), default: "2000", unit: "fen",
+      "A balance falling below this raises alarm 1 (HQ sends the customer a reminder)."),
+    ConfigKey(
+      "prepaid.alarm2", .integer(-100_000_000, 100_000_000_000), default: "500", unit: "fen",
+      "A balance falling below this raises alarm 2 (the last warning before the overdraft)."),
+    ConfigKey(
+      "prepaid.overdraft_limit", .integer(-100_000_000, 0), default: "-1000", unit: "fen",
+      "The lowest balance allowed (zero or negative); below it the supply may be cut."),
+    ConfigKey(
+      "prepaid.close_permit", .integer(-100_000_000, 100_000_000_000), default: "0", unit: "fen",
+      "A balance at or above this after a top-up permits reconnecting the supply."),
+    ConfigKey(
       "log.level", .choice(["debug", "info", "warn", "error"]), default: "info",
       "The least severe log level written to stderr (journald)."),
   ]

@@ -16,7 +16,8 @@ public enum Ledger {
   /// - Returns: a one-line summary of what was applied.
   /// - Throws: `Archive.Refusal` with the reason code for HQ.
   public static func topUp(
-    body: String, store: AgentStore, outbox: Outbox, hoardingLimit: Money, command: String, now: Int64
+    body: String, store: AgentStore, outbox: Outbox, hoardingLimit: Money, command: String, now: Int64,
+    thresholds: PrepaidThresholds? = nil
   ) throws(Archive.Refusal) -> String {
     let db = store.db
     func sql<R>(_ work: () throws(SQLiteError) -> R) throws(Archive.Refusal) -> R {
@@ -62,7 +63,7 @@ public enum Ledger {
         try appendEntry(
           store: store, outbox: outbox, customer: customer, kind: "topup", amount: Money(fen: amount),
           balanceAfter: newBalance, ref: "purchase:" + String(purchase), detail: "command " + command,
-          now: now)
+          now: now, thresholds: thresholds)
       }
       return "top-up " + String(purchase) + " of " + customer + ": +" + Money(fen: amount).yuanText
         + ", balance "
@@ -88,10 +89,13 @@ public enum Ledger {
   }
 
   /// Appends a ledger entry (the account row is updated by the caller), enqueues it in
-  /// class `ledger` and adds it to the audit chain. Call inside a transaction.
+  /// class `ledger` and adds it to the audit chain. Call inside a transaction. With
+  /// `thresholds`, every threshold the balance crossed (alarm 1, alarm 2, exhausted,
+  /// overdraft limit, close-permit; down or up) is raised as a `prepaid.threshold`
+  /// event, so HQ can send the customer a message.
   public static func appendEntry(
     store: AgentStore, outbox: Outbox, customer: String, kind: String, amount: Money, balanceAfter: Money,
-    ref: String, detail: String, now: Int64
+    ref: String, detail: String, now: Int64, thresholds: PrepaidThresholds? = nil
   ) throws(SQLiteError) {
     let db = store.db
     try db.run(
@@ -117,6 +121,27 @@ public enum Ledger {
       ).first?.text(0) ?? "{}"
     try outbox.enqueue(.ledger, record: record, retention: .billing, now: now)
     try AuditChain.append(db, kind: "ledger", body: record, now: now)
+    guard let thresholds else { return }
+    for crossing in thresholds.crossings(from: balanceAfter - amount, to: balanceAfter) {
+      let event =
+        try db.query(
+          """
+          SELECT json_object('id', ?1, 'ts', ?2, 'type', 'prepaid.threshold', 'customer', ?3,
+            'threshold', ?4, 'direction', ?5, 'level_fen', ?6, 'balance_fen', ?7)
+          """,
+          [
+            .text(try outbox.newRecordID("event")), .integer(now), .text(customer),
+            .text(crossing.threshold.code),
+            .text(crossing.direction == .down ? "down" : "up"),
+            .integer(thresholds.level(of: crossing.threshold).fen), .integer(balanceAfter.fen),
+          ]
+        ).first?.text(0) ?? "{}"
+      try outbox.enqueue(.events, record: event, retention: .billing, now: now)
+      Log.info(
+        "prepaid",
+        customer + ": balance " + balanceAfter.yuanText + " crossed " + crossing.threshold.code + " going "
+          + (crossing.direction == .down ? "down" : "up"))
+    }
   }
 
   /// Recomputes every account from its entries: each entry's balance must equal the

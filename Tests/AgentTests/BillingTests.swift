@@ -116,4 +116,46 @@ import Testing
     #expect(try f.balance("C-2") == -210)
     #expect(try Ledger.verify(f.store.db).isEmpty)
   }
+
+  @Test func chargesThatCrossThresholdsRaiseEventsForHQ() throws {
+    var f = try LedgerTests.Fixture("billing-alarms")
+    #expect(try f.send("archive", Self.archive).outcome == "applied")
+    #expect(
+      try f.send(
+        "tariff", #"{"id":"RES-2026","category":"residential","effective_from":"2026-01-01","flat":10000}"#
+      )
+      .outcome == "applied")
+    #expect(try f.send("topup", #"{"customer":"C-1","purchase":1,"amount":3000}"#).outcome == "applied")
+    let thresholds = try PrepaidThresholds(
+      alarm1: Money(fen: 2000), alarm2: Money(fen: 500), overdraftLimit: Money(fen: -1000),
+      closePermit: Money(fen: 0), hoardingLimit: Money(fen: 500_000))
+    func charge(_ at: Int64, _ wh: Int64) throws {
+      try store(f, "000000000001", at: at, wh)
+      _ = try Billing.run(
+        store: f.store, outbox: try Outbox(store: f.store), offset: .china, now: at, thresholds: thresholds)
+    }
+    // 1.00 CNY/kWh: 15 kWh = 15.00 CNY = 1,500 fen, then 12.00, then 5.00, then 10.00.
+    try charge(Self.t0, 0)
+    try charge(Self.t0 + Self.quarter, 15_000)
+    try charge(Self.t0 + 2 * Self.quarter, 27_000)
+    try charge(Self.t0 + 3 * Self.quarter, 32_000)
+    try charge(Self.t0 + 4 * Self.quarter, 42_000)
+    #expect(try f.balance("C-1") == 3000 - 1500 - 1200 - 500 - 1000)
+    let events = try f.store.db.query(
+      """
+      SELECT json_extract(record, '$.threshold'), json_extract(record, '$.direction'),
+        json_extract(record, '$.balance_fen') FROM outbox
+      WHERE class = 'events' AND json_extract(record, '$.type') = 'prepaid.threshold' ORDER BY id
+      """
+    ).map { "\($0.text(0) ?? "") \($0.text(1) ?? "") \($0.int64(2) ?? 0)" }
+    #expect(
+      events == [
+        "alarm1 down 1500", "alarm2 down 300", "exhausted down -200", "close-permit down -200",
+        "overdraft-limit down -1200",
+      ]
+        || events == [
+          "alarm1 down 1500", "alarm2 down 300", "close-permit down -200", "exhausted down -200",
+          "overdraft-limit down -1200",
+        ], "\(events)")
+  }
 }
