@@ -19,6 +19,9 @@ struct Main {
                                         prepaid accounts, or one customer's entries
       gridedge ledger verify --config FILE
                                         recompute every balance from its entries
+      gridedge balance --config FILE --area AREA --day YYYY-MM-DD [--json]
+                                        the energy balance (line loss) of a transformer
+                                        area for one local day, with suspects
       gridedge audit verify --config FILE
                                         walk the audit hash chain (ledger entries,
                                         command outcomes): finds edited or deleted rows
@@ -40,7 +43,8 @@ struct Main {
     let arguments: Arguments
     do {
       arguments = try Arguments(
-        words, valued: ["config", "meter", "from", "to", "customer"], flags: ["help", "version", "json"])
+        words, valued: ["config", "meter", "from", "to", "customer", "area", "day"],
+        flags: ["help", "version", "json"])
     } catch {
       Console.writeError("gridedge: " + error.description + "\n\n" + usage + "\n")
       return ExitCode.config
@@ -64,7 +68,7 @@ struct Main {
       Console.writeError("gridedge: did you mean 'gridedge audit verify'?\n")
       return ExitCode.config
     }
-    guard ["run", "status", "readings", "ledger", "audit", "check-config"].contains(command) else {
+    guard ["run", "status", "readings", "ledger", "balance", "audit", "check-config"].contains(command) else {
       Console.writeError("gridedge: unknown command '" + command + "'\n\n" + usage + "\n")
       return ExitCode.config
     }
@@ -104,6 +108,12 @@ struct Main {
       if verify { return LedgerReport.verify(config: config) }
       return LedgerReport.show(
         config: config, customer: arguments.value("customer"), json: arguments.has("json"))
+    case "balance":
+      guard let area = arguments.value("area"), let day = arguments.value("day") else {
+        Console.writeError("gridedge balance: --area AREA and --day YYYY-MM-DD are required\n")
+        return ExitCode.config
+      }
+      return BalanceReport.run(config: config, area: area, day: day, json: arguments.has("json"))
     case "audit":
       return LedgerReport.verifyAudit(config: config)
     default:

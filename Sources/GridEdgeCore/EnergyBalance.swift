@@ -1,0 +1,352 @@
+/// The energy balance (line loss) of one transformer area for one day, and the
+/// per-meter anomaly rules that rank suspects (DESIGN.md §6). Pure: no I/O.
+///
+/// supplied = area meter energy × CT ratio; sold = Σ customer meters with data;
+/// loss = supplied − sold; loss rate = loss / supplied in basis points (0.01 %),
+/// rounded half away from zero. The rate is withheld when collection is incomplete,
+/// because a missing customer meter looks exactly like loss.
+
+/// One meter's energy for the day and its own recent history.
+public struct MeterDay: Hashable, Sendable {
+  /// The meter's address (12 digits).
+  public var meter: String
+  /// The customer it bills (empty for none).
+  public var customer: String
+  /// The day's energy: freeze(day + 1) − freeze(day), in Wh; nil when a freeze is missing.
+  public var energy: Energy?
+  /// The energies of previous days that have both freezes, oldest first (missing days left out).
+  public var history: [Energy]
+
+  public init(meter: String, customer: String = "", energy: Energy?, history: [Energy] = []) {
+    self.meter = meter
+    self.customer = customer
+    self.energy = energy
+    self.history = history
+  }
+}
+
+/// What the balance is computed from: the area meter and the customer meters of one area.
+public struct BalanceInput: Hashable, Sendable {
+  /// The transformer area's name.
+  public var area: String
+  /// The area meter's address.
+  public var areaMeter: String
+  /// The area meter's register energy for the day (before the CT ratio); nil when missing.
+  public var areaEnergy: Energy?
+  /// The area meter's current-transformer ratio (≥ 1): primary energy = register × ratio.
+  public var ctRatio: Int64
+  /// Every customer meter in the area, with or without data.
+  public var customers: [MeterDay]
+
+  public init(area: String, areaMeter: String, areaEnergy: Energy?, ctRatio: Int64, customers: [MeterDay]) {
+    self.area = area
+    self.areaMeter = areaMeter
+    self.areaEnergy = areaEnergy
+    self.ctRatio = ctRatio
+    self.customers = customers
+  }
+}
+
+/// The thresholds of the balance and of the anomaly rules.
+public struct BalanceThresholds: Hashable, Sendable {
+  /// The rate is withheld below this completeness (basis points of meters with data).
+  public var minimumCompletenessBasisPoints: Int64 = 9_800
+  /// A loss rate above this (basis points) is flagged as high loss.
+  public var highLossBasisPoints: Int64 = 800
+  /// A day at or below this share (basis points) of the meter's median is a sudden
+  /// drop (so a bypass carrying half the load is caught).
+  public var suddenDropBasisPoints: Int64 = 5_000
+  /// The fewest history days the stopped and drop rules need.
+  public var minimumHistoryDays: Int = 3
+  /// A meter whose median day is below this is too small to call stopped or dropped.
+  public var minimumMedianEnergy = Energy(wattHours: 500)
+
+  public init() {}
+}
+
+/// Why a balance has no loss rate.
+public struct RateWithheld: Hashable, Sendable, CustomStringConvertible {
+  private enum Kind: Hashable, Sendable {
+    case areaMeterMissing
+    case noSupply
+    case incomplete(completeness: Int64, threshold: Int64, missing: Int)
+  }
+
+  private let kind: Kind
+
+  static let areaMeterMissing = RateWithheld(kind: .areaMeterMissing)
+  static let noSupply = RateWithheld(kind: .noSupply)
+  static func incomplete(completeness: Int64, threshold: Int64, missing: Int) -> RateWithheld {
+    RateWithheld(kind: .incomplete(completeness: completeness, threshold: threshold, missing: missing))
+  }
+
+  /// `area-meter-missing`, `no-supply` or `incomplete-collection`.
+  public var code: String {
+    switch kind {
+    case .areaMeterMissing: return "area-meter-missing"
+    case .noSupply: return "no-supply"
+    case .incomplete: return "incomplete-collection"
+    }
+  }
+
+  public var description: String {
+    switch kind {
+    case .areaMeterMissing:
+      return
+        "the area meter has no energy for the day (a freeze is missing), so nothing is known of the supply"
+    case .noSupply:
+      return "the area meter registered no energy for the day, so a rate cannot be formed"
+    case .incomplete(let completeness, let threshold, let missing):
+      return "collection is " + percentText(completeness) + " complete (" + String(missing)
+        + " meter(s) without data), below the " + percentText(threshold)
+        + " needed: a missing meter would count as loss"
+    }
+  }
+}
+
+/// An area-level finding.
+public struct BalanceFlag: Hashable, Sendable, CustomStringConvertible {
+  private enum Kind: Hashable, Sendable {
+    case negativeLoss(Energy)
+    case highLoss(rate: Int64, threshold: Int64)
+  }
+
+  private let kind: Kind
+
+  static func negativeLoss(_ loss: Energy) -> BalanceFlag { BalanceFlag(kind: .negativeLoss(loss)) }
+  static func highLoss(rate: Int64, threshold: Int64) -> BalanceFlag {
+    BalanceFlag(kind: .highLoss(rate: rate, threshold: threshold))
+  }
+
+  /// `negative-loss` or `high-loss`.
+  public var code: String {
+    switch kind {
+    case .negativeLoss: return "negative-loss"
+    case .highLoss: return "high-loss"
+    }
+  }
+
+  public var description: String {
+    switch kind {
+    case .negativeLoss(let loss):
+      return "customers registered " + String(-loss.wattHours)
+        + " Wh more than the area meter supplied: metering, CT ratio, topology or timing error"
+    case .highLoss(let rate, let threshold):
+      return "loss rate " + percentText(rate) + " is above the " + percentText(threshold) + " threshold"
+    }
+  }
+}
+
+/// One anomaly rule that fired for a meter, with its evidence.
+public struct MeterAnomaly: Hashable, Sendable, CustomStringConvertible {
+  /// The rules.
+  public enum Rule: Hashable, Sendable {
+    /// Zero energy for the day while its history shows consumption.
+    case stopped
+    /// The register went backwards over the day (negative energy).
+    case reverseEnergy
+    /// The day is at or below the drop threshold of the meter's own median.
+    case suddenDrop
+
+    /// `stopped`, `reverse-energy`, `sudden-drop`.
+    public var code: String {
+      switch self {
+      case .stopped: return "stopped"
+      case .reverseEnergy: return "reverse-energy"
+      case .suddenDrop: return "sudden-drop"
+      }
+    }
+
+    /// How much the rule weighs in a suspect's score (basis points added to its share).
+    public var weight: Int64 {
+      switch self {
+      case .reverseEnergy: return 3_000
+      case .stopped: return 2_000
+      case .suddenDrop: return 1_000
+      }
+    }
+  }
+
+  public let rule: Rule
+  /// The day's energy.
+  public let energy: Energy
+  /// The median of the meter's history days (zero when it has none).
+  public let median: Energy
+  /// How many history days the median is over.
+  public let historyDays: Int
+
+  public var description: String {
+    switch rule {
+    case .stopped:
+      return "stopped: 0 Wh for the day, median " + String(median.wattHours) + " Wh over the previous "
+        + String(historyDays) + " day(s)"
+    case .reverseEnergy:
+      return "reverse energy: the register went back " + String(-energy.wattHours) + " Wh over the day"
+    case .suddenDrop:
+      return "sudden drop: " + String(energy.wattHours) + " Wh is "
+        + percentText(ratioBasisPoints(energy.wattHours, median.wattHours)) + " of its median "
+        + String(median.wattHours) + " Wh over the previous " + String(historyDays) + " day(s)"
+    }
+  }
+}
+
+/// A meter worth inspecting, with why.
+public struct Suspect: Hashable, Sendable {
+  public let meter: String
+  public let customer: String
+  /// The drop against its median: median − the day's energy, in Wh (≥ 0).
+  public let drop: Energy
+  /// The share of the area's loss that drop would explain, in basis points (0…10,000;
+  /// 0 when there is no positive loss).
+  public let explainedBasisPoints: Int64
+  /// explained share + the weights of the rules that fired.
+  public let score: Int64
+  public let anomalies: [MeterAnomaly]
+}
+
+/// The balance of one area for one day.
+public struct EnergyBalance: Hashable, Sendable {
+  public let area: String
+  /// Area meter energy × CT ratio; nil when the area meter has no data.
+  public let supplied: Energy?
+  /// Σ of the customer meters with data.
+  public let sold: Energy
+  /// supplied − sold; nil when the area meter has no data.
+  public let loss: Energy?
+  /// loss / supplied in basis points, half away from zero; nil when withheld.
+  public let lossRateBasisPoints: Int64?
+  /// Why the rate is nil.
+  public let withheld: RateWithheld?
+  /// Meters in the area, the area meter included.
+  public let metersInArea: Int
+  /// Meters with the day's energy, the area meter included.
+  public let metersWithData: Int
+  /// metersWithData / metersInArea in basis points, rounded down (never shows
+  /// complete when a meter is missing).
+  public let completenessBasisPoints: Int64
+  /// The meters without data (the area meter first when it is one of them).
+  public let missing: [String]
+  public let flags: [BalanceFlag]
+  /// Suspects, highest score first (ties by address).
+  public let suspects: [Suspect]
+
+  /// Computes the balance of `input`.
+  public init(_ input: BalanceInput, thresholds: BalanceThresholds = BalanceThresholds()) {
+    area = input.area
+    var missing: [String] = []
+    if input.areaEnergy == nil { missing.append(input.areaMeter) }
+    var sold = Energy.zero
+    for customer in input.customers {
+      if let energy = customer.energy { sold = sold + energy } else { missing.append(customer.meter) }
+    }
+    self.sold = sold
+    self.missing = missing
+    metersInArea = input.customers.count + 1
+    metersWithData = metersInArea - missing.count
+    completenessBasisPoints = Int64(metersWithData) * 10_000 / Int64(metersInArea)
+
+    var flags: [BalanceFlag] = []
+    if let area = input.areaEnergy {
+      let supplied = Energy(wattHours: area.wattHours * input.ctRatio)
+      let loss = supplied - sold
+      self.supplied = supplied
+      self.loss = loss
+      if loss.wattHours < 0 { flags.append(.negativeLoss(loss)) }
+      if supplied.wattHours <= 0 {
+        withheld = .noSupply
+        lossRateBasisPoints = nil
+      } else if completenessBasisPoints < thresholds.minimumCompletenessBasisPoints {
+        withheld = .incomplete(
+          completeness: completenessBasisPoints, threshold: thresholds.minimumCompletenessBasisPoints,
+          missing: missing.count)
+        lossRateBasisPoints = nil
+      } else {
+        let rate = ratioBasisPoints(loss.wattHours, supplied.wattHours)
+        withheld = nil
+        lossRateBasisPoints = rate
+        if rate > thresholds.highLossBasisPoints {
+          flags.append(.highLoss(rate: rate, threshold: thresholds.highLossBasisPoints))
+        }
+      }
+    } else {
+      supplied = nil
+      loss = nil
+      withheld = .areaMeterMissing
+      lossRateBasisPoints = nil
+    }
+    self.flags = flags
+
+    var suspects: [Suspect] = []
+    let positiveLoss = max(loss?.wattHours ?? 0, 0)
+    for customer in input.customers {
+      guard let energy = customer.energy else { continue }
+      let anomalies = Self.anomalies(energy: energy, history: customer.history, thresholds: thresholds)
+      guard !anomalies.isEmpty else { continue }
+      let median = anomalies[0].median
+      let drop = max(median.wattHours - energy.wattHours, 0)
+      let explained = positiveLoss > 0 ? min(drop, positiveLoss) * 10_000 / positiveLoss : 0
+      var score = explained
+      for anomaly in anomalies { score += anomaly.rule.weight }
+      suspects.append(
+        Suspect(
+          meter: customer.meter, customer: customer.customer, drop: Energy(wattHours: drop),
+          explainedBasisPoints: explained, score: score, anomalies: anomalies))
+    }
+    suspects.sort { $0.score != $1.score ? $0.score > $1.score : $0.meter < $1.meter }
+    self.suspects = suspects
+  }
+
+  /// The rules that fire for a meter's day `energy` against its `history`.
+  public static func anomalies(energy: Energy, history: [Energy], thresholds: BalanceThresholds)
+    -> [MeterAnomaly]
+  {
+    let median = Self.median(history)
+    var out: [MeterAnomaly] = []
+    if energy.wattHours < 0 {
+      out.append(
+        MeterAnomaly(rule: .reverseEnergy, energy: energy, median: median, historyDays: history.count))
+    }
+    guard history.count >= thresholds.minimumHistoryDays, median >= thresholds.minimumMedianEnergy else {
+      return out
+    }
+    if energy.wattHours == 0 {
+      out.append(MeterAnomaly(rule: .stopped, energy: energy, median: median, historyDays: history.count))
+    } else if energy.wattHours > 0,
+      energy.wattHours * 10_000 <= median.wattHours * thresholds.suddenDropBasisPoints
+    {
+      out.append(MeterAnomaly(rule: .suddenDrop, energy: energy, median: median, historyDays: history.count))
+    }
+    return out
+  }
+
+  /// `12.34%` for 1,234 basis points (two decimals, sign for negatives).
+  public static func percent(_ basisPoints: Int64) -> String { percentText(basisPoints) }
+
+  /// The median of `days`: the middle one, or the mean of the two middle ones rounded
+  /// down for an even count; zero for none.
+  public static func median(_ days: [Energy]) -> Energy {
+    guard !days.isEmpty else { return .zero }
+    let sorted = days.map { $0.wattHours }.sorted()
+    let mid = sorted.count / 2
+    if sorted.count % 2 == 1 { return Energy(wattHours: sorted[mid]) }
+    let sum = sorted[mid - 1] + sorted[mid]
+    return Energy(wattHours: sum >= 0 ? sum / 2 : (sum - 1) / 2)
+  }
+}
+
+/// `a / b` in basis points, rounded half away from zero; 0 when b is 0.
+func ratioBasisPoints(_ a: Int64, _ b: Int64) -> Int64 {
+  guard b != 0 else { return 0 }
+  let numerator = a.magnitude * 10_000
+  let denominator = b.magnitude
+  let rounded = Int64((numerator + denominator / 2) / denominator)
+  return (a < 0) != (b < 0) ? -rounded : rounded
+}
+
+/// `12.34%` for 1,234 basis points.
+func percentText(_ basisPoints: Int64) -> String {
+  let sign = basisPoints < 0 ? "-" : ""
+  let magnitude = basisPoints.magnitude
+  let hundredths = magnitude % 100
+  return sign + String(magnitude / 100) + "." + (hundredths < 10 ? "0" : "") + String(hundredths) + "%"
+}
