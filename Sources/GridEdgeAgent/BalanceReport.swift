@@ -35,7 +35,13 @@ public enum BalanceReport {
     }
     let result: Balance.Result
     do {
-      result = try Balance.compute(db: db, area: area, day: date, offset: offset)
+      var thresholds = BalanceThresholds()
+      thresholds.minimumCompletenessBasisPoints = config.integer("balance.min_completeness")
+      thresholds.highLossBasisPoints = config.integer("balance.high_loss")
+      thresholds.suddenDropBasisPoints = config.integer("balance.sudden_drop")
+      result = try Balance.compute(
+        db: db, area: area, day: date, offset: offset, historyDays: Int(config.integer("balance.history_days")),
+        thresholds: thresholds)
     } catch {
       if error.isArchiveProblem {
         Console.writeError("gridedge balance: " + error.description + "\n")

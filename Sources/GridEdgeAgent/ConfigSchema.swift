@@ -200,6 +200,18 @@ public enum ConfigSchema {
       "prepaid.close_permit", .integer(-100_000_000, 100_000_000_000), default: "0", unit: "fen",
       "A balance at or above this after a top-up permits reconnecting the supply."),
     ConfigKey(
+      "balance.min_completeness", .integer(0, 10_000), default: "9800", unit: "bp",
+      "The energy balance gives a loss rate only when this share of the area's meters has data."),
+    ConfigKey(
+      "balance.high_loss", .integer(0, 10_000), default: "800", unit: "bp",
+      "A loss rate above this is flagged as high loss (theft or fault suspected)."),
+    ConfigKey(
+      "balance.sudden_drop", .integer(0, 10_000), default: "5000", unit: "bp",
+      "A meter's day at or below this share of its own median is a sudden drop."),
+    ConfigKey(
+      "balance.history_days", .integer(3, 62), default: "7", unit: "days",
+      "Days of a meter's own history its day is compared with."),
+    ConfigKey(
       "log.level", .choice(["debug", "info", "warn", "error"]), default: "info",
       "The least severe log level written to stderr (journald)."),
   ]
