@@ -40,7 +40,8 @@ public enum BalanceReport {
       thresholds.highLossBasisPoints = config.integer("balance.high_loss")
       thresholds.suddenDropBasisPoints = config.integer("balance.sudden_drop")
       result = try Balance.compute(
-        db: db, area: area, day: date, offset: offset, historyDays: Int(config.integer("balance.history_days")),
+        db: db, area: area, day: date, offset: offset,
+        historyDays: Int(config.integer("balance.history_days")),
         thresholds: thresholds)
     } catch {
       if error.isArchiveProblem {
