@@ -141,7 +141,14 @@ public final class Acquisition {
   let outbox: Outbox
   private var meters: [MeterState] = []
   private var meterIndex: [Address: Int] = [:]
-  private var inFlight: [Int64: Int] = [:]
+  /// Requests in flight: (bus, ticket) -> meter. Each bus numbers its tickets from 1,
+  /// so the bus is part of the key.
+  private var inFlight: [FlightKey: Int] = [:]
+
+  private struct FlightKey: Hashable {
+    let bus: Int
+    let ticket: Int64
+  }
   private var cycleID: Int64 = 0
   private var cycleSlot: Int64? = nil
   private var cycleStartedAt: Int64 = 0
@@ -364,7 +371,7 @@ public final class Acquisition {
   private func process(monotonic: Int64, wall: Int64) {
     for (b, bus) in buses.enumerated() {
       for incident in bus.takeIncidents() { handle(incident, bus: b, wall: wall) }
-      for completion in bus.takeCompletions() { handle(completion, monotonic: monotonic, wall: wall) }
+      for completion in bus.takeCompletions() { handle(completion, bus: b, monotonic: monotonic, wall: wall) }
     }
     if wall < Self.plausibleWall {
       // The board's clock is not set (an RTC that lost power): readings would get
@@ -472,8 +479,8 @@ public final class Acquisition {
     guard let slotStart = cycleSlot else { return }
     for bus in buses { bus.cancel(tag: cycleID) }
     // Cancelled completions are collected now so their meters are freed.
-    for bus in buses {
-      for completion in bus.takeCompletions() { handle(completion, monotonic: monotonic, wall: wall) }
+    for (b, bus) in buses.enumerated() {
+      for completion in bus.takeCompletions() { handle(completion, bus: b, monotonic: monotonic, wall: wall) }
     }
     inFlight.removeAll()
     var answered = 0
@@ -617,7 +624,7 @@ public final class Acquisition {
     case .freezeEnergy(let n, _, _): identifier = DataIdentifier.dailyFreezeForwardActive(previous: n)!
     }
     let ticket = buses[meters[i].bus].submit(.read(identifier), to: meters[i].entry.address, tag: cycleID)
-    inFlight[ticket] = i
+    inFlight[FlightKey(bus: meters[i].bus, ticket: ticket)] = i
   }
 
   /// Moves meter `i` to its next task (or ends its job).
@@ -630,8 +637,8 @@ public final class Acquisition {
     _ = begin(i, tasks: tasks, wall: wall)
   }
 
-  private func handle(_ completion: MeterBus.Completion, monotonic: Int64, wall: Int64) {
-    guard let i = inFlight.removeValue(forKey: completion.ticket) else {
+  private func handle(_ completion: MeterBus.Completion, bus: Int, monotonic: Int64, wall: Int64) {
+    guard let i = inFlight.removeValue(forKey: FlightKey(bus: bus, ticket: completion.ticket)) else {
       if case .sent = completion.outcome {
         Log.debug("acquisition", "broadcast time sent (for meter " + completion.meter.description + ")")
       }

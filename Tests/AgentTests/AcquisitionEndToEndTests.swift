@@ -56,8 +56,10 @@ import Testing
       })
     #expect(silent.count == 1)
     let meterFile = dir.appendingPathComponent("meters.txt")
-    try list.map { ($0["address"] as? String ?? "") + " 1 area=TA-E2E" }.joined(separator: "\n").write(
-      to: meterFile, atomically: true, encoding: .utf8)
+    // Two buses (two connections to the gateway), meters alternating between them: each
+    // bus numbers its requests from 1, so this also checks replies reach the right meter.
+    try list.enumerated().map { ($1["address"] as? String ?? "") + " \($0 % 2 + 1) area=TA-E2E" }
+      .joined(separator: "\n").write(to: meterFile, atomically: true, encoding: .utf8)
 
     let sim = try Child("gridedge-sim", ["serve"] + model + ["--tcp", "0", "--log-level", "info"], in: dir)
     try sim.waitForLog("listening on tcp 127.0.0.1:")
@@ -75,6 +77,7 @@ import Testing
     mqtt.port = \(broker.port)
     meter.file = \(meterFile.path)
     bus.1 = tcp 127.0.0.1:\(simPort) 9600 8E1
+    bus.2 = tcp 127.0.0.1:\(simPort) 9600 8E1
     bus.timeout = 300
     bus.gap = 5
     acquisition.interval = 1440
