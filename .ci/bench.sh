@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# .ci/bench.sh: the sync benchmarks of issue 4 (`make bench` runs it after
-# cross/size.sh). Drains a backlog of BENCH_READINGS readings through a local
+# .ci/bench.sh: the benchmarks of issues 4 and 3 (`make bench` runs it after
+# cross/size.sh), in three parts (BENCH_PARTS): drain, acquisition, ingest.
+#
+# drain (issue 4): drains a backlog of BENCH_READINGS readings through a local
 # mosquitto and compares the real agent with two baselines doing the same job
 # with the same batch size and in-flight window:
 #
@@ -23,13 +25,45 @@
 # the baselines themselves at the end. CPU seconds (user + system) are reported
 # too: on a shared machine they say more than wall time.
 #
+# acquisition (issue 3): one reading cycle of BENCH_ACQ_METERS meters served by
+# `gridedge-sim serve` on TCP with line pacing at BENCH_ACQ_BAUD (a serial-to-
+# Ethernet gateway's line: the simulator books each request's and each reply's wire
+# time, 11 bits a byte, on one half-duplex timeline), read by `gridedge run`. The
+# cycle is cycle 1 set up as a steady-state cycle: one real-time read (00 01 FF 00)
+# per meter, no clock check (acquisition.clock_check = 0) and no daily freeze
+# (device.utc_offset puts local time near 01:00, before acquisition.freeze_delay =
+# 720 min), so cycle 1 does what every later cycle of the day does. Its duration
+# is finished_at - started_at of its acquisition_cycles row. The line-time limit
+# counts every byte of the cycle both ways, wake-up bytes included, as the
+# simulator read and wrote them on its sockets (/proc/PID/io rchar and wchar, less
+# what it wrote to its log): limit = bytes x 11 / baud. The gaps the agent keeps
+# between exchanges (bus.gap, default from firmware-config/concentrator.conf) are
+# not in that limit; a second ratio adds them, to show the agent's own overhead.
+# No MQTT broker (mqtt.port is a closed port; the agent retries with backoff) —
+# BENCH_ACQ_BROKER=1 runs it against mosquitto and the ack responder instead.
+#
+# ingest (issue 3): reading-cache ingest (Readings.store: each reading and its
+# outbox record, one transaction per flush of up to 100 readings) in the real
+# agent against Tests/Bench/ingest_c.c, plain C inserting the same rows into the
+# same tables with the same statements, the same transaction sizes and the same
+# transaction start times (so write-back and checkpoints meet both alike). The agent
+# reads BENCH_INGEST_METERS meters from an unpaced simulator with
+# BENCH_INGEST_DAYS days of daily freezes (backfill: real-time read + every freeze
+# record), one bus. Both processes run under Tests/Bench/ingest_probe.so, which
+# sums the wall and CPU time from BEGIN to the end of COMMIT of the transactions
+# that insert readings: rate = rows / that time, for both alike (the agent's bus
+# work between transactions is not in it). The C program replays the agent's
+# transaction sizes and its records must equal the agent's, byte for byte. The
+# end-to-end rate through the bus (rows / read_at span) is reported apart.
+#
 # Output: a table (one row per figure) and one `bench NAME VALUE UNIT` line per
 # figure on stdout; progress on stderr. Fails when something is missing or a run
 # goes wrong, and when the agent's peak RSS is over BENCH_RSS_BUDGET; the rate
 # targets are reported (MISSED) and fail the run only with BENCH_STRICT=1.
 #
 # Environment:
-#   BIN_DIR            gridedge and gridedge-hq  (default .cross/bin/x86_64)
+#   BENCH_PARTS        parts to run              (default "drain acquisition ingest")
+#   BIN_DIR            gridedge, gridedge-hq, gridedge-sim (default .cross/bin/x86_64)
 #   BENCH_READINGS     backlog size              (default 1000000)
 #   BENCH_BATCH        readings per message      (default 100)
 #   BENCH_WINDOW       batches in flight         (default 16)
@@ -38,6 +72,13 @@
 #   BENCH_STRICT=1     fail when a rate target is missed
 #   BENCH_PROFILE=1    also run the agent under Tests/Bench/sqlite_profile.so
 #                      and print where its SQLite time goes, per statement
+#   BENCH_ACQ_METERS   acquisition: meters       (default 1024)
+#   BENCH_ACQ_BAUD     acquisition: line rate    (default 9600)
+#   BENCH_ACQ_GAP      acquisition: bus.gap, ms  (default: the documented default)
+#   BENCH_ACQ_BROKER=1 acquisition: with mosquitto and the ack responder
+#   BENCH_INGEST_METERS ingest: meters           (default 2048)
+#   BENCH_INGEST_DAYS  ingest: freeze history, days, 1-62 (default 62)
+#   BENCH_INGEST_C_RUNS ingest: C runs (~10 s each), the median counts (default 3)
 #   BENCH_WORK         working folder            (default: a new temporary one)
 #   BENCH_KEEP=1       keep the working folder (databases, logs)
 #   CC, PYTHON         compilers/interpreters    (default cc, python3)
@@ -45,6 +86,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO_ROOT=$PWD
 
+BENCH_PARTS=${BENCH_PARTS:-drain acquisition ingest}
 BIN_DIR=${BIN_DIR:-$REPO_ROOT/.cross/bin/x86_64}
 BENCH_READINGS=${BENCH_READINGS:-1000000}
 BENCH_BATCH=${BENCH_BATCH:-100}
@@ -54,12 +96,22 @@ BENCH_RSS_BUDGET=${BENCH_RSS_BUDGET:-12582912}
 BENCH_STRICT=${BENCH_STRICT:-0}
 BENCH_PROFILE=${BENCH_PROFILE:-0}
 BENCH_KEEP=${BENCH_KEEP:-0}
+BENCH_ACQ_METERS=${BENCH_ACQ_METERS:-1024}
+BENCH_ACQ_BAUD=${BENCH_ACQ_BAUD:-9600}
+BENCH_ACQ_GAP=${BENCH_ACQ_GAP:-$(sed -n 's/^# bus\.gap = \([0-9]*\)$/\1/p' "$REPO_ROOT/firmware-config/concentrator.conf")}
+BENCH_ACQ_BROKER=${BENCH_ACQ_BROKER:-0}
+BENCH_INGEST_METERS=${BENCH_INGEST_METERS:-2048}
+BENCH_INGEST_DAYS=${BENCH_INGEST_DAYS:-62}
+BENCH_INGEST_C_RUNS=${BENCH_INGEST_C_RUNS:-3}
 CC=${CC:-cc}
 PYTHON=${PYTHON:-python3}
 BENCH_SRC=$REPO_ROOT/Tests/Bench
 # Targets of issue 4.
 TARGET_VS_C=0.7
 TARGET_VS_PAHO=2.5
+# Targets of issue 3.
+TARGET_ACQ_VS_LINE=1.10
+TARGET_INGEST_VS_C=0.5
 
 log() { printf '\033[1m[bench]\033[0m %s\n' "$*" >&2; }
 warn() { printf '[bench] warning: %s\n' "$*" >&2; }
@@ -166,25 +218,61 @@ written_by() {
 
 require_cmd() { command -v "$1" >/dev/null 2>&1 || fatal "'$1' not found on PATH: $2"; }
 
+# has_part NAME: true when BENCH_PARTS names NAME.
+has_part() { [[ " $BENCH_PARTS " == *" $1 "* ]]; }
+
+# needs_broker: true when a part runs mosquitto.
+needs_broker() { has_part drain || { has_part acquisition && [[ $BENCH_ACQ_BROKER == 1 ]]; }; }
+
 check_tools() {
   log "step 1/7: checking tools"
+  local part
+  [[ -n ${BENCH_PARTS// /} ]] || fatal "BENCH_PARTS is empty (drain, acquisition, ingest)"
+  for part in $BENCH_PARTS; do
+    [[ $part == drain || $part == acquisition || $part == ingest ]] ||
+      fatal "BENCH_PARTS: unknown part '$part' (drain, acquisition, ingest)"
+  done
   require_cmd "$CC" "install gcc (build-essential)"
   require_cmd sqlite3 "install sqlite3 (.ci/deps.sh does)"
   require_cmd "$PYTHON" "install python3 (.ci/deps.sh does)"
   require_cmd getconf "install libc-bin"
-  MOSQUITTO=$(command -v mosquitto || true)
-  [[ -n $MOSQUITTO ]] || MOSQUITTO=/usr/sbin/mosquitto
-  [[ -x $MOSQUITTO ]] || fatal "mosquitto not found: install the mosquitto package (.ci/deps.sh does)"
-  for header in mosquitto.h sqlite3.h; do
-    echo "#include <$header>" | "$CC" -E -x c - >/dev/null 2>&1 ||
-      fatal "$header not found: install libmosquitto-dev and libsqlite3-dev (.ci/deps.sh does)"
-  done
-  for bin in gridedge gridedge-hq; do
-    [[ -x $BIN_DIR/$bin ]] || fatal "$BIN_DIR/$bin not found: build it with 'bash cross/build.sh host' (or set BIN_DIR)"
-  done
-  ensure_paho
-  ((BENCH_READINGS >= BENCH_BATCH && BENCH_BATCH >= 1 && BENCH_WINDOW >= 1)) ||
-    fatal "BENCH_READINGS ($BENCH_READINGS) must be >= BENCH_BATCH ($BENCH_BATCH) >= 1, BENCH_WINDOW >= 1"
+  echo "#include <sqlite3.h>" | "$CC" -E -x c - >/dev/null 2>&1 ||
+    fatal "sqlite3.h not found: install libsqlite3-dev (.ci/deps.sh does)"
+  [[ -x $BIN_DIR/gridedge ]] || fatal "$BIN_DIR/gridedge not found: build it with 'bash cross/build.sh host' (or set BIN_DIR)"
+  if needs_broker; then
+    MOSQUITTO=$(command -v mosquitto || true)
+    [[ -n $MOSQUITTO ]] || MOSQUITTO=/usr/sbin/mosquitto
+    [[ -x $MOSQUITTO ]] || fatal "mosquitto not found: install the mosquitto package (.ci/deps.sh does)"
+    echo "#include <mosquitto.h>" | "$CC" -E -x c - >/dev/null 2>&1 ||
+      fatal "mosquitto.h not found: install libmosquitto-dev (.ci/deps.sh does)"
+  fi
+  if has_part drain; then
+    [[ -x $BIN_DIR/gridedge-hq ]] ||
+      fatal "$BIN_DIR/gridedge-hq not found: build it with 'bash cross/build.sh host' (or set BIN_DIR)"
+    ensure_paho
+    ((BENCH_READINGS >= BENCH_BATCH && BENCH_BATCH >= 1 && BENCH_WINDOW >= 1)) ||
+      fatal "BENCH_READINGS ($BENCH_READINGS) must be >= BENCH_BATCH ($BENCH_BATCH) >= 1, BENCH_WINDOW >= 1"
+  fi
+  if has_part acquisition || has_part ingest; then
+    [[ -x $BIN_DIR/gridedge-sim ]] ||
+      fatal "$BIN_DIR/gridedge-sim not found: build it with 'bash cross/build.sh host' (or set BIN_DIR)"
+  fi
+  if has_part acquisition; then
+    [[ $BENCH_ACQ_METERS =~ ^[0-9]+$ ]] && ((BENCH_ACQ_METERS >= 1 && BENCH_ACQ_METERS <= 2048)) ||
+      fatal "BENCH_ACQ_METERS ($BENCH_ACQ_METERS) must be 1 to 2048 (gridedge-sim's limit)"
+    [[ $BENCH_ACQ_BAUD =~ ^(1200|2400|4800|9600)$ ]] ||
+      fatal "BENCH_ACQ_BAUD ($BENCH_ACQ_BAUD) must be 1200, 2400, 4800 or 9600 (what bus.N accepts)"
+    [[ $BENCH_ACQ_GAP =~ ^[0-9]+$ ]] ||
+      fatal "BENCH_ACQ_GAP ('$BENCH_ACQ_GAP') must be milliseconds (no '# bus.gap = N' in firmware-config/concentrator.conf?)"
+  fi
+  if has_part ingest; then
+    [[ $BENCH_INGEST_METERS =~ ^[0-9]+$ ]] && ((BENCH_INGEST_METERS >= 1 && BENCH_INGEST_METERS <= 2048)) ||
+      fatal "BENCH_INGEST_METERS ($BENCH_INGEST_METERS) must be 1 to 2048"
+    [[ $BENCH_INGEST_DAYS =~ ^[0-9]+$ ]] && ((BENCH_INGEST_DAYS >= 1 && BENCH_INGEST_DAYS <= 62)) ||
+      fatal "BENCH_INGEST_DAYS ($BENCH_INGEST_DAYS) must be 1 to 62 (the meters keep 62 daily freezes)"
+    [[ $BENCH_INGEST_C_RUNS =~ ^[0-9]+$ ]] && ((BENCH_INGEST_C_RUNS >= 1)) ||
+      fatal "BENCH_INGEST_C_RUNS ($BENCH_INGEST_C_RUNS) must be at least 1"
+  fi
 }
 
 # ensure_paho: paho-mqtt >= 2.0 for $PYTHON; installs it with pip when missing, or
@@ -204,12 +292,20 @@ ensure_paho() {
 }
 
 build_helpers() {
-  log "step 2/7: compiling the C baseline, the ack responder and the SQLite profiler"
+  log "step 2/7: compiling the benchmark's C programs"
   mkdir -p "$WORK/bin"
   local flags=(-O2 -Wall -Wextra -I "$BENCH_SRC")
-  "$CC" "${flags[@]}" -o "$WORK/bin/ack_responder" "$BENCH_SRC/ack_responder.c" -lmosquitto
-  "$CC" "${flags[@]}" -o "$WORK/bin/drain_c" "$BENCH_SRC/drain_c.c" -lmosquitto -lsqlite3
-  "$CC" "${flags[@]}" -shared -fPIC -o "$WORK/bin/sqlite_profile.so" "$BENCH_SRC/sqlite_profile.c" -ldl
+  if needs_broker; then
+    "$CC" "${flags[@]}" -o "$WORK/bin/ack_responder" "$BENCH_SRC/ack_responder.c" -lmosquitto
+  fi
+  if has_part drain; then
+    "$CC" "${flags[@]}" -o "$WORK/bin/drain_c" "$BENCH_SRC/drain_c.c" -lmosquitto -lsqlite3
+    "$CC" "${flags[@]}" -shared -fPIC -o "$WORK/bin/sqlite_profile.so" "$BENCH_SRC/sqlite_profile.c" -ldl
+  fi
+  if has_part ingest; then
+    "$CC" "${flags[@]}" -o "$WORK/bin/ingest_c" "$BENCH_SRC/ingest_c.c" -lsqlite3
+    "$CC" "${flags[@]}" -shared -fPIC -o "$WORK/bin/ingest_probe.so" "$BENCH_SRC/ingest_probe.c" -ldl
+  fi
 }
 
 # --- the broker ----------------------------------------------------------------
@@ -454,11 +550,295 @@ run_agent() {
   rm -f "$db" "$db-wal" "$db-shm"
 }
 
+# --- acquisition and ingest (issue 3) -------------------------------------------
+
+# start_sim NAME OPTIONS...: `gridedge-sim serve --tcp 0` (a free port) with OPTIONS;
+# sets SIM_PID, SIM_PORT and SIM_LOG (its stderr; SIM_OUT its stdout).
+start_sim() {
+  local name=$1
+  shift
+  SIM_LOG=$WORK/$name.sim.log
+  SIM_OUT=$WORK/$name.sim.out
+  "$BIN_DIR/gridedge-sim" serve --tcp 0 --host 127.0.0.1 "$@" >"$SIM_OUT" 2>"$SIM_LOG" &
+  SIM_PID=$!
+  pids+=("$SIM_PID")
+  wait_for_line "$SIM_LOG" "listening on tcp" 120 "$SIM_PID" "gridedge-sim serve"
+  SIM_PORT=$(grep -o 'listening on tcp 127\.0\.0\.1:[0-9]*' "$SIM_LOG" | tail -n1 | cut -d: -f2)
+  [[ -n $SIM_PORT ]] || fatal "no port in gridedge-sim's log:"$'\n'"$(cat "$SIM_LOG")"
+}
+
+# stop_sim: stops the simulator; sets SIM_REQUESTS and SIM_REPLIES from its last words.
+stop_sim() {
+  stop "$SIM_PID"
+  ((STOP_STATUS == 0)) || fatal "gridedge-sim exited with $STOP_STATUS on SIGTERM; log:"$'\n'"$(tail -n 5 "$SIM_LOG")"
+  local line
+  line=$(grep -o 'stopped after [0-9]* requests, [0-9]* replies' "$SIM_LOG" | tail -n1)
+  [[ -n $line ]] || fatal "gridedge-sim did not say how many requests it served; log:"$'\n'"$(tail -n 5 "$SIM_LOG")"
+  SIM_REQUESTS=$(awk '{ print $3 }' <<<"$line")
+  SIM_REPLIES=$(awk '{ print $5 }' <<<"$line")
+}
+
+# meter_list FILE COUNT: the simulator's first COUNT addresses as a meter.file, all
+# on bus 1.
+meter_list() {
+  "$BIN_DIR/gridedge-sim" list --meters "$2" | awk '{ print $1, 1 }' >"$1"
+  local n
+  n=$(wc -l <"$1")
+  ((n == $2)) || fatal "gridedge-sim list --meters $2 printed $n addresses"
+}
+
+# io_bytes PID: "rchar wchar" of a running process: bytes it got from read(2) and
+# gave to write(2), sockets included.
+io_bytes() { awk '/^rchar:/ { r = $2 } /^wchar:/ { w = $2 } END { print r, w }' "/proc/$1/io"; }
+
+# sim_output_bytes: what the simulator wrote to its log and stdout so far.
+sim_output_bytes() { echo $(($(stat -c %s "$SIM_LOG") + $(stat -c %s "$SIM_OUT"))); }
+
+# utc_offset_for HOUR: a device.utc_offset (minutes east of UTC, -720..840) that
+# makes local time now HOUR:mm.
+utc_offset_for() {
+  local utc_minute=$((EPOCHSECONDS / 60 % 1440)) offset
+  offset=$(((($1 * 60 - utc_minute) % 1440 + 1440) % 1440))
+  ((offset <= 840)) || offset=$((offset - 1440))
+  echo "$offset"
+}
+
+# wait_for_cycle LOG PID SECONDS: until the agent's log says its first acquisition
+# cycle is over; fails when PID ends first or SECONDS pass. Polls twice a second,
+# so that the waiting costs the measured processes next to nothing.
+wait_for_cycle() {
+  local deadline=$((SECONDS + $3))
+  until grep -Eq 'cycle 1 for [^ ]+ (done|ended)' "$1" 2>/dev/null; do
+    kill -0 "$2" 2>/dev/null ||
+      fatal "gridedge ended before its first cycle was over; log ($1):"$'\n'"$(grep -v mqtt "$1" | tail -n 20)"
+    ((SECONDS < deadline)) ||
+      fatal "gridedge's first cycle took more than $3 s; log ($1):"$'\n'"$(grep -v mqtt "$1" | tail -n 20)"
+    sleep 0.5
+  done
+}
+
+# first_cycle DB LOG METERS: checks that cycle 1 read every meter, cleanly, to its
+# end; sets CYCLE_MS and CYCLE_STORED.
+first_cycle() {
+  local row started finished meters answered missing errors
+  grep -Eq 'cycle 1 for [^ ]+ done:' "$2" ||
+    fatal "cycle 1 was cut short: $(grep -E 'cycle 1 for [^ ]+ ended' "$2")"
+  row=$(sqlite3 -readonly "$1" "SELECT started_at, finished_at, meters, answered, missing, errors, stored FROM acquisition_cycles WHERE id = 1")
+  [[ -n $row ]] || fatal "$1 has no acquisition_cycles row for cycle 1"
+  IFS='|' read -r started finished meters answered missing errors CYCLE_STORED <<<"$row"
+  ((meters == $3 && answered == $3 && missing == 0 && errors == 0)) ||
+    fatal "cycle 1: $answered of $meters meter(s) answered (expected $3), $missing missing, $errors error(s)"
+  CYCLE_MS=$((finished - started))
+}
+
+# acquisition_part: one steady-state cycle against the line-time limit.
+acquisition_part() {
+  local n=$BENCH_ACQ_METERS baud=$BENCH_ACQ_BAUD gap=$BENCH_ACQ_GAP db=$WORK/acq.db mqtt_port pid
+  local responder_pid="" broker_text="no MQTT broker (mqtt.port closed)"
+  log "acquisition 1/3: gridedge-sim with $n meters on TCP, replies paced at $baud Bd"
+  start_sim acq --meters "$n" --baud "$baud" --no-area
+  meter_list "$WORK/acq.meters" "$n"
+  if [[ $BENCH_ACQ_BROKER == 1 ]]; then
+    [[ -n ${PORT:-} ]] || start_broker
+    mqtt_port=$PORT
+    broker_text="mosquitto + ack responder"
+    "$WORK/bin/ack_responder" --port "$PORT" --expect 1000000000 >"$WORK/acq.responder.out" 2>"$WORK/acq.responder.err" &
+    responder_pid=$!
+    pids+=("$responder_pid")
+    wait_for_line "$WORK/acq.responder.out" "^ready" 10 "$responder_pid" "ack_responder"
+  else
+    mqtt_port=$(free_port) # nobody listens there
+  fi
+  cat >"$WORK/acq.conf" <<CONF
+# Written by .ci/bench.sh (acquisition): cycle 1 is a steady-state cycle, one
+# real-time read per meter: no clock check, and local time near 01:00 puts the
+# daily freeze (due 720 min after local midnight) hours away.
+device.id = BENCH-ACQ
+device.utc_offset = $(utc_offset_for 1)
+store.path = $db
+mqtt.port = $mqtt_port
+meter.file = $WORK/acq.meters
+bus.1 = tcp 127.0.0.1:$SIM_PORT $baud
+bus.gap = $gap
+acquisition.interval = 1440
+acquisition.clock_check = 0
+acquisition.freeze_delay = 720
+log.level = info
+CONF
+  # About 60 bytes an exchange (4 + 16 out, 4 + 36 back), 11 bits a byte.
+  local expect_s=$((n * (60 * 11 * 1000 / baud + gap) / 1000 + 1))
+  local r0 w0 out0 r1 w1 out1 cpu rss
+  read -r r0 w0 < <(io_bytes "$SIM_PID")
+  out0=$(sim_output_bytes)
+  log "acquisition 2/3: gridedge reads them: one cycle, about $expect_s s at the line's limit plus bus.gap $gap ms"
+  "$BIN_DIR/gridedge" run --config "$WORK/acq.conf" >"$WORK/acq.log" 2>&1 &
+  pid=$!
+  pids+=("$pid")
+  wait_for_cycle "$WORK/acq.log" "$pid" $((expect_s * 2 + 60))
+  read -r r1 w1 < <(io_bytes "$SIM_PID")
+  out1=$(sim_output_bytes)
+  cpu=$(cpu_seconds_of "$pid")
+  rss=$(peak_rss_of "$pid")
+  stop "$pid"
+  ((STOP_STATUS == 0)) || fatal "gridedge exited with $STOP_STATUS on SIGTERM; log:"$'\n'"$(tail -n 20 "$WORK/acq.log")"
+  stop_sim
+  [[ -z $responder_pid ]] || stop "$responder_pid"
+
+  log "acquisition 3/3: the cycle against the bytes on the line"
+  first_cycle "$db" "$WORK/acq.log" "$n"
+  ((CYCLE_STORED == n)) || fatal "cycle 1 stored $CYCLE_STORED reading(s), not $n"
+  local exchanges=$SIM_REQUESTS request_bytes=$((r1 - r0)) reply_bytes=$((w1 - w0 - (out1 - out0)))
+  ((SIM_REPLIES == exchanges && exchanges >= n)) ||
+    fatal "gridedge-sim served $exchanges request(s) and sent $SIM_REPLIES replies for $n meters"
+  # A read request is 4 + 16 bytes, its reply 4 + 12 + 4 + the value: anything else
+  # means the byte counts are not the line's.
+  ((request_bytes >= exchanges * 16 && request_bytes <= exchanges * 40)) ||
+    fatal "the simulator read $request_bytes bytes for $exchanges requests: not the line's bytes"
+  ((reply_bytes >= exchanges * 20 && reply_bytes <= exchanges * 80)) ||
+    fatal "the simulator wrote $reply_bytes bytes for $exchanges replies: not the line's bytes"
+  local bytes=$((request_bytes + reply_bytes)) line_ms vs_line vs_gaps overhead
+  line_ms=$(awk -v b="$bytes" -v baud="$baud" 'BEGIN { printf "%.0f", b * 11 * 1000 / baud }')
+  vs_line=$(ratio "$CYCLE_MS" "$line_ms")
+  vs_gaps=$(ratio "$CYCLE_MS" $((line_ms + (exchanges - 1) * gap)))
+  overhead=$(awk -v c="$CYCLE_MS" -v l="$line_ms" -v g=$(((exchanges - 1) * gap)) -v e="$exchanges" \
+    'BEGIN { printf "%.2f", (c - l - g) / e }')
+  log "  cycle $CYCLE_MS ms, line-time limit $line_ms ms ($bytes bytes in $exchanges exchanges): $vs_line"
+
+  section "acquisition: cycle 1 of $n meters on one gateway bus at $baud Bd (gridedge-sim paced), bus.gap $gap ms, $broker_text"
+  figure acquisition_cycle_ms "$CYCLE_MS" ms "" \
+    "cycle 1, steady state (one 00 01 FF 00 read per meter; clock check off, freeze not due): started -> finished"
+  figure acquisition_line_time_ms "$line_ms" ms "" \
+    "limit: every byte of the cycle ($request_bytes out + $reply_bytes back, wake-up FE included) x 11 bits / $baud"
+  figure acquisition_exchanges "$exchanges" exchanges "" "request/reply pairs in the cycle (at the simulator)"
+  verdict "$vs_line" "<=" "$TARGET_ACQ_VS_LINE" acquisition_vs_line_time
+  figure acquisition_vs_line_time "$vs_line" ratio "<= $TARGET_ACQ_VS_LINE" "$VERDICT: cycle / line-time limit"
+  figure acquisition_vs_line_time_plus_gaps "$vs_gaps" ratio "" \
+    "cycle / (limit + $((exchanges - 1)) gaps of bus.gap $gap ms): the agent's own overhead"
+  figure acquisition_overhead_ms "$overhead" ms/exchange "" "(cycle - limit - gaps) / exchanges"
+  figure acquisition_agent_cpu_s "$cpu" s "" "gridedge CPU (user + system) from launch to the end of the cycle"
+  figure acquisition_agent_rss "$rss" bytes "" "gridedge peak RSS (VmHWM), $(mib "$rss")"
+}
+
+# probe_field FILE KEY: KEY=VALUE from an ingest_probe.so report.
+probe_field() { field "$1" "$2"; }
+
+# median VALUES...: the middle value (the lower middle of an even count).
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# ingest_part: the agent's reading-cache ingest against plain C.
+ingest_part() {
+  local n=$BENCH_INGEST_METERS days=$BENCH_INGEST_DAYS db=$WORK/ingest.db pid cpu
+  log "ingest 1/4: gridedge-sim with $n meters and $days days of daily freezes, no pacing"
+  start_sim ingest --meters "$n" --history-days "$days" --no-area
+  meter_list "$WORK/ingest.meters" "$n"
+  # One bus: with several, Acquisition mixes up meters whose bus tickets are equal
+  # (tickets are per bus, its in-flight table is keyed by ticket alone).
+  cat >"$WORK/ingest.conf" <<CONF
+# Written by .ci/bench.sh (ingest): cycle 1 reads every meter's real-time energy and
+# every daily freeze it holds (backfill), as fast as the simulator answers.
+device.id = BENCH-INGEST
+store.path = $db
+store.max_bytes = 4294967296
+mqtt.port = $(free_port)
+meter.file = $WORK/ingest.meters
+bus.1 = tcp 127.0.0.1:$SIM_PORT 9600
+bus.gap = 0
+acquisition.freeze_delay = 0
+acquisition.backfill_days = $days
+acquisition.clock_check = 0
+log.level = info
+CONF
+  log "ingest 2/4: gridedge reads and stores them (under ingest_probe.so)"
+  LD_PRELOAD=$WORK/bin/ingest_probe.so INGEST_PROBE_OUT=$WORK/ingest.agent.probe \
+    INGEST_PROBE_BATCHES=$WORK/ingest.batches "$BIN_DIR/gridedge" run --config "$WORK/ingest.conf" \
+    >"$WORK/ingest.log" 2>&1 &
+  pid=$!
+  pids+=("$pid")
+  wait_for_cycle "$WORK/ingest.log" "$pid" "$BENCH_TIMEOUT"
+  cpu=$(cpu_seconds_of "$pid")
+  stop "$pid"
+  ((STOP_STATUS == 0)) || fatal "gridedge exited with $STOP_STATUS on SIGTERM; log:"$'\n'"$(tail -n 20 "$WORK/ingest.log")"
+  stop_sim
+  first_cycle "$db" "$WORK/ingest.log" "$n"
+  local probe=$WORK/ingest.agent.probe nrows txns wall_us cpu_us stored_rows records span_ms
+  [[ -s $probe ]] || fatal "ingest_probe.so wrote no report for gridedge ($probe)"
+  nrows=$(probe_field "$probe" rows)
+  txns=$(probe_field "$probe" txns)
+  wall_us=$(probe_field "$probe" wall_us)
+  cpu_us=$(probe_field "$probe" cpu_us)
+  (($(probe_field "$probe" rollbacks) == 0)) || fatal "gridedge rolled back reading transactions: $(cat "$probe")"
+  (($(probe_field "$probe" outbox) == nrows)) || fatal "gridedge enqueued not one outbox record per reading: $(cat "$probe")"
+  stored_rows=$(sqlite3 -readonly "$db" "SELECT count(*) FROM readings")
+  records=$(sqlite3 -readonly "$db" "SELECT count(*) FROM outbox WHERE class = 'readings'")
+  span_ms=$(sqlite3 -readonly "$db" "SELECT max(read_at) - min(read_at) FROM readings")
+  ((nrows == CYCLE_STORED && nrows == stored_rows && nrows == records)) ||
+    fatal "readings: probe $nrows, cycle $CYCLE_STORED, table $stored_rows, outbox $records: they must agree"
+  ((nrows >= n * days && wall_us > 0 && span_ms > 0)) ||
+    fatal "gridedge stored $nrows readings for $n meters x $days days (or no time was measured): $(cat "$probe")"
+  local agent_rate=$((nrows * 1000000 / wall_us)) mean
+  mean=$(awk -v r="$nrows" -v t="$txns" 'BEGIN { printf "%.1f", r / t }')
+  log "  $nrows readings in $txns transactions: $agent_rate rows/s in them ($((wall_us / 1000)) ms, $((cpu_us / 1000)) ms CPU)"
+
+  log "ingest 3/4: plain C, the same rows, statements, transaction sizes and start times ($BENCH_INGEST_C_RUNS run(s))"
+  local i c_walls=() c_cpus=() c_syncs=() c_probe
+  for ((i = 1; i <= BENCH_INGEST_C_RUNS; i++)); do
+    c_probe=$WORK/ingest.c$i.probe
+    LD_PRELOAD=$WORK/bin/ingest_probe.so INGEST_PROBE_OUT=$c_probe \
+      "$WORK/bin/ingest_c" --from "$db" --db "$WORK/ingest-c.db" --batches "$WORK/ingest.batches" --pace \
+      >"$WORK/ingest.c$i.out" 2>"$WORK/ingest.c$i.err" ||
+      fatal "ingest_c failed:"$'\n'"$(cat "$WORK/ingest.c$i.err")"
+    (($(probe_field "$c_probe" rows) == nrows && $(probe_field "$c_probe" txns) == txns)) ||
+      fatal "ingest_c stored other rows or transactions than gridedge: $(cat "$c_probe")"
+    c_walls+=("$(probe_field "$c_probe" wall_us)")
+    c_cpus+=("$(probe_field "$c_probe" cpu_us)")
+    c_syncs+=("$(probe_field "$c_probe" sync_in_us)")
+    log "  run $i: $((nrows * 1000000 / c_walls[i - 1])) rows/s ($((c_walls[i - 1] / 1000)) ms, $((c_cpus[i - 1] / 1000)) ms CPU)"
+  done
+  local c_wall c_cpu c_rate c_sync
+  c_wall=$(median "${c_walls[@]}")
+  c_sync=$(median "${c_syncs[@]}")
+  c_cpu=$(median "${c_cpus[@]}")
+  c_rate=$((nrows * 1000000 / c_wall))
+
+  log "ingest 4/4: the C program's rows and records against the agent's"
+  local differ
+  differ=$(sqlite3 -readonly "$db" "ATTACH '$WORK/ingest-c.db' AS c;
+    SELECT (SELECT count(*) FROM (SELECT record FROM main.outbox WHERE class = 'readings' EXCEPT SELECT record FROM c.outbox))
+         + (SELECT count(*) FROM (SELECT record FROM c.outbox EXCEPT SELECT record FROM main.outbox WHERE class = 'readings'))
+         + (SELECT count(*) FROM (SELECT * FROM main.readings EXCEPT SELECT * FROM c.readings))
+         + (SELECT count(*) FROM (SELECT * FROM c.readings EXCEPT SELECT * FROM main.readings))")
+  [[ $differ == 0 ]] || fatal "ingest_c's readings or outbox records differ from gridedge's ($differ rows)"
+
+  local vs_c cpu_vs_c e2e
+  vs_c=$(ratio "$agent_rate" "$c_rate")
+  cpu_vs_c=$(ratio "$c_cpu" "$cpu_us")
+  e2e=$((nrows * 1000 / span_ms))
+  section "ingest: $nrows readings ($n meters: 1 real-time + up to $days freezes each) in $txns transactions, WAL, synchronous=NORMAL"
+  figure ingest_agent_rows_per_s "$agent_rate" rows/s "" \
+    "gridedge Readings.store (reading + outbox record): rows / wall time BEGIN..COMMIT, ingest_probe.so"
+  figure ingest_c_rows_per_s "$c_rate" rows/s "" \
+    "plain C: same rows, statements, records, transaction sizes and start times; measured alike (median of $BENCH_INGEST_C_RUNS)"
+  verdict "$vs_c" ">=" "$TARGET_INGEST_VS_C" ingest_vs_c
+  figure ingest_vs_c "$vs_c" ratio ">= $TARGET_INGEST_VS_C" "$VERDICT: gridedge rate / plain C rate"
+  figure ingest_cpu_vs_c "$cpu_vs_c" ratio "" "the same with CPU time in those transactions (load-independent)"
+  figure ingest_agent_fsync_ms $(($(probe_field "$probe" sync_in_us) / 1000)) ms "" \
+    "gridedge: in those transactions, $(probe_field "$probe" syncs_in) fsync/fdatasync (WAL checkpoints)"
+  figure ingest_c_fsync_ms $((c_sync / 1000)) ms "" \
+    "plain C: the same, $(probe_field "$WORK/ingest.c1.probe" syncs_in) calls (median; disk latency, not code)"
+  figure ingest_rows_per_transaction "$mean" rows "" "gridedge's flush size (Acquisition: at 100 pending, after 1 s, at cycle end)"
+  figure ingest_end_to_end_rows_per_s "$e2e" rows/s "" \
+    "gridedge reading one unpaced TCP bus: rows / read_at span (bus-bound: 2 exchanges a freeze reading)"
+  figure ingest_agent_cpu_s "$cpu" s "" "gridedge CPU (user + system) from launch to the end of the cycle"
+}
+
 # --- figures -------------------------------------------------------------------
 
 rows=()
 lines=()
 missed=()
+# section TITLE: a heading row in the table.
+section() { rows+=("" "[$1]"); }
+
 # figure NAME VALUE UNIT TARGET WHAT: one table row and one bench line.
 figure() {
   rows+=("$(printf '%-34s %14s  %-11s %-8s %s' "$1" "$2" "$3" "$4" "$5")")
@@ -478,24 +858,9 @@ verdict() {
   fi
 }
 
-main() {
-  local load cores started
-  started=$SECONDS
-  if [[ -n ${BENCH_WORK:-} ]]; then
-    WORK=$BENCH_WORK
-    mkdir -p "$WORK"
-  else
-    WORK=$(mktemp -d "${TMPDIR:-/tmp}/gridedge-bench.XXXXXX")
-  fi
-  check_tools
-  load=$(cut -d' ' -f1 /proc/loadavg)
-  cores=$(nproc)
-  log "working in $WORK; $cores core(s), load average $load"
-  if awk -v l="$load" -v c="$cores" 'BEGIN { exit !(l > c / 2) }'; then
-    warn "the machine is busy (load $load on $cores cores): wall-clock rates will be low and noisy; compare CPU seconds"
-  fi
-  build_helpers
-  start_broker
+# drain_part: the sync drain benchmark (issue 4).
+drain_part() {
+  [[ -n ${PORT:-} ]] || start_broker
   make_backlogs
 
   log "step 5/7: plain C baseline (libmosquitto + libsqlite3, delivered on PUBACK)"
@@ -534,6 +899,7 @@ main() {
   vs_paho=$(ratio "$agent_rate" "$paho_rate")
   cpu_vs_c=$(ratio "$agent_cpu" "$c_cpu")
   local what="$BENCH_READINGS readings, $BENCH_BATCH/message, window $BENCH_WINDOW"
+  section "sync drain: $what, QoS 1, MQTT v5, mosquitto on loopback"
   figure drain_agent_readings_per_s "$agent_rate" readings/s "" "gridedge -> ack responder ($what)"
   figure drain_c_readings_per_s "$c_rate" readings/s "" "plain C, libmosquitto + libsqlite3, PUBACK"
   figure drain_paho_readings_per_s "$paho_rate" readings/s "" "Python paho-mqtt + sqlite3, PUBACK"
@@ -558,8 +924,31 @@ main() {
   figure drain_paho_written_bytes "$paho_written" bytes "" "paho: bytes written to storage"
   figure drain_agent_startup_ms "$agent_startup" ms "" "gridedge launch -> first batch at the responder"
 
+}
+
+main() {
+  local load cores started part
+  started=$SECONDS
+  if [[ -n ${BENCH_WORK:-} ]]; then
+    WORK=$BENCH_WORK
+    mkdir -p "$WORK"
+  else
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/gridedge-bench.XXXXXX")
+  fi
+  check_tools
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  cores=$(nproc)
+  log "working in $WORK; $cores core(s), load average $load; parts: $BENCH_PARTS"
+  if awk -v l="$load" -v c="$cores" 'BEGIN { exit !(l > c / 2) }'; then
+    warn "the machine is busy (load $load on $cores cores): wall-clock rates will be low and noisy; compare CPU seconds"
+  fi
+  build_helpers
+  for part in $BENCH_PARTS; do
+    "${part}_part"
+  done
+
   echo
-  echo "sync drain benchmark: $what, QoS 1, MQTT v5, mosquitto on loopback; load average at start $load"
+  echo "benchmarks ($BENCH_PARTS): $cores core(s), load average at start $load"
   printf '%-34s %14s  %-11s %-8s %s\n' figure value unit target "what / result"
   printf '%-34s %14s  %-11s %-8s %s\n' ------ ----- ---- ------ -------------
   printf '%s\n' "${rows[@]}"
@@ -567,7 +956,7 @@ main() {
   printf '%s\n' "${lines[@]}"
   echo
 
-  log "sync benchmarks took $((SECONDS - started)) s"
+  log "benchmarks took $((SECONDS - started)) s"
   local m rss_over=0
   for m in "${missed[@]+"${missed[@]}"}"; do
     warn "target missed: $m"
