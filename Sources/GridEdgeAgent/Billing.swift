@@ -7,8 +7,8 @@ import SQLiteStore
 ///
 /// - Tariffs arrive as signed `tariff` commands (`Tariffs.apply`), versioned with an
 ///   effective date per customer category.
-/// - A pass walks the real-time readings (00 01 FF 00) stored since the last pass, in
-///   time order; per meter it charges the interval from its previous reading (per
+/// - A pass walks the real-time readings (00 01 FF 00) from the newest slot it saw
+///   onwards (that slot again, as a cycle stores its readings over time), in time order; per meter it charges the interval from its previous reading (per
 ///   time-of-use register when both readings have them) with `FeeCalculator`, keeps
 ///   the customer's tier usage, debits the account and appends the ledger entry, all
 ///   in one transaction per pass. Charging is idempotent: a reading is charged once.
@@ -38,10 +38,13 @@ public enum Billing {
         """
         SELECT r.ts, r.meter, r.value, r.tariffs, m.customer, m.category
         FROM readings r JOIN archive_meters m ON m.address = r.meter AND m.area_meter = 0
-        WHERE r.di = '0001FF00' AND r.ts > ?1 ORDER BY r.ts, r.meter
+        WHERE r.di = '0001FF00' AND r.ts >= ?1 ORDER BY r.ts, r.meter
         """, [.integer(cursor)])
+      // The cursor's own slot is read again: a cycle stores its readings (all with the
+      // slot's timestamp) over time, and those stored after a pass must still be
+      // charged. A reading already charged is skipped by its meter's base below.
       let maxTS = try db.scalarInt(
-        "SELECT max(ts) FROM readings WHERE di = '0001FF00' AND ts > ?1", [.integer(cursor)])
+        "SELECT max(ts) FROM readings WHERE di = '0001FF00' AND ts >= ?1", [.integer(cursor)])
       guard !rows.isEmpty || maxTS != nil else { return pass }
       let book: TariffBook
       do throws(TariffParseError) {

@@ -105,8 +105,9 @@ import Testing
     try store(
       f, "000000000002", at: Self.t0 + 2 * Self.quarter, 403_000,
       registers: [100_000, 102_000, 100_000, 101_000])
+    // (Both intervals are charged now: the energy up to the unpriced reading, then none.)
     pass = try bill(f)
-    #expect(pass.charged == 1, "\(pass)")
+    #expect(pass.charged == 2, "\(pass)")
     #expect(pass.money == Money(fen: 210))
     #expect(try f.balance("C-2") == -210)
     // A replaced meter (lower register) starts a new base; nothing negative is charged.
@@ -157,5 +158,32 @@ import Testing
           "alarm1 down 1500", "alarm2 down 300", "close-permit down -200", "exhausted down -200",
           "overdraft-limit down -1200",
         ], "\(events)")
+  }
+
+  @Test func readingsOfASlotStoredAfterAPassAreStillCharged() throws {
+    var f = try LedgerTests.Fixture("billing-late")
+    let archive = #"""
+      {"op":"snapshot","version":1,"meters":[
+        {"address":"000000000001","customer":"C-1","area":"TA-1","category":"residential"},
+        {"address":"000000000003","customer":"C-3","area":"TA-1","category":"residential"}]}
+      """#
+    #expect(try f.send("archive", archive).outcome == "applied")
+    #expect(
+      try f.send(
+        "tariff", #"{"id":"RES-2026","category":"residential","effective_from":"2026-01-01","flat":10000}"#
+      )
+      .outcome == "applied")
+    try store(f, "000000000001", at: Self.t0, 0)
+    try store(f, "000000000003", at: Self.t0, 0)
+    _ = try bill(f)
+    // A cycle in progress: meter 1 is read, a pass runs, then meter 3 of the same slot.
+    try store(f, "000000000001", at: Self.t0 + Self.quarter, 1_000)
+    #expect(try bill(f).charged == 1)
+    try store(f, "000000000003", at: Self.t0 + Self.quarter, 2_000)
+    let late = try bill(f)
+    #expect(late.charged == 1 && late.money == Money(fen: 200), "\(late)")
+    #expect(try bill(f).charged == 0)
+    #expect(try f.balance("C-1") == -100)
+    #expect(try f.balance("C-3") == -200)
   }
 }
