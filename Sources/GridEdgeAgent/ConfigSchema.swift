@@ -135,8 +135,9 @@ public enum ConfigSchema {
       "Times a request is sent again when a meter does not answer properly; a meter that answers none is marked silent and gets no retries until it answers."
     ),
     ConfigKey(
-      "bus.gap", .integer(0, 5000), default: "50", unit: "ms",
-      "Quiet time on a bus between the end of one exchange and the next request."),
+      "bus.gap", .integer(0, 5000), default: "5", unit: "ms",
+      "Quiet time on a bus between the end of one exchange and the next request; never less than 4 character times."
+    ),
     ConfigKey(
       "bus.wakeup", .integer(0, 4), default: "4",
       "Wake-up bytes (FE) sent before each request."),

@@ -27,6 +27,10 @@ import Runtime
 ///
 /// Times are monotonic milliseconds, passed in (tests drive them).
 public final class MeterBus {
+  /// The quiet time between exchanges: `settings.gapMilliseconds`, at least 4
+  /// character times at the line's baud rate.
+  private var gapMilliseconds: Int64 { max(settings.gapMilliseconds, transport.timing.milliseconds(4)) }
+
   /// Timing and retry settings (`bus.*` configuration keys).
   public struct Settings: Sendable {
     /// How long to wait for a reply once the request is on the wire, on top of the
@@ -34,8 +38,10 @@ public final class MeterBus {
     public var replyTimeoutMilliseconds: Int64 = 1500
     /// Attempts after the first one for a meter that is not marked silent.
     public var retries = 2
-    /// Quiet time between the end of one exchange and the next request.
-    public var gapMilliseconds: Int64 = 50
+    /// Quiet time between the end of one exchange and the next request; the bus keeps
+    /// at least 4 character times at its baud rate (like Modbus RTU's 3.5), so a meter's
+    /// transmitter has released the line (5 ms at 9600 Bd, 37 ms at 1200 Bd, 8E1).
+    public var gapMilliseconds: Int64 = 5
     /// 0xFE bytes sent before each request to wake the meters' receivers.
     public var wakeUpBytes = 4
     /// Reopen backoff base and cap (full jitter).
@@ -414,7 +420,7 @@ public final class MeterBus {
     if case .broadcastTime = exchange.request {
       // Meters do not answer a broadcast: let it leave the UART, then the gap.
       finish(exchange, .sent, now: now)
-      readyAt = now + transport.timing.milliseconds(exchange.bytes.count) + settings.gapMilliseconds
+      readyAt = now + transport.timing.milliseconds(exchange.bytes.count) + gapMilliseconds
       return
     }
     phase = .awaiting(exchange, deadline: deadline, settling: false)
@@ -438,7 +444,7 @@ public final class MeterBus {
         if !settling {
           // The meter spoke, badly: wait a little for a good frame, then retry.
           settling = true
-          deadline = min(deadline, now + max(2 * settings.gapMilliseconds, 100))
+          deadline = min(deadline, now + max(2 * gapMilliseconds, 100))
         }
         continue
       }
@@ -465,7 +471,7 @@ public final class MeterBus {
       }
       if silent.remove(exchange.meter) != nil { incidents.append(.answering(meter: exchange.meter)) }
       finish(exchange, .reply(reply), now: now)
-      readyAt = now + settings.gapMilliseconds
+      readyAt = now + gapMilliseconds
       return
     }
     phase = .awaiting(exchange, deadline: deadline, settling: settling)
@@ -485,7 +491,7 @@ public final class MeterBus {
 
   private func attemptFailed(_ exchange: Exchange, now: Int64, reason: String) {
     phase = .idle
-    readyAt = now + settings.gapMilliseconds
+    readyAt = now + gapMilliseconds
     let allowed = silent.contains(exchange.meter) ? 1 : 1 + max(0, settings.retries)
     if exchange.attempts < allowed {
       Log.debug(
