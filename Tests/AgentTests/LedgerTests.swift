@@ -165,4 +165,48 @@ import Testing
     #expect(try f.store.db.scalarInt("SELECT count(*) FROM ledger") == Int64(applied.count))
     #expect(try Ledger.verify(f.store.db).isEmpty)
   }
+
+  @Test func hundredCapturedCommandsReplayedAfterExecutionRestartAndClockJumpsAreAllRejected() throws {
+    var f = try Fixture("replay-100")
+    #expect(try f.send("archive", Self.snapshot).outcome == "applied")
+    // Capture 100 genuine top-ups as they went over the wire, and execute them.
+    var captured: [[UInt8]] = []
+    for purchase in 1...100 {
+      f.counter += 1
+      let token = try Command(
+        device: "TA-L-1", counter: f.counter, issuedAt: f.now, expiresAt: f.now + 600,
+        type: CommandType(name: "topup")!, body: #"{"customer":"C-1","purchase":\#(purchase),"amount":100}"#
+      ).signed(with: f.key, keyID: "hq1", json: f.json)
+      captured.append(Array(token.utf8))
+      #expect(try f.handler.handle(captured.last!, wall: f.now * 1000, monotonic: 0).outcome == "applied")
+    }
+    #expect(try f.balance("C-1") == 10_000)
+    let entries = try f.store.db.scalarInt("SELECT count(*) FROM ledger")
+    func replayAll(_ handler: CommandHandler, wall: Int64) throws -> [String: Int] {
+      var reasons: [String: Int] = [:]
+      for token in captured {
+        let outcome = try handler.handle(token, wall: wall, monotonic: 0)
+        #expect(outcome.outcome == "rejected")
+        reasons[outcome.reason, default: 0] += 1
+      }
+      return reasons
+    }
+    // Right after execution.
+    #expect(try replayAll(f.handler, wall: f.now * 1000) == ["replayed": 100])
+    // After a restart: a new handler on the same database.
+    var keys = TrustedKeys()
+    try keys.add(f.key.publicKey, keyID: "hq1")
+    let restarted = try CommandHandler(
+      store: f.store, outbox: try Outbox(store: f.store), trustedKeys: keys, clockSkewSeconds: 300,
+      offset: .china, maxSignatureFailures: 100)
+    #expect(try replayAll(restarted, wall: f.now * 1000) == ["replayed": 100])
+    // After the clock jumps a year back, a year ahead, and to 1970.
+    #expect(try replayAll(restarted, wall: (f.now - 365 * 86_400) * 1000) == ["replayed": 100])
+    #expect(try replayAll(restarted, wall: (f.now + 365 * 86_400) * 1000) == ["replayed": 100])
+    #expect(try replayAll(restarted, wall: 0) == ["replayed": 100])
+    // Zero effects: the balance and the ledger are as the 100 executions left them.
+    #expect(try f.balance("C-1") == 10_000)
+    #expect(try f.store.db.scalarInt("SELECT count(*) FROM ledger") == entries)
+    #expect(try Ledger.verify(f.store.db).isEmpty)
+  }
 }
