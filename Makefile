@@ -16,7 +16,7 @@ help:
 	@echo "make cross-test  the ARM binaries under qemu against a real broker"
 	@echo "make size        stripped sizes and linked libraries (budget 2 MB)"
 	@echo "make bench       benchmark figures (one 'bench NAME VALUE UNIT' line each)"
-	@echo "make fuzz        libFuzzer on the DL/T 645 decoder (FUZZ_SECONDS, default 30)"
+	@echo "make fuzz        libFuzzer: DL/T 645 decoder, commands/batches/acks, config parser (FUZZ_SECONDS each)"
 	@echo "make format      swift format the sources in place"
 
 deps:
