@@ -99,13 +99,14 @@ CBIN="$FUZZ_OUT/contract-fuzz"
 MODS="$FUZZ_OUT/modules"
 mkdir -p "$MODS"
 log "contract step 1/3: building $CBIN"
+INCLUDES=(-I "$MODS" -I "$REPO_ROOT/Sources/CSQLite" -I "$REPO_ROOT/Sources/CCrypto"
+  -I "$REPO_ROOT/Sources/CLibc" -I "$REPO_ROOT/Sources/CMosquitto")
 module() {
   local name=$1
   shift
   "$SWIFT_ROOT/usr/bin/swiftc" -sanitize=fuzzer,address -parse-as-library -O -g -wmo \
     -module-name "$name" -emit-module -emit-module-path "$MODS/$name.swiftmodule" \
-    -I "$MODS" -I "$REPO_ROOT/Sources/CSQLite" -I "$REPO_ROOT/Sources/CCrypto" \
-    -c "$@" -o "$MODS/$name.o"
+    "${INCLUDES[@]}" -c "$@" -o "$MODS/$name.o"
 }
 module SQLiteStore "$REPO_ROOT"/Sources/SQLiteStore/*.swift
 module GridEdgeCore "$REPO_ROOT"/Sources/GridEdgeCore/*.swift
@@ -115,10 +116,14 @@ module GridEdgeContract "$REPO_ROOT"/Sources/GridEdgeContract/*.swift
   "$REPO_ROOT/Tests/Fuzz/Contract/main.swift" "$MODS"/SQLiteStore.o "$MODS"/GridEdgeCore.o \
   "$MODS"/GridEdgeContract.o -lsqlite3 -lcrypto -o "$CBIN"
 
-CCORPUS=$(mktemp -d "${TMPDIR:-/tmp}/contract-corpus.XXXXXX")
-trap 'rm -rf "$CORPUS" "$CCORPUS"' EXIT
-log "contract step 2/3: seeding the corpus in $CCORPUS"
-python3 - "$CCORPUS" "$REPO_ROOT/Tests/Fuzz/Contract/seeds.txt" <<'PY'
+# Seeds a corpus from a file of hex lines, fuzzes BIN for FUZZ_SECONDS, and fails with
+# the crashing inputs in hex: run_target NAME BIN SEEDS MAX_LEN (the contract and config targets).
+run_target() {
+  local name=$1 bin=$2 seeds=$3 max_len=$4 corpus status artifacts
+  corpus=$(mktemp -d "${TMPDIR:-/tmp}/$name-corpus.XXXXXX")
+  EXTRA_CORPORA+=("$corpus")
+  log "$name step 2/3: seeding the corpus in $corpus"
+  python3 - "$corpus" "$seeds" <<'PY'
 import sys, os
 corpus, seeds = sys.argv[1], sys.argv[2]
 with open(seeds) as f:
@@ -128,79 +133,43 @@ for i, text in enumerate(lines):
         out.write(bytes.fromhex(text))
 print('[fuzz] %d corpus files' % len(lines))
 PY
+  log "$name step 3/3: fuzzing for $FUZZ_SECONDS s (log: $FUZZ_OUT/$name-fuzz.log)"
+  touch "$marker"
+  set +e
+  # shellcheck disable=SC2086 # FUZZ_FLAGS is split on spaces on purpose
+  "$bin" -max_total_time="$FUZZ_SECONDS" -artifact_prefix="$FUZZ_OUT/$name-" -print_final_stats=1 \
+    -timeout=10 -max_len="$max_len" $FUZZ_FLAGS "$corpus" >"$FUZZ_OUT/$name-fuzz.log" 2>&1
+  status=$?
+  set -e
+  tail -n 6 "$FUZZ_OUT/$name-fuzz.log"
+  artifacts=$(find "$FUZZ_OUT" -maxdepth 1 -type f -name "$name-*-*" -newer "$marker" | sort)
+  if [ "$status" -ne 0 ] || [ -n "$artifacts" ]; then
+    printf '[fuzz] %s FAILED (libFuzzer exit status %s); see %s\n' "$name" "$status" "$FUZZ_OUT/$name-fuzz.log" >&2
+    for artifact in $artifacts; do
+      printf '[fuzz] input %s (%s bytes), hex:\n' "$artifact" "$(wc -c <"$artifact")" >&2
+      od -An -v -tx1 "$artifact" | tr -s ' ' | sed 's/^ //' | tr 'a-f' 'A-F' >&2
+    done
+    exit 1
+  fi
+  log "$name: no findings in $FUZZ_SECONDS s"
+}
+EXTRA_CORPORA=()
+trap 'rm -rf "$CORPUS" "${EXTRA_CORPORA[@]}"' EXIT
 
-log "contract step 3/3: fuzzing for $FUZZ_SECONDS s (log: $FUZZ_OUT/contract-fuzz.log)"
-touch "$marker"
-set +e
-# shellcheck disable=SC2086
-"$CBIN" -max_total_time="$FUZZ_SECONDS" -artifact_prefix="$FUZZ_OUT/contract-" -print_final_stats=1 \
-  -timeout=10 -max_len=4096 $FUZZ_FLAGS "$CCORPUS" >"$FUZZ_OUT/contract-fuzz.log" 2>&1
-status=$?
-set -e
-tail -n 8 "$FUZZ_OUT/contract-fuzz.log"
-artifacts=$(find "$FUZZ_OUT" -maxdepth 1 -type f -name 'contract-*-*' -newer "$marker" | sort)
-if [ "$status" -ne 0 ] || [ -n "$artifacts" ]; then
-  printf '[fuzz] contract FAILED (libFuzzer exit status %s); see %s\n' "$status" "$FUZZ_OUT/contract-fuzz.log" >&2
-  for artifact in $artifacts; do
-    printf '[fuzz] input %s (%s bytes), hex:\n' "$artifact" "$(wc -c <"$artifact")" >&2
-    od -An -v -tx1 "$artifact" | tr -s ' ' | sed 's/^ //' | tr 'a-f' 'A-F' >&2
-  done
-  exit 1
-fi
-log "contract: no findings in $FUZZ_SECONDS s"
+run_target contract "$CBIN" "$REPO_ROOT/Tests/Fuzz/Contract/seeds.txt" 4096
+
 
 # --- Third target: the configuration-file parser (GridEdgeAgent and its dependencies) ---
 FBIN="$FUZZ_OUT/config-fuzz"
 log "config step 1/3: building $FBIN"
-INCLUDES=(-I "$REPO_ROOT/Sources/CLibc" -I "$REPO_ROOT/Sources/CMosquitto")
-agent_module() {
-  local name=$1
-  shift
-  "$SWIFT_ROOT/usr/bin/swiftc" -sanitize=fuzzer,address -parse-as-library -O -g -wmo \
-    -module-name "$name" -emit-module -emit-module-path "$MODS/$name.swiftmodule" \
-    -I "$MODS" -I "$REPO_ROOT/Sources/CSQLite" -I "$REPO_ROOT/Sources/CCrypto" "${INCLUDES[@]}" \
-    -c "$@" -o "$MODS/$name.o"
-}
-agent_module Runtime "$REPO_ROOT"/Sources/Runtime/*.swift
-agent_module MosquittoClient "$REPO_ROOT"/Sources/MosquittoClient/*.swift
-agent_module DLT645 "$REPO_ROOT"/Sources/DLT645/*.swift
-agent_module GridEdgeAgent "$REPO_ROOT"/Sources/GridEdgeAgent/*.swift
+module Runtime "$REPO_ROOT"/Sources/Runtime/*.swift
+module MosquittoClient "$REPO_ROOT"/Sources/MosquittoClient/*.swift
+module DLT645 "$REPO_ROOT"/Sources/DLT645/*.swift
+module GridEdgeAgent "$REPO_ROOT"/Sources/GridEdgeAgent/*.swift
 "$SWIFT_ROOT/usr/bin/swiftc" -sanitize=fuzzer,address -parse-as-library -O -g -use-ld=lld \
   -module-name ConfigFuzz -I "$MODS" -I "$REPO_ROOT/Sources/CSQLite" -I "$REPO_ROOT/Sources/CCrypto" \
   "${INCLUDES[@]}" "$REPO_ROOT/Tests/Fuzz/Config/main.swift" "$MODS"/Runtime.o "$MODS"/SQLiteStore.o \
   "$MODS"/MosquittoClient.o "$MODS"/DLT645.o "$MODS"/GridEdgeCore.o "$MODS"/GridEdgeContract.o \
   "$MODS"/GridEdgeAgent.o -lsqlite3 -lmosquitto -lcrypto -o "$FBIN"
 
-FCORPUS=$(mktemp -d "${TMPDIR:-/tmp}/config-corpus.XXXXXX")
-trap 'rm -rf "$CORPUS" "$CCORPUS" "$FCORPUS"' EXIT
-log "config step 2/3: seeding the corpus in $FCORPUS"
-python3 - "$FCORPUS" "$REPO_ROOT/Tests/Fuzz/Config/seeds.txt" <<'PY'
-import sys, os
-corpus, seeds = sys.argv[1], sys.argv[2]
-with open(seeds) as f:
-    lines = [l.strip() for l in f if l.strip()]
-for i, text in enumerate(lines):
-    with open(os.path.join(corpus, 'seed-%04d' % i), 'wb') as out:
-        out.write(bytes.fromhex(text))
-print('[fuzz] %d corpus files' % len(lines))
-PY
-
-log "config step 3/3: fuzzing for $FUZZ_SECONDS s (log: $FUZZ_OUT/config-fuzz.log)"
-touch "$marker"
-set +e
-# shellcheck disable=SC2086
-"$FBIN" -max_total_time="$FUZZ_SECONDS" -artifact_prefix="$FUZZ_OUT/config-" -print_final_stats=1 \
-  -timeout=10 -max_len=8192 $FUZZ_FLAGS "$FCORPUS" >"$FUZZ_OUT/config-fuzz.log" 2>&1
-status=$?
-set -e
-tail -n 6 "$FUZZ_OUT/config-fuzz.log"
-artifacts=$(find "$FUZZ_OUT" -maxdepth 1 -type f -name 'config-*-*' -newer "$marker" | sort)
-if [ "$status" -ne 0 ] || [ -n "$artifacts" ]; then
-  printf '[fuzz] config FAILED (libFuzzer exit status %s); see %s\n' "$status" "$FUZZ_OUT/config-fuzz.log" >&2
-  for artifact in $artifacts; do
-    printf '[fuzz] input %s (%s bytes), hex:\n' "$artifact" "$(wc -c <"$artifact")" >&2
-    od -An -v -tx1 "$artifact" | tr -s ' ' | sed 's/^ //' | tr 'a-f' 'A-F' >&2
-  done
-  exit 1
-fi
-log "config: no findings in $FUZZ_SECONDS s"
+run_target config "$FBIN" "$REPO_ROOT/Tests/Fuzz/Config/seeds.txt" 8192
