@@ -70,6 +70,8 @@
 #   BENCH_TIMEOUT      seconds per run           (default 150)
 #   BENCH_RSS_BUDGET   agent peak RSS, bytes     (default 12582912 = 12 MiB)
 #   BENCH_STRICT=1     fail when a rate target is missed
+#   BENCH_DRAIN_QUICK=1 drain: only the C baseline and the agent (no paho, no
+#                      gridedge-hq run): for quick comparisons while working
 #   BENCH_PROFILE=1    also run the agent under Tests/Bench/sqlite_profile.so
 #                      and print where its SQLite time goes, per statement
 #   BENCH_ACQ_METERS   acquisition: meters       (default 1024)
@@ -95,6 +97,7 @@ BENCH_TIMEOUT=${BENCH_TIMEOUT:-150}
 BENCH_RSS_BUDGET=${BENCH_RSS_BUDGET:-12582912}
 BENCH_STRICT=${BENCH_STRICT:-0}
 BENCH_PROFILE=${BENCH_PROFILE:-0}
+BENCH_DRAIN_QUICK=${BENCH_DRAIN_QUICK:-0}
 BENCH_KEEP=${BENCH_KEEP:-0}
 BENCH_ACQ_METERS=${BENCH_ACQ_METERS:-1024}
 BENCH_ACQ_BAUD=${BENCH_ACQ_BAUD:-9600}
@@ -331,6 +334,9 @@ start_broker() {
       # The baselines stop at PUBACK: the broker may hold many messages for a
       # slower subscriber, and must not drop them.
       echo "max_queued_messages 0"
+      # As firmware-config/mosquitto/gridedge-hq.conf: no Nagle delay on small
+      # packets (PUBACKs, acks), for the baselines and the agent alike.
+      echo "set_tcp_nodelay true"
       echo "log_dest file $WORK/mosquitto.log"
       echo "log_type error"
       echo "log_type warning"
@@ -399,8 +405,8 @@ make_backlogs() {
   sqlite3 "$db" >/dev/null <<SQL || fatal "filling the agent's outbox failed"
 .bail on
 BEGIN;
-INSERT INTO outbox (class, billing, record, created_at)
-  SELECT 'readings', 0, record, $(now_ms) FROM ($(readings_select));
+INSERT INTO outbox_readings (billing, record, created_at)
+  SELECT 0, record, $(now_ms) FROM ($(readings_select));
 COMMIT;
 PRAGMA wal_checkpoint(TRUNCATE);
 SQL
@@ -803,8 +809,8 @@ CONF
   log "ingest 4/4: the C program's rows and records against the agent's"
   local differ
   differ=$(sqlite3 -readonly "$db" "ATTACH '$WORK/ingest-c.db' AS c;
-    SELECT (SELECT count(*) FROM (SELECT record FROM main.outbox WHERE class = 'readings' EXCEPT SELECT record FROM c.outbox))
-         + (SELECT count(*) FROM (SELECT record FROM c.outbox EXCEPT SELECT record FROM main.outbox WHERE class = 'readings'))
+    SELECT (SELECT count(*) FROM (SELECT record FROM main.outbox WHERE class = 'readings' EXCEPT SELECT record FROM c.outbox_readings))
+         + (SELECT count(*) FROM (SELECT record FROM c.outbox_readings EXCEPT SELECT record FROM main.outbox WHERE class = 'readings'))
          + (SELECT count(*) FROM (SELECT * FROM main.readings EXCEPT SELECT * FROM c.readings))
          + (SELECT count(*) FROM (SELECT * FROM c.readings EXCEPT SELECT * FROM main.readings))")
   [[ $differ == 0 ]] || fatal "ingest_c's readings or outbox records differ from gridedge's ($differ rows)"
@@ -868,8 +874,12 @@ drain_part() {
   local c_rate=$RATE c_rss=$RSS c_cpu=$CPU c_s=$SECONDS_TAKEN c_written=$WRITTEN
   log "  $c_rate readings/s ($c_s s, $c_cpu CPU s, peak RSS $(mib "$c_rss"))"
 
-  log "step 5/7: Python paho-mqtt baseline (delivered on PUBACK)"
-  run_baseline paho "$PYTHON" "$BENCH_SRC/drain_paho.py"
+  if [[ $BENCH_DRAIN_QUICK == 1 ]]; then
+    RATE=0 RSS=0 CPU=0 SECONDS_TAKEN=0 WRITTEN=0
+  else
+    log "step 5/7: Python paho-mqtt baseline (delivered on PUBACK)"
+    run_baseline paho "$PYTHON" "$BENCH_SRC/drain_paho.py"
+  fi
   local paho_rate=$RATE paho_rss=$RSS paho_cpu=$CPU paho_s=$SECONDS_TAKEN paho_written=$WRITTEN
   log "  $paho_rate readings/s ($paho_s s, $paho_cpu CPU s, peak RSS $(mib "$paho_rss"))"
 
@@ -881,7 +891,11 @@ drain_part() {
 
   log "step 6/7: gridedge -> gridedge-hq serve (stored, deduplicated, acked)"
   HQ_RSS=0
-  run_agent full hq
+  if [[ $BENCH_DRAIN_QUICK == 1 ]]; then
+    RATE=0 RSS=0 CPU=0 SECONDS_TAKEN=0
+  else
+    run_agent full hq
+  fi
   local full_rate=$RATE full_rss=$RSS full_cpu=$CPU full_s=$SECONDS_TAKEN hq_rss=$HQ_RSS
   log "  $full_rate readings/s ($full_s s, agent $full_cpu CPU s, peak RSS $(mib "$full_rss"); gridedge-hq $(mib "$hq_rss"))"
 

@@ -92,6 +92,7 @@ public final class Agent<C: Clock> {
     var settings = Sync.Settings()
     settings.batchRecords = Int(config.integer("sync.batch_records"))
     settings.window = Int(config.integer("sync.window"))
+    settings.ackWindow = Int(config.integer("sync.ack_window"))
     settings.ackTimeoutMilliseconds = config.integer("sync.ack_timeout")
     settings.backlogRate = config.integer("sync.backlog_rate")
     self.capBytes = config.integer("store.max_bytes")
@@ -133,10 +134,10 @@ public final class Agent<C: Clock> {
           "the board restarted since seqs were reserved: seqs " + String(skipped.lowerBound) + "..."
             + String(skipped.upperBound) + " are skipped (announced to HQ)")
       }
+      self.sync = try Sync(outbox: outbox, client: client, settings: settings)
     } catch {
       throw AgentError("database " + path + ": " + error.description, exitCode: ExitCode.database)
     }
-    self.sync = Sync(outbox: outbox, client: client, settings: settings)
     let trusted: TrustedKeys?
     do {
       trusted = try CommandHandler.trustedKeys(config)

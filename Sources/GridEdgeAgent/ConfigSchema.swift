@@ -108,7 +108,10 @@ public enum ConfigSchema {
       "The most records one uplink batch carries."),
     ConfigKey(
       "sync.window", .integer(1, 1000), default: "16",
-      "The most batches published and not yet acknowledged by HQ at any time."),
+      "The most batches published and not yet confirmed by the broker (MQTT QoS 1 in flight)."),
+    ConfigKey(
+      "sync.ack_window", .integer(1, 100_000), default: "256",
+      "The most batches published and not yet acknowledged by HQ (all sent again after a reconnect)."),
     ConfigKey(
       "sync.ack_timeout", .integer(1000, 3_600_000), default: "30000", unit: "ms",
       "A batch HQ has not acknowledged within this time is sent again."),

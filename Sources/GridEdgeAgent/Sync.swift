@@ -7,7 +7,10 @@ import SQLiteStore
 /// outbox, publishes them at QoS 1 with a bounded window, and releases them only on
 /// HQ's application ack. Driven by the agent's poll loop; owns no thread.
 ///
-/// - A batch is in flight from its publish until HQ acks it; at most `window` are.
+/// - A batch is unacknowledged from its publish until HQ acks it; at most
+///   `ackWindow` are. Of those, at most `window` await the broker's PUBACK (MQTT QoS 1
+///   in flight): the broker's share is bounded like any MQTT client's, while the
+///   longer round trip through HQ still keeps the link busy.
 /// - A batch not acked within `ackTimeout` is published again (byte-identical), and
 ///   after a reconnect every unacked batch is.
 /// - A PUBACK with a reason code ≥ 0x80 (not authorised, quota exceeded) keeps the
@@ -18,7 +21,10 @@ import SQLiteStore
 public final class Sync {
   public struct Settings: Sendable {
     public var batchRecords = 100
+    /// Batches published and not yet confirmed by the broker (PUBACK).
     public var window = 16
+    /// Batches published and not yet acknowledged by HQ (at least `window`).
+    public var ackWindow = 256
     public var ackTimeoutMilliseconds: Int64 = 30_000
     /// Records per second of backlog; 0 for no cap.
     public var backlogRate: Int64 = 0
@@ -42,6 +48,7 @@ public final class Sync {
   }
 
   let outbox: Outbox
+  private let ackParser: AckParser
   let client: Client
   let settings: Settings
   let deviceID: String
@@ -53,14 +60,15 @@ public final class Sync {
   private var resend: [Int64] = []
   /// Batches the broker refused, with the monotonic time to try again.
   private var held: [Int64: Int64] = [:]
-  private var liveAfter: Int64 = 0
+  private var liveAfter = Outbox.Marks.zero
   private var tokens: Int64 = 0
   private var tokensAt: Int64 = 0
   private var refusalEventAt: [Int32: Int64] = [:]
   private var nothingPendingUntil: Int64 = 0
   public private(set) var figures = Figures()
 
-  public init(outbox: Outbox, client: Client, settings: Settings) {
+  public init(outbox: Outbox, client: Client, settings: Settings) throws(SQLiteError) {
+    self.ackParser = try AckParser(outbox.db)
     self.outbox = outbox
     self.client = client
     self.settings = settings
@@ -71,6 +79,13 @@ public final class Sync {
   /// Batches published and not yet acknowledged.
   public var inFlightCount: Int { inFlight.count }
 
+  /// Room for more batches: under both windows.
+  private var room: Int {
+    min(
+      settings.window - seqOfMid.count, max(settings.ackWindow, settings.window) - inFlight.count - held.count
+    )
+  }
+
   /// The link is up (CONNACK accepted): every unacked batch is resent first, and
   /// records enqueued from now on count as live.
   public func linkUp(monotonic now: Int64) throws(SQLiteError) {
@@ -79,7 +94,7 @@ public final class Sync {
     seqOfMid.removeAll()
     held.removeAll()
     resend = try outbox.unackedSeqs()
-    liveAfter = try outbox.newestID()
+    liveAfter = try outbox.marks()
     tokens = bucketSize
     tokensAt = now
     nothingPendingUntil = 0
@@ -115,7 +130,7 @@ public final class Sync {
       resend.append(seq)
     }
     if !resend.isEmpty { resend.sort() }
-    while inFlight.count < settings.window, !resend.isEmpty {
+    while room > 0, !resend.isEmpty {
       let seq = resend.removeFirst()
       let batch: Outbox.Batch?
       do {
@@ -126,9 +141,9 @@ public final class Sync {
       guard let batch else { continue }  // acked meanwhile
       try publish(batch, now: now, again: true)
     }
-    let free = settings.window - inFlight.count - held.count
-    // Form in groups (half a window at a time) rather than one batch per ack.
-    guard free > 0, free * 2 >= settings.window || inFlight.isEmpty, now >= nothingPendingUntil else {
+    let free = room
+    // Form in groups (half a window at a time) rather than one batch per PUBACK.
+    guard free > 0, free * 2 >= settings.window || seqOfMid.isEmpty, now >= nothingPendingUntil else {
       return
     }
     refill(now)
@@ -230,7 +245,7 @@ public final class Sync {
     for payload in payloads {
       let ack: Ack
       do {
-        ack = try Ack.decode(payload, outbox.db)
+        ack = try ackParser.decode(payload)
       } catch {
         figures.malformedAcks += 1
         Log.warn("sync", "malformed ack on " + Topics.downAck(deviceID) + ": " + error.description)
