@@ -226,6 +226,11 @@ public final class Agent<C: Clock> {
       }
     }
     acquisition?.close(monotonic: clock.monotonicMilliseconds, wall: clock.wallMilliseconds)
+    do {
+      try sync.releaseAcknowledged(wall: clock.wallMilliseconds)
+    } catch {
+      Log.warn("sync", error.description + " (they are sent again at the next start)")
+    }
     let reason = stopReason ?? "stopped"
     do {
       try store.endBoot(epoch, now: clock.wallMilliseconds, reason: reason)
@@ -410,17 +415,12 @@ public final class Agent<C: Clock> {
     Log.warn("mqtt", "ignored downlink on unexpected topic " + message.topic)
   }
 
-  /// Releases what this turn's acks name, in one transaction.
+  /// Hands this turn's acks to sync (released at the next pump, in one transaction).
   private func flushAcks() {
     guard !pendingAcks.isEmpty else { return }
     let payloads = pendingAcks
     pendingAcks.removeAll()
-    do {
-      _ = try sync.acknowledged(
-        payloads, monotonic: clock.monotonicMilliseconds, wall: clock.wallMilliseconds)
-    } catch {
-      Log.error("sync", error.description)
-    }
+    sync.acknowledged(payloads, monotonic: clock.monotonicMilliseconds, wall: clock.wallMilliseconds)
   }
 
   private func handleCommand(_ payload: [UInt8]) {

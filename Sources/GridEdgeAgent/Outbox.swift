@@ -53,10 +53,9 @@ public final class Outbox {
     let uplink: UplinkClass
     let insert: Statement
     let newest: Statement
-    /// (min id, max id, count) of up to ?3 records with ids in ?1...?2.
+    /// (min id, max id, count, records joined with ',') of up to ?3 records with ids
+    /// in ?1...?2.
     let span: Statement
-    /// The payload of the records with ids in ?2...?3, header ?1.
-    let payload: Statement
     let deleteRange: Statement
     /// The oldest evictable record's created_at: telemetry, not in a formed batch.
     let oldestEvictable: Statement
@@ -73,7 +72,11 @@ public final class Outbox {
   private let pageSize: Int64
   private let formedRangesOf: Statement
   private let insertBatch: Statement
-  private let nextSeq: Statement
+  private let seqState: Statement
+  private let setSeq: Statement
+  /// Per class (in `UplinkClass.allCases` order): below it every id is absent or in
+  /// a batch.
+  private var floors = Array(repeating: Int64(1), count: UplinkClass.allCases.count)
   private let loadBatch: Statement
   private let releaseRange: Statement
   /// Sequence numbers are reserved durably in blocks of this many.
@@ -103,11 +106,8 @@ public final class Outbox {
             "INSERT INTO " + table + " (billing, record, created_at) VALUES (?1, json(?2), ?3)"),
           newest: try db.prepare("SELECT coalesce(max(id), 0) FROM " + table),
           span: try db.prepare(
-            "SELECT min(id), max(id), count(*) FROM (SELECT id FROM " + table
-              + " WHERE id BETWEEN ?1 AND ?2 ORDER BY id LIMIT ?3)"),
-          payload: try db.prepare(
-            "SELECT CAST(?1 || group_concat(record, ',') || ']}' AS BLOB), count(*) FROM (SELECT record FROM "
-              + table + " WHERE id BETWEEN ?2 AND ?3 ORDER BY id)"),
+            "SELECT min(id), max(id), count(*), CAST(group_concat(record, ',') AS BLOB) FROM (SELECT id, record FROM "
+              + table + " WHERE id BETWEEN ?1 AND ?2 ORDER BY id LIMIT ?3)"),
           deleteRange: try db.prepare("DELETE FROM " + table + " WHERE id BETWEEN ?1 AND ?2"),
           oldestEvictable: try db.prepare(
             "SELECT created_at FROM " + table + " o WHERE billing = 0 AND " + notFormed
@@ -127,16 +127,18 @@ public final class Outbox {
       INSERT INTO batches (seq, class, payload, records, created_at, first_id, last_id)
         VALUES (?1, ?2, X'', ?3, ?4, ?5, ?6)
       """)
-    nextSeq = try db.prepare(
-      "UPDATE sync_state SET last_seq = last_seq + 1 WHERE singleton = 1 RETURNING last_seq, reserved_until")
+    seqState = try db.prepare("SELECT last_seq, reserved_until FROM sync_state WHERE singleton = 1")
+    setSeq = try db.prepare("UPDATE sync_state SET last_seq = ?1 WHERE singleton = 1")
     loadBatch = try db.prepare(
       "SELECT class, payload, records, first_id, last_id FROM batches WHERE seq = ?1")
     releaseRange = try db.prepare(
       "DELETE FROM batches WHERE seq BETWEEN ?1 AND ?2 RETURNING seq, records, class, first_id, last_id")
   }
 
-  private func table(_ uplink: UplinkClass) -> ClassTable {
-    for t in tables where t.uplink == uplink { return t }
+  private func table(_ uplink: UplinkClass) -> ClassTable { tables[classIndex(uplink)] }
+
+  private func classIndex(_ uplink: UplinkClass) -> Int {
+    for (i, t) in tables.enumerated() where t.uplink == uplink { return i }
     fatalError("no outbox table for class " + uplink.name)
   }
 
@@ -242,46 +244,72 @@ public final class Outbox {
     return marks
   }
 
-  private func mark(_ marks: Marks, _ uplink: UplinkClass) -> Int64 {
-    for (i, t) in tables.enumerated() where t.uplink == uplink { return marks.newest[i] }
-    return 0
-  }
+  private func mark(_ marks: Marks, _ uplink: UplinkClass) -> Int64 { marks.newest[classIndex(uplink)] }
 
   // MARK: - Batches
+
+  /// What `formBatches` did.
+  public struct Formation: Sendable {
+    /// The new batches, in seq order.
+    public var batches: [Batch] = []
+    /// Backlog records they took.
+    public var backlogRecords = 0
+    /// Acknowledged batches released in the same transaction, and their records.
+    public var releasedSeqs: [Int64] = []
+    public var releasedRecords = 0
+  }
 
   /// Forms up to `count` batches of at most `maxRecords` records each, in one
   /// transaction, live records (after `liveAfter`) first, then backlog records up to
   /// `backlogBudget` records in all. Their seqs come from the durably reserved block
   /// (`recoverSeqs`), so the formation itself needs no fsync. A record already in an
-  /// unacknowledged batch is not taken again.
-  /// - Returns: the new batches, in seq order, and how many backlog records they took.
+  /// unacknowledged batch is not taken again. The batches in `releasing` (acknowledged
+  /// by HQ) are released in the same transaction first.
   public func formBatches(
-    count: Int, maxRecords: Int, liveAfter: Marks, backlogBudget: Int, now: Int64
-  ) throws(SQLiteError) -> (batches: [Batch], backlogRecords: Int) {
-    guard count > 0, maxRecords > 0 else { return ([], 0) }
+    count: Int, maxRecords: Int, liveAfter: Marks, backlogBudget: Int, now: Int64,
+    releasing: [ClosedRange<Int64>] = []
+  ) throws(SQLiteError) -> Formation {
+    guard count > 0, maxRecords > 0 else {
+      guard !releasing.isEmpty else { return Formation() }
+      let released = try release(releasing)
+      return Formation(releasedSeqs: released.seqs, releasedRecords: released.records)
+    }
     try reserve(count)
-    return try db.transaction { () throws(SQLiteError) -> ([Batch], Int) in
-      var formed: [Batch] = []
-      var backlogUsed = 0
+    return try db.transaction { () throws(SQLiteError) -> Formation in
+      var formation = Formation()
+      (formation.releasedSeqs, formation.releasedRecords) = try releaseInTransaction(releasing)
+      guard let state = try rows(seqState, []).first, var seq = state.int64(0), let reserved = state.int64(1)
+      else {
+        throw SQLiteError(code: .corrupt, message: "sync_state row is missing", sql: nil, path: db.path)
+      }
+      let firstSeq = seq
       var taken: [UplinkClass: [ClosedRange<Int64>]] = [:]
       for live in [true, false] {
         for uplink in Self.priority {
           let after = mark(liveAfter, uplink)
-          while formed.count < count {
-            let limit = live ? maxRecords : min(maxRecords, backlogBudget - backlogUsed)
+          while formation.batches.count < count {
+            let limit = live ? maxRecords : min(maxRecords, backlogBudget - formation.backlogRecords)
             guard limit > 0 else { break }
             if taken[uplink] == nil { taken[uplink] = try formedRanges(uplink) }
+            guard seq < reserved else {
+              throw SQLiteError(
+                code: .internal, message: "seq " + String(seq + 1) + " is beyond the reserved block",
+                sql: nil,
+                path: db.path)
+            }
             guard
               let batch = try formOne(
-                uplink, lowestID: live ? after + 1 : 1, highestID: live ? Int64.max : after, limit: limit,
-                taken: &taken[uplink, default: []], now: now)
+                uplink, seq: seq + 1, lowestID: live ? after + 1 : 1, highestID: live ? Int64.max : after,
+                limit: limit, taken: &taken[uplink, default: []], now: now)
             else { break }
-            if !live { backlogUsed += batch.records }
-            formed.append(batch)
+            seq += 1
+            if !live { formation.backlogRecords += batch.records }
+            formation.batches.append(batch)
           }
         }
       }
-      return (formed, backlogUsed)
+      if seq > firstSeq { _ = try rows(setSeq, [.integer(seq)]) }
+      return formation
     }
   }
 
@@ -293,76 +321,86 @@ public final class Outbox {
     }
   }
 
-  /// Forms one batch from the lowest records of `uplink` in `lowestID...highestID`
-  /// that no batch has taken yet (`taken`, kept sorted; the new range is added).
+  /// Forms batch `seq` from the lowest records of `uplink` in `lowestID...highestID`
+  /// that no batch has taken yet (`taken`, sorted; the new range is added).
   private func formOne(
-    _ uplink: UplinkClass, lowestID: Int64, highestID: Int64, limit: Int, taken: inout [ClosedRange<Int64>],
-    now: Int64
+    _ uplink: UplinkClass, seq: Int64, lowestID: Int64, highestID: Int64, limit: Int,
+    taken: inout [ClosedRange<Int64>], now: Int64
   ) throws(SQLiteError) -> Batch? {
     let t = table(uplink)
-    var from = lowestID
-    var found: (first: Int64, last: Int64, records: Int64)? = nil
-    while from <= highestID, found == nil {
-      if let covering = taken.first(where: { $0.contains(from) }) {
-        guard covering.upperBound < highestID else { return nil }
-        from = covering.upperBound + 1
-        continue
-      }
-      let next = taken.first(where: { $0.lowerBound > from })?.lowerBound
-      let to = next.map { min($0 - 1, highestID) } ?? highestID
-      let row = try rows(t.span, [.integer(from), .integer(to), .integer(Int64(limit))]).first
-      if let row, let first = row.int64(0), let last = row.int64(1), let records = row.int64(2), records > 0 {
-        found = (first, last, records)
-      } else if let next {
-        from = next
+    let index = classIndex(uplink)
+    // Below `floor` every id is absent or taken (ids only grow; rows are only
+    // deleted), so a walk from the bottom starts there and moves it up.
+    let tracking = lowestID <= floors[index]
+    var from = max(lowestID, floors[index])
+    var i = 0
+    while true {
+      while i < taken.count, taken[i].upperBound < from { i += 1 }
+      if i < taken.count, taken[i].lowerBound <= from {
+        from = taken[i].upperBound + 1
+        i += 1
       } else {
-        return nil
+        let next = i < taken.count ? taken[i].lowerBound : Int64.max
+        let to = min(next == Int64.max ? Int64.max : next - 1, highestID)
+        guard from <= to else {
+          if tracking { floors[index] = from }
+          if next > highestID { return nil }
+          continue
+        }
+        let row = try rows(t.span, [.integer(from), .integer(to), .integer(Int64(limit))]).first
+        if let row, let first = row.int64(0), let last = row.int64(1), let records = row.int64(2),
+          records > 0,
+          let joined = row.blob(3)
+        {
+          let range = first...last
+          _ = try rows(
+            insertBatch,
+            [
+              .integer(seq), .text(uplink.name), .integer(records), .integer(now), .integer(first),
+              .integer(last),
+            ])
+          taken.insert(range, at: i)
+          if tracking { floors[index] = last + 1 }
+          return Batch(
+            seq: seq, uplink: uplink, payload: header(seq, uplink) + joined + Self.trailer,
+            records: Int(records))
+        }
+        // Nothing in from...to.
+        if to == highestID { return nil }
+        from = to + 1
       }
+      if tracking { floors[index] = from }
+      if from > highestID { return nil }
     }
-    guard let found else { return nil }
-    guard let allocated = try rows(nextSeq, []).first, let seq = allocated.int64(0) else {
-      throw SQLiteError(code: .corrupt, message: "sync_state row is missing", sql: nil, path: db.path)
-    }
-    guard seq <= allocated.int64(1) ?? 0 else {
-      throw SQLiteError(
-        code: .internal, message: "seq " + String(seq) + " is beyond the reserved block", sql: nil,
-        path: db.path)
-    }
-    _ = try rows(
-      insertBatch,
-      [
-        .integer(seq), .text(uplink.name), .integer(found.records), .integer(now), .integer(found.first),
-        .integer(found.last),
-      ])
-    taken.append(found.first...found.last)
-    taken.sort { $0.lowerBound < $1.lowerBound }
-    return Batch(
-      seq: seq, uplink: uplink,
-      payload: try payload(seq: seq, uplink, found.first...found.last, records: found.records),
-      records: Int(found.records))
   }
 
-  /// The payload of batch `seq`: the header and the records of `ids`, in id order.
-  /// The records are valid minified JSON (json() at enqueue), so the array is their
-  /// concatenation; the header members are validated ids and integers.
+  /// The members before a batch's records.
+  private func header(_ seq: Int64, _ uplink: UplinkClass) -> [UInt8] {
+    Array(
+      ("{\"v\":1,\"dev\":\"" + deviceID + "\",\"store\":\"" + storeID + "\",\"seq\":" + String(seq)
+        + ",\"class\":\"" + uplink.name + "\",\"records\":[").utf8)
+  }
+
+  private static let trailer: [UInt8] = Array("]}".utf8)
+
+  /// The payload of batch `seq`: the header and the records of `ids`, in id order,
+  /// the same bytes `formOne` made. The records are valid minified JSON (json() at
+  /// enqueue), so the array is their concatenation; the header members are validated
+  /// ids and integers.
   private func payload(
     seq: Int64, _ uplink: UplinkClass, _ ids: ClosedRange<Int64>, records: Int64
   ) throws(SQLiteError) -> [UInt8] {
-    let header =
-      "{\"v\":1,\"dev\":\"" + deviceID + "\",\"store\":\"" + storeID + "\",\"seq\":" + String(seq)
-      + ",\"class\":\"" + uplink.name + "\",\"records\":["
     let row = try rows(
-      table(uplink).payload, [.text(header), .integer(ids.lowerBound), .integer(ids.upperBound)]
-    )
-    .first
-    guard let row, row.int64(1) == records, let bytes = row.blob(0) else {
+      table(uplink).span, [.integer(ids.lowerBound), .integer(ids.upperBound), .integer(records + 1)]
+    ).first
+    guard let row, row.int64(2) == records, let joined = row.blob(3) else {
       throw SQLiteError(
         code: .corrupt,
         message: "batch " + String(seq) + " (" + uplink.name + " " + String(ids.lowerBound) + "..."
           + String(ids.upperBound) + ") should hold " + String(records) + " records; the outbox has "
-          + String(row?.int64(1) ?? 0), sql: nil, path: db.path)
+          + String(row?.int64(2) ?? 0), sql: nil, path: db.path)
     }
-    return bytes
+    return header(seq, uplink) + joined + Self.trailer
   }
 
   /// Every formed, unacknowledged batch's seq, oldest first (to resend after a
@@ -397,22 +435,24 @@ public final class Outbox {
   /// Releases the batches in `ranges` and their records (several acks at once: one
   /// transaction).
   public func release(_ ranges: [ClosedRange<Int64>]) throws(SQLiteError) -> (seqs: [Int64], records: Int) {
-    try db.transaction { () throws(SQLiteError) -> ([Int64], Int) in
-      var seqs: [Int64] = []
-      var records = 0
-      for range in ranges {
-        for row in try rows(releaseRange, [.integer(range.lowerBound), .integer(range.upperBound)]) {
-          seqs.append(row.int64(0) ?? 0)
-          records += Int(row.int64(1) ?? 0)
-          if let uplink = UplinkClass(name: row.text(2) ?? ""), let first = row.int64(3),
-            let last = row.int64(4)
-          {
-            _ = try rows(table(uplink).deleteRange, [.integer(first), .integer(last)])
-          }
+    try db.transaction { () throws(SQLiteError) -> ([Int64], Int) in try releaseInTransaction(ranges) }
+  }
+
+  private func releaseInTransaction(_ ranges: [ClosedRange<Int64>]) throws(SQLiteError) -> ([Int64], Int) {
+    var seqs: [Int64] = []
+    var records = 0
+    for range in ranges {
+      for row in try rows(releaseRange, [.integer(range.lowerBound), .integer(range.upperBound)]) {
+        seqs.append(row.int64(0) ?? 0)
+        records += Int(row.int64(1) ?? 0)
+        if let uplink = UplinkClass(name: row.text(2) ?? ""), let first = row.int64(3),
+          let last = row.int64(4)
+        {
+          _ = try rows(table(uplink).deleteRange, [.integer(first), .integer(last)])
         }
       }
-      return (seqs, records)
     }
+    return (seqs, records)
   }
 
   // MARK: - Disk budget

@@ -65,6 +65,8 @@ public final class Sync {
   private var tokensAt: Int64 = 0
   private var refusalEventAt: [Int32: Int64] = [:]
   private var nothingPendingUntil: Int64 = 0
+  /// Seq ranges HQ acknowledged, not yet released in the database.
+  private var acknowledgedRanges: [ClosedRange<Int64>] = []
   public private(set) var figures = Figures()
 
   public init(outbox: Outbox, client: Client, settings: Settings) throws(SQLiteError) {
@@ -93,7 +95,7 @@ public final class Sync {
     inFlight.removeAll()
     seqOfMid.removeAll()
     held.removeAll()
-    resend = try outbox.unackedSeqs()
+    resend = try outbox.unackedSeqs().filter { seq in !acknowledgedRanges.contains { $0.contains(seq) } }
     liveAfter = try outbox.marks()
     tokens = bucketSize
     tokensAt = now
@@ -123,7 +125,10 @@ public final class Sync {
   ///   - now: monotonic ms; `wall`: wall-clock ms (stored with batches).
   /// - Throws: `SyncError` when the database or the client fails.
   public func pump(monotonic now: Int64, wall: Int64) throws(SyncError) {
-    guard connected else { return }
+    guard connected else {
+      try releaseAcknowledged(wall: wall)
+      return
+    }
     expireAcks(now)
     for (seq, at) in held where at <= now {
       held[seq] = nil
@@ -144,17 +149,21 @@ public final class Sync {
     let free = room
     // Form in groups (half a window at a time) rather than one batch per PUBACK.
     guard free > 0, free * 2 >= settings.window || seqOfMid.isEmpty, now >= nothingPendingUntil else {
+      try releaseAcknowledged(wall: wall)
       return
     }
     refill(now)
-    let formed: (batches: [Outbox.Batch], backlogRecords: Int)
+    let formed: Outbox.Formation
     do {
       formed = try outbox.formBatches(
         count: free, maxRecords: settings.batchRecords, liveAfter: liveAfter,
-        backlogBudget: tokens >= Int64(Int.max) ? Int.max : Int(tokens), now: wall)
+        backlogBudget: tokens >= Int64(Int.max) ? Int.max : Int(tokens), now: wall,
+        releasing: acknowledgedRanges)
     } catch {
       throw SyncError("forming batches: " + error.description)
     }
+    acknowledgedRanges.removeAll()
+    countReleased(formed.releasedSeqs, records: formed.releasedRecords, wall: wall)
     if settings.backlogRate > 0 { tokens -= Int64(formed.backlogRecords) }
     if formed.batches.isEmpty {
       // Nothing pending (or the backlog cap is spent): look again in a while, or as
@@ -169,6 +178,27 @@ public final class Sync {
         throw error
       }
     }
+  }
+
+  /// Releases the batches HQ acknowledged since the last release, in one
+  /// transaction (the agent calls this before it stops).
+  public func releaseAcknowledged(wall: Int64) throws(SyncError) {
+    guard !acknowledgedRanges.isEmpty else { return }
+    let released: (seqs: [Int64], records: Int)
+    do {
+      released = try outbox.release(acknowledgedRanges)
+    } catch {
+      throw SyncError("releasing acknowledged batches: " + error.description)
+    }
+    acknowledgedRanges.removeAll()
+    countReleased(released.seqs, records: released.records, wall: wall)
+  }
+
+  private func countReleased(_ seqs: [Int64], records: Int, wall: Int64) {
+    guard !seqs.isEmpty else { return }
+    figures.batchesAcked += Int64(seqs.count)
+    figures.recordsAcked += Int64(records)
+    figures.lastAckAt = wall
   }
 
   private func refill(_ now: Int64) {
@@ -236,11 +266,14 @@ public final class Sync {
       + String(reasonCode) + "}"
   }
 
-  /// HQ's application acks received in one turn of the loop: releases the batches
-  /// they name, in one transaction.
-  /// - Returns: how many batches were released.
-  public func acknowledged(_ payloads: [[UInt8]], monotonic now: Int64, wall: Int64) throws(SyncError) -> Int
-  {
+  /// HQ's application acks received in one turn of the loop. The batches they name
+  /// are no longer in flight at once; they are released (deleted with their records)
+  /// at the next `pump`, in the transaction that forms the next batches, or by
+  /// `releaseAcknowledged`. Until then a restart would only send them again, and HQ
+  /// deduplicates them.
+  /// - Returns: how many batches in flight the acks named.
+  @discardableResult
+  public func acknowledged(_ payloads: [[UInt8]], monotonic now: Int64, wall: Int64) -> Int {
     var ranges: [ClosedRange<Int64>] = []
     for payload in payloads {
       let ack: Ack
@@ -258,24 +291,16 @@ public final class Sync {
       ranges += ack.ranges
     }
     guard !ranges.isEmpty else { return 0 }
-    let released: (seqs: [Int64], records: Int)
-    do {
-      released = try outbox.release(ranges)
-    } catch {
-      throw SyncError("releasing acknowledged batches: " + error.description)
-    }
-    for seq in released.seqs {
+    acknowledgedRanges += ranges
+    var named: [Int64] = []
+    for seq in inFlight.keys where ranges.contains(where: { $0.contains(seq) }) { named.append(seq) }
+    for seq in named {
       if let flight = inFlight.removeValue(forKey: seq) { seqOfMid[flight.mid] = nil }
-      held[seq] = nil
     }
-    if !released.seqs.isEmpty {
-      resend.removeAll { released.seqs.contains($0) }
-      figures.batchesAcked += Int64(released.seqs.count)
-      figures.recordsAcked += Int64(released.records)
-      figures.lastAckAt = wall
-      nothingPendingUntil = 0
-    }
-    return released.seqs.count
+    for seq in held.keys where ranges.contains(where: { $0.contains(seq) }) { held[seq] = nil }
+    resend.removeAll { seq in ranges.contains { $0.contains(seq) } }
+    nothingPendingUntil = 0
+    return named.count
   }
 
   /// When the loop should call `pump` again at the latest (monotonic ms), or nil.
