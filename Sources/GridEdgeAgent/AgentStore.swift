@@ -214,6 +214,21 @@ public final class AgentStore {
         ALTER TABLE accounts ADD COLUMN tier_cycle_start INTEGER;
         ALTER TABLE accounts ADD COLUMN tier_energy_wh INTEGER NOT NULL DEFAULT 0;
         """),
+    // PLACEHOLDERS for ids 8 and 9, which other branches add in parallel (the Migrator
+    // wants 1, 2, 3, … without gaps). At the merge, drop these two and keep the real 8
+    // and 9; migration 10 stays after them.
+    Migration(id: 8, name: "reserved 8 (placeholder, replaced at merge)", sql: "SELECT 1"),
+    Migration(id: 9, name: "reserved 9 (placeholder, replaced at merge)", sql: "SELECT 1"),
+    Migration(
+      id: 10, name: "daily balance summaries",
+      sql: """
+        CREATE TABLE balance_state (
+          singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+          last_day INTEGER,
+          summarised_at INTEGER
+        ) STRICT;
+        INSERT INTO balance_state (singleton) VALUES (1);
+        """),
   ]
 
   /// Opens (creating if needed) the database at `path` for device `deviceID`.

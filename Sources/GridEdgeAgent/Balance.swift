@@ -32,9 +32,12 @@ public enum Balance {
 
     /// True when the archive, not the database, is at fault (a bad `--area`, or an
     /// area without exactly one area meter).
-    public var isArchiveProblem: Bool {
-      if case .database = kind { return false }
-      return true
+    public var isArchiveProblem: Bool { databaseError == nil }
+
+    /// The database error, when the database and not the archive is at fault.
+    public var databaseError: SQLiteError? {
+      if case .database(let error) = kind { return error }
+      return nil
     }
 
     public var description: String {

@@ -35,14 +35,10 @@ public enum BalanceReport {
     }
     let result: Balance.Result
     do {
-      var thresholds = BalanceThresholds()
-      thresholds.minimumCompletenessBasisPoints = config.integer("balance.min_completeness")
-      thresholds.highLossBasisPoints = config.integer("balance.high_loss")
-      thresholds.suddenDropBasisPoints = config.integer("balance.sudden_drop")
+      let settings = DailyBalance.Settings(config: config)
       result = try Balance.compute(
-        db: db, area: area, day: date, offset: offset,
-        historyDays: Int(config.integer("balance.history_days")),
-        thresholds: thresholds)
+        db: db, area: area, day: date, offset: offset, historyDays: settings.historyDays,
+        thresholds: settings.thresholds)
     } catch {
       if error.isArchiveProblem {
         Console.writeError("gridedge balance: " + error.description + "\n")
@@ -128,7 +124,9 @@ public enum BalanceReport {
 
   /// The report as one JSON object: energies in Wh, rates and shares in basis points;
   /// `supplied_wh`, `loss_wh`, `loss_rate_bp` and `withheld` are null when not known.
-  static func jsonText(_ result: Balance.Result) -> String {
+  /// `suspects` lists at most `suspectLimit`, highest score first; `suspects_total`
+  /// says how many there are.
+  static func jsonText(_ result: Balance.Result, suspectLimit: Int = Int.max) -> String {
     let b = result.balance
     func int(_ v: Int64?) -> String { v.map { String($0) } ?? "null" }
     var out = "{\"area\":" + quoted(b.area) + ",\"day\":" + quoted(result.day.isoText)
@@ -152,8 +150,8 @@ public enum BalanceReport {
         (i == 0 ? "" : ",") + "{\"code\":" + quoted(flag.code) + ",\"detail\":" + quoted(flag.description)
         + "}"
     }
-    out += "],\"suspects\":["
-    for (i, s) in b.suspects.enumerated() {
+    out += "],\"suspects_total\":" + String(b.suspects.count) + ",\"suspects\":["
+    for (i, s) in b.suspects.prefix(suspectLimit).enumerated() {
       out += (i == 0 ? "" : ",") + "{\"meter\":" + quoted(s.meter) + ",\"customer\":" + quoted(s.customer)
       out += ",\"score\":" + String(s.score) + ",\"explained_bp\":" + String(s.explainedBasisPoints)
       out += ",\"drop_wh\":" + String(s.drop.wattHours) + ",\"anomalies\":["

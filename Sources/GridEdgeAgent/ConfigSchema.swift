@@ -213,6 +213,16 @@ public enum ConfigSchema {
       "balance.history_days", .integer(3, 62), default: "7", unit: "days",
       "Days of a meter's own history its day is compared with."),
     ConfigKey(
+      "balance.summary_deadline", .integer(0, 1440), default: "360", unit: "min",
+      "Minutes after local midnight by which yesterday's balance goes to HQ even if freezes are still missing (it goes as soon as all are in)."
+    ),
+    ConfigKey(
+      "balance.workorder_score", .integer(0, 100_000), default: "2000",
+      "Suspects in the daily summary with at least this score are proposed to HQ as inspection work orders."),
+    ConfigKey(
+      "balance.top_suspects", .integer(0, 100), default: "5",
+      "The most suspects per area in the daily summary, and so the most work orders proposed per area and day."),
+    ConfigKey(
       "log.level", .choice(["debug", "info", "warn", "error"]), default: "info",
       "The least severe log level written to stderr (journald)."),
   ]

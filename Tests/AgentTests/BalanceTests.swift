@@ -36,11 +36,18 @@ import Testing
   }
 
   /// Writes the archive and the freezes; `skip` names (meter, day index) freezes left out.
-  private func setup(_ label: String, skip: Set<String> = []) throws -> Setup {
+  /// - Parameters:
+  ///   - start: local midnight (ms) of day index 0; the freezes are of days 0…8 and
+  ///     meter 03's drop is on day 7.
+  ///   - extraConfig: lines added to the configuration file.
+  func setup(_ label: String, skip: Set<String> = [], start: Int64 = newYear, extraConfig: String = "")
+    throws -> Setup
+  {
     let dir = try makeTemporaryDirectory(label)
     let path = dir.appendingPathComponent("agent.db").path
     let config = dir.appendingPathComponent("agent.conf").path
-    try "device.id = TA-1\nstore.path = \(path)\n".write(toFile: config, atomically: true, encoding: .utf8)
+    try "device.id = TA-1\nstore.path = \(path)\n\(extraConfig)\n".write(
+      toFile: config, atomically: true, encoding: .utf8)
     let store = try AgentStore(path: path, deviceID: "TA-1", now: 1)
     let outbox = try Outbox(store: store)
     let readings = try Readings(store: store, outbox: outbox)
@@ -58,7 +65,7 @@ import Testing
       var register: Int64 = 1_000_000
       for i in 0...8 {
         // Freezes a few seconds after local midnight (the meter's freeze time).
-        let ts = newYear + Int64(i) * 86_400_000 + 7_000
+        let ts = start + Int64(i) * 86_400_000 + 7_000
         if !skip.contains(meter + "@" + String(i)) {
           batch.append(
             Reading(
@@ -71,10 +78,10 @@ import Testing
       // A realtime reading at midnight must not be taken for a freeze.
       batch.append(
         Reading(
-          meter: Address(meter)!, identifier: .forwardActiveBlock, timestamp: newYear + 7 * 86_400_000,
-          value: 99_999_999, quality: .measured, readAt: newYear + 7 * 86_400_000 + 1_000))
+          meter: Address(meter)!, identifier: .forwardActiveBlock, timestamp: start + 7 * 86_400_000,
+          value: 99_999_999, quality: .measured, readAt: start + 7 * 86_400_000 + 1_000))
     }
-    try readings.store(batch, now: newYear)
+    try readings.store(batch, now: start)
     return Setup(dir: dir, config: config, store: store)
   }
 
