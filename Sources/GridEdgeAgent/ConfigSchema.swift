@@ -221,7 +221,8 @@ public enum ConfigSchema {
       "Suspects in the daily summary with at least this score are proposed to HQ as inspection work orders."),
     ConfigKey(
       "balance.top_suspects", .integer(0, 100), default: "5",
-      "The most suspects per area in the daily summary, and so the most work orders proposed per area and day."),
+      "The most suspects per area in the daily summary, and so the most work orders proposed per area and day."
+    ),
     ConfigKey(
       "log.level", .choice(["debug", "info", "warn", "error"]), default: "info",
       "The least severe log level written to stderr (journald)."),

@@ -1,3 +1,4 @@
+import GridEdgeContract
 import GridEdgeCore
 import Runtime
 import SQLiteStore
@@ -100,7 +101,8 @@ public enum DailyBalance {
           results.append((area, .failure(error)))
         }
       }
-      let deadline = (offset.unixSeconds(startOf: date.adding(days: 1)) + settings.deadlineMinutes * 60) * 1000
+      let deadline =
+        (offset.unixSeconds(startOf: date.adding(days: 1)) + settings.deadlineMinutes * 60) * 1000
       guard complete || now >= deadline else {
         outcome.waitingFor = date
         break
