@@ -220,7 +220,7 @@ public final class AgentStore {
     Migration(id: 8, name: "reserved 8 (placeholder, replaced at merge)", sql: "SELECT 1"),
     Migration(id: 9, name: "reserved 9 (placeholder, replaced at merge)", sql: "SELECT 1"),
     Migration(
-      id: 10, name: "daily balance summaries",
+      id: 10, name: "daily balance summaries and the index of daily freezes",
       sql: """
         CREATE TABLE balance_state (
           singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
@@ -228,6 +228,7 @@ public final class AgentStore {
           summarised_at INTEGER
         ) STRICT;
         INSERT INTO balance_state (singleton) VALUES (1);
+        CREATE INDEX readings_daily_freezes ON readings (ts, meter, value) WHERE di = '05060101';
         """),
   ]
 
