@@ -3,7 +3,8 @@ import GridEdgeCore
 import SQLiteStore
 
 /// The energy balance of one transformer area for one local day, from the daily
-/// freezes in the reading cache and the area's topology in the meter archive.
+/// freezes in the reading cache and the area's topology in the meter archive (and
+/// for one local hour from the 15-minute real-time readings: `computeHour`).
 ///
 /// A meter's energy for local day D is freeze(D + 1) − freeze(D), where freeze(D) is
 /// its earliest daily freeze (stored under 05 06 01 01 with the meter's freeze time as
@@ -60,6 +61,8 @@ public enum Balance {
   public struct Result: Sendable {
     /// The local day.
     public let day: CivilDate
+    /// The local hour (0…23) for an hourly balance; nil for the whole day.
+    public let hour: Int?
     /// The input handed to the core (energies already × CT ratio for customers).
     public let input: BalanceInput
     /// The balance.
@@ -79,16 +82,13 @@ public enum Balance {
   ) throws(Failure) -> Result {
     let dayNumber = day.daysSinceEpoch
     let firstDay = dayNumber - Int64(historyDays)
-    var archive: [Row] = []
+    let archive = try Self.archive(db, area: area)
     var freezes: [String: [Int64: Int64]] = [:]
     // The freeze identifier is written into the SQL, not bound: only then can the
     // planner use the partial index of daily freezes (migration 10) instead of
     // walking every 15-minute reading of the window.
     assert(DataIdentifier.lastDailyFreezeForwardActive.description == "05060101")
     do {
-      archive = try db.query(
-        "SELECT address, customer, ct_ratio, area_meter FROM archive_meters WHERE area = ?1 ORDER BY address",
-        [.text(area)])
       let rows = try db.query(
         """
         SELECT meter, ts, value FROM readings
@@ -110,35 +110,110 @@ public enum Balance {
     } catch {
       throw .database(error)
     }
-    guard !archive.isEmpty else { throw .unknownArea(area) }
-    let areaMeters = archive.filter { $0.int64(3) == 1 }
-    guard let areaRow = areaMeters.first else { throw .noAreaMeter(area) }
-    guard areaMeters.count == 1 else { throw .severalAreaMeters(area, areaMeters.map { $0.text(0) ?? "" }) }
-
-    /// freeze(d + 1) − freeze(d) for `meter`, register units.
-    func energy(_ meter: String, _ d: Int64) -> Int64? {
+    let input = Self.input(archive, period: dayNumber, history: Array(firstDay..<dayNumber)) { meter, d in
       guard let days = freezes[meter], let start = days[d], let end = days[d + 1] else { return nil }
       return end - start
     }
+    return Result(day: day, hour: nil, input: input, balance: EnergyBalance(input, thresholds: thresholds))
+  }
+
+  /// Computes the balance of `area` for one local hour, from the 15-minute real-time
+  /// readings (00 01 FF 00, or 00 01 00 00 from a meter without the block) stored at
+  /// the hour's start and end: a meter's energy for the hour is the difference of
+  /// those two readings (× CT ratio); a meter lacking either has no data. Each meter's
+  /// history is the same hour of the `historyDays` days before, so the stopped and
+  /// sudden-drop rules compare like with like (with the thresholds of the daily
+  /// balance, `minimumMedianEnergy` included: small hourly loads are not judged).
+  /// - Parameters:
+  ///   - hour: the local hour, 0…23 (23 ends at the next day's midnight reading).
+  /// - Throws: like `compute`.
+  public static func computeHour(
+    db: Connection, area: String, day: CivilDate, hour: Int, offset: UTCOffset, historyDays: Int = 7,
+    thresholds: BalanceThresholds = BalanceThresholds()
+  ) throws(Failure) -> Result {
+    let archive = try Self.archive(db, area: area)
+    let start = (offset.unixSeconds(startOf: day) + Int64(hour) * 3600) * 1000
+    // Period k: the hour k days back; its readings at its start and end.
+    var times: [SQLiteValue] = []
+    for k in 0...Int64(historyDays) {
+      times.append(.integer(start - k * 86_400_000))
+      times.append(.integer(start - k * 86_400_000 + 3_600_000))
+    }
+    var placeholders = ""
+    for i in 0..<times.count { placeholders += (i == 0 ? "?" : ", ?") + String(i + 2) }
+    var registers: [String: [Int64: Int64]] = [:]
+    do {
+      // A meter with both identifiers at one time: the block (sorted last, so it wins).
+      let rows = try db.query(
+        "SELECT meter, ts, value FROM readings WHERE ts IN (" + placeholders
+          + ") AND di IN ('0001FF00', '00010000')"
+          + " AND meter IN (SELECT address FROM archive_meters WHERE area = ?1) ORDER BY ts, di",
+        [.text(area)] + times)
+      for row in rows {
+        guard let meter = row.text(0), let ts = row.int64(1), let value = row.int64(2) else { continue }
+        registers[meter, default: [:]][ts] = value
+      }
+    } catch {
+      throw .database(error)
+    }
+    let history = (1...Int64(max(historyDays, 1))).reversed().map { -$0 }
+    let input = Self.input(archive, period: 0, history: historyDays > 0 ? history : []) { meter, k in
+      let from = start + k * 86_400_000
+      guard let values = registers[meter], let a = values[from], let b = values[from + 3_600_000] else {
+        return nil
+      }
+      return b - a
+    }
+    return Result(day: day, hour: hour, input: input, balance: EnergyBalance(input, thresholds: thresholds))
+  }
+
+  /// The area's meters in the archive (by address) and which one is the area meter.
+  private struct AreaArchive {
+    let area: String
+    let areaMeter: (address: String, ct: Int64)
+    let customers: [(address: String, customer: String, ct: Int64)]
+  }
+
+  private static func archive(_ db: Connection, area: String) throws(Failure) -> AreaArchive {
+    let rows: [Row]
+    do {
+      rows = try db.query(
+        "SELECT address, customer, ct_ratio, area_meter FROM archive_meters WHERE area = ?1 ORDER BY address",
+        [.text(area)])
+    } catch {
+      throw .database(error)
+    }
+    guard !rows.isEmpty else { throw .unknownArea(area) }
+    let areaMeters = rows.filter { $0.int64(3) == 1 }
+    guard let areaRow = areaMeters.first else { throw .noAreaMeter(area) }
+    guard areaMeters.count == 1 else { throw .severalAreaMeters(area, areaMeters.map { $0.text(0) ?? "" }) }
+    return AreaArchive(
+      area: area, areaMeter: (areaRow.text(0) ?? "", max(areaRow.int64(2) ?? 1, 1)),
+      customers: rows.filter { $0.int64(3) != 1 }.map {
+        ($0.text(0) ?? "", $0.text(1) ?? "", max($0.int64(2) ?? 1, 1))
+      })
+  }
+
+  /// The core's input: each meter's register energy of `period` (× its CT ratio for
+  /// customers; the area meter's ratio goes into the input) and of the `history`
+  /// periods, oldest first, missing ones left out.
+  private static func input(
+    _ archive: AreaArchive, period: Int64, history: [Int64], energy: (String, Int64) -> Int64?
+  ) -> BalanceInput {
     var customers: [MeterDay] = []
-    for row in archive where row.int64(3) != 1 {
-      let meter = row.text(0) ?? ""
-      let ct = max(row.int64(2) ?? 1, 1)
-      var history: [Energy] = []
-      for d in firstDay..<dayNumber {
-        if let e = energy(meter, d) { history.append(Energy(wattHours: e * ct)) }
+    for meter in archive.customers {
+      var past: [Energy] = []
+      for p in history {
+        if let e = energy(meter.address, p) { past.append(Energy(wattHours: e * meter.ct)) }
       }
       customers.append(
         MeterDay(
-          meter: meter, customer: row.text(1) ?? "",
-          energy: energy(meter, dayNumber).map { Energy(wattHours: $0 * ct) },
-          history: history))
+          meter: meter.address, customer: meter.customer,
+          energy: energy(meter.address, period).map { Energy(wattHours: $0 * meter.ct) }, history: past))
     }
-    let areaMeter = areaRow.text(0) ?? ""
-    let input = BalanceInput(
-      area: area, areaMeter: areaMeter,
-      areaEnergy: energy(areaMeter, dayNumber).map { Energy(wattHours: $0) },
-      ctRatio: max(areaRow.int64(2) ?? 1, 1), customers: customers)
-    return Result(day: day, input: input, balance: EnergyBalance(input, thresholds: thresholds))
+    return BalanceInput(
+      area: archive.area, areaMeter: archive.areaMeter.address,
+      areaEnergy: energy(archive.areaMeter.address, period).map { Energy(wattHours: $0) },
+      ctRatio: archive.areaMeter.ct, customers: customers)
   }
 }
