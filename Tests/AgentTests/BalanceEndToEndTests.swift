@@ -29,7 +29,6 @@ import Testing
 
   @Test func dailySummaryAndWorkOrderReachHQOnceAcrossARestart() throws {
     // Not within a minute of local midnight: "yesterday" must not change during the test.
-    func chinaSecondOfDay() -> Int64 { (Int64(Date().timeIntervalSince1970) + 8 * 3600) % 86_400 }
     while chinaSecondOfDay() > 86_400 - 60 { sleep(5) }
     let now = Int64(Date().timeIntervalSince1970 * 1000)
     let today = (now + 8 * 3_600_000) / 86_400_000
