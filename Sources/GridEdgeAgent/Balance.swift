@@ -110,10 +110,20 @@ public enum Balance {
     } catch {
       throw .database(error)
     }
-    let input = Self.input(archive, period: dayNumber, history: Array(firstDay..<dayNumber)) { meter, d in
-      guard let days = freezes[meter], let start = days[d], let end = days[d + 1] else { return nil }
-      return end - start
-    }
+    // Missed reads: the window's freezes a meter lacks, from the first day any meter
+    // of the area has one (so a new installation is not a list of missed reads).
+    let window =
+      min(freezes.values.compactMap { $0.keys.min() }.min() ?? dayNumber + 2, dayNumber + 2)..<(dayNumber + 2)
+    let input = try Self.input(
+      archive, db: db, period: dayNumber, history: Array(firstDay..<dayNumber),
+      reads: { meter in
+        let held = freezes[meter]?.keys.filter { window.contains($0) }.count ?? 0
+        return (window.count - held, window.count)
+      },
+      energy: { meter, d in
+        guard let days = freezes[meter], let start = days[d], let end = days[d + 1] else { return nil }
+        return end - start
+      })
     return Result(day: day, hour: nil, input: input, balance: EnergyBalance(input, thresholds: thresholds))
   }
 
@@ -157,13 +167,24 @@ public enum Balance {
       throw .database(error)
     }
     let history = (1...Int64(max(historyDays, 1))).reversed().map { -$0 }
-    let input = Self.input(archive, period: 0, history: historyDays > 0 ? history : []) { meter, k in
-      let from = start + k * 86_400_000
-      guard let values = registers[meter], let a = values[from], let b = values[from + 3_600_000] else {
-        return nil
-      }
-      return b - a
-    }
+    // Missed reads: the window's readings a meter lacks, from the first time any
+    // meter of the area has one.
+    let first = registers.values.compactMap { $0.keys.min() }.min() ?? Int64.max
+    let expected = times.filter { if case .integer(let t) = $0 { return t >= first } else { return false } }
+      .count
+    let input = try Self.input(
+      archive, db: db, period: 0, history: historyDays > 0 ? history : [],
+      reads: { meter in
+        let held = registers[meter]?.keys.filter { $0 >= first }.count ?? 0
+        return (expected - held, expected)
+      },
+      energy: { meter, k in
+        let from = start + k * 86_400_000
+        guard let values = registers[meter], let a = values[from], let b = values[from + 3_600_000] else {
+          return nil
+        }
+        return b - a
+      })
     return Result(day: day, hour: hour, input: input, balance: EnergyBalance(input, thresholds: thresholds))
   }
 
@@ -171,14 +192,14 @@ public enum Balance {
   private struct AreaArchive {
     let area: String
     let areaMeter: (address: String, ct: Int64)
-    let customers: [(address: String, customer: String, ct: Int64)]
+    let customers: [(address: String, customer: String, ct: Int64, grade: CreditGrade?)]
   }
 
   private static func archive(_ db: Connection, area: String) throws(Failure) -> AreaArchive {
     let rows: [Row]
     do {
       rows = try db.query(
-        "SELECT address, customer, ct_ratio, area_meter FROM archive_meters WHERE area = ?1 ORDER BY address",
+        "SELECT address, customer, ct_ratio, area_meter, grade FROM archive_meters WHERE area = ?1 ORDER BY address",
         [.text(area)])
     } catch {
       throw .database(error)
@@ -190,26 +211,52 @@ public enum Balance {
     return AreaArchive(
       area: area, areaMeter: (areaRow.text(0) ?? "", max(areaRow.int64(2) ?? 1, 1)),
       customers: rows.filter { $0.int64(3) != 1 }.map {
-        ($0.text(0) ?? "", $0.text(1) ?? "", max($0.int64(2) ?? 1, 1))
+        ($0.text(0) ?? "", $0.text(1) ?? "", max($0.int64(2) ?? 1, 1), grade($0.text(4)))
       })
+  }
+
+  /// The grade of an archive letter: `A` is rank 1, `B` 2, …; nil for anything else.
+  static func grade(_ letter: String?) -> CreditGrade? {
+    guard let letter, letter.utf8.count == 1, let byte = letter.utf8.first, byte >= 0x41, byte <= 0x5A else {
+      return nil
+    }
+    return CreditGrade(rank: Int(byte - 0x40))
   }
 
   /// The core's input: each meter's register energy of `period` (× its CT ratio for
   /// customers; the area meter's ratio goes into the input) and of the `history`
-  /// periods, oldest first, missing ones left out.
+  /// periods, oldest first, missing ones left out; with each customer's credit grade,
+  /// its reads missed in the window and its clock drift (`meter_state`).
   private static func input(
-    _ archive: AreaArchive, period: Int64, history: [Int64], energy: (String, Int64) -> Int64?
-  ) -> BalanceInput {
+    _ archive: AreaArchive, db: Connection, period: Int64, history: [Int64],
+    reads: (String) -> (missed: Int, expected: Int), energy: (String, Int64) -> Int64?
+  ) throws(Failure) -> BalanceInput {
+    var drift: [String: Int64] = [:]
+    do {
+      for row in try db.query(
+        """
+        SELECT meter, clock_drift FROM meter_state
+        WHERE clock_drift IS NOT NULL AND meter IN (SELECT address FROM archive_meters WHERE area = ?1)
+        """, [.text(archive.area)])
+      {
+        if let meter = row.text(0), let seconds = row.int64(1) { drift[meter] = seconds }
+      }
+    } catch {
+      throw .database(error)
+    }
     var customers: [MeterDay] = []
     for meter in archive.customers {
       var past: [Energy] = []
       for p in history {
         if let e = energy(meter.address, p) { past.append(Energy(wattHours: e * meter.ct)) }
       }
+      let (missed, expected) = reads(meter.address)
       customers.append(
         MeterDay(
           meter: meter.address, customer: meter.customer,
-          energy: energy(meter.address, period).map { Energy(wattHours: $0 * meter.ct) }, history: past))
+          energy: energy(meter.address, period).map { Energy(wattHours: $0 * meter.ct) }, history: past,
+          grade: meter.grade, clockDriftSeconds: drift[meter.address], missedReads: max(missed, 0),
+          expectedReads: expected))
     }
     return BalanceInput(
       area: archive.area, areaMeter: archive.areaMeter.address,

@@ -173,6 +173,7 @@ public enum BalanceReport {
     out += "],\"suspects_total\":" + String(b.suspects.count) + ",\"suspects\":["
     for (i, s) in b.suspects.prefix(suspectLimit).enumerated() {
       out += (i == 0 ? "" : ",") + "{\"meter\":" + quoted(s.meter) + ",\"customer\":" + quoted(s.customer)
+      out += ",\"grade\":" + (s.grade.map { quoted($0.letter) } ?? "null")
       out += ",\"score\":" + String(s.score) + ",\"explained_bp\":" + String(s.explainedBasisPoints)
       out += ",\"drop_wh\":" + String(s.drop.wattHours) + ",\"anomalies\":["
       for (j, a) in s.anomalies.enumerated() {
@@ -180,6 +181,9 @@ public enum BalanceReport {
           (j == 0 ? "" : ",") + "{\"rule\":" + quoted(a.rule.code) + ",\"energy_wh\":"
           + String(a.energy.wattHours)
           + ",\"median_wh\":" + String(a.median.wattHours) + ",\"history_days\":" + String(a.historyDays)
+          + (a.rule == .clockDrift ? ",\"drift_s\":" + String(a.driftSeconds) : "")
+          + (a.rule == .missedReads
+            ? ",\"missed\":" + String(a.missed) + ",\"expected\":" + String(a.expected) : "")
           + ",\"evidence\":" + quoted(a.description) + "}"
       }
       out += "]}"

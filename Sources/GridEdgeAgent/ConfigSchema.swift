@@ -213,6 +213,13 @@ public enum ConfigSchema {
       "balance.history_days", .integer(3, 62), default: "7", unit: "days",
       "Days of a meter's own history its day is compared with."),
     ConfigKey(
+      "balance.missed_reads", .integer(1, 10_000), default: "2000", unit: "bp",
+      "A meter that missed at least this share of its collections in the balance's window is a missed-reads anomaly."
+    ),
+    ConfigKey(
+      "balance.grade_weight", .integer(0, 10_000), default: "250",
+      "Added to a suspect's score for each credit grade below A (B once, C twice, ...)."),
+    ConfigKey(
       "balance.summary_deadline", .integer(0, 1440), default: "360", unit: "min",
       "Minutes after local midnight by which yesterday's balance goes to HQ even if freezes are still missing (it goes as soon as all are in)."
     ),

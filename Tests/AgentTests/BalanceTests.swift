@@ -191,4 +191,42 @@ import Testing
     result = try runProduct("gridedge", ["balance", "--config", s.config, "--area", "TA-1"], in: s.dir)
     #expect(result.status == 2)
   }
+
+  @Test func clockDriftMissedFreezesAndTheCreditGradeComeFromTheDatabase() throws {
+    // Meter 02's clock was found 300 s ahead; meter 05 lacks the freezes of days 2 and 3
+    // (2 of the window's 9); meter 03's customer has grade C.
+    let s = try setup("balance-rules", skip: ["000000000005@2", "000000000005@3"])
+    try s.store.db.run("INSERT INTO meter_state (meter, clock_drift) VALUES ('000000000002', 300)")
+    try s.store.db.run("UPDATE archive_meters SET grade = 'C' WHERE address = '000000000003'")
+    let result = try runProduct(
+      "gridedge", ["balance", "--config", s.config, "--area", "TA-1", "--day", "2026-01-08", "--json"],
+      in: s.dir)
+    #expect(result.status == 0, "\(result.stderr)")
+    let suspects = try #require(try jsonObject(result.stdout)["suspects"] as? [[String: Any]])
+    #expect(suspects.map { $0["meter"] as? String } == ["000000000003", "000000000002", "000000000005"])
+    // 7,142 explained + 1,000 sudden drop + 2 × 250 for grade C.
+    #expect((suspects[0]["score"] as? NSNumber)?.int64Value == 8_642)
+    #expect(suspects[0]["grade"] as? String == "C")
+    let drift = try #require((suspects[1]["anomalies"] as? [[String: Any]])?.first)
+    #expect(drift["rule"] as? String == "clock-drift")
+    #expect((drift["drift_s"] as? NSNumber)?.int64Value == 300)
+    let missed = try #require((suspects[2]["anomalies"] as? [[String: Any]])?.first)
+    #expect(missed["rule"] as? String == "missed-reads")
+    #expect((missed["missed"] as? NSNumber)?.intValue == 2)
+    #expect((missed["expected"] as? NSNumber)?.intValue == 9)
+  }
+
+  @Test func areaWithoutAnyReadingsHasEveryMeterMissing() throws {
+    let dir = try makeTemporaryDirectory("balance-empty")
+    let store = try AgentStore(path: dir.appendingPathComponent("agent.db").path, deviceID: "TA-1", now: 1)
+    try store.db.begin()
+    _ = try Archive.apply(body: Self.archive, db: store.db, now: 1)
+    try store.db.commit()
+    let b = try Balance.compute(db: store.db, area: "TA-1", day: Self.day, offset: .china).balance
+    #expect(b.withheld?.code == "area-meter-missing")
+    #expect(b.missing.count == 6)
+    #expect(b.suspects.isEmpty)
+    let hour = try Balance.computeHour(db: store.db, area: "TA-1", day: Self.day, hour: 0, offset: .china)
+    #expect(hour.balance.missing.count == 6)
+  }
 }

@@ -201,4 +201,56 @@ import Testing
     #expect(EnergyBalance.percent(-1_234) == "-12.34%")
     #expect(EnergyBalance.percent(5) == "0.05%")
   }
+
+  @Test func clockDriftBeyondTheLimitIsAnAnomalyWithItsEvidence() throws {
+    let t = BalanceThresholds()
+    func rules(_ drift: Int64?) -> [MeterAnomaly] {
+      EnergyBalance.anomalies(
+        MeterDay(
+          meter: Self.meter(1), energy: Energy(wattHours: 10_000), history: Self.normalHistory,
+          clockDriftSeconds: drift),
+        energy: Energy(wattHours: 10_000), thresholds: t)
+    }
+    #expect(rules(nil).isEmpty)
+    #expect(rules(60).isEmpty)
+    #expect(rules(-60).isEmpty)
+    let ahead = try #require(rules(300).first)
+    #expect(ahead.rule == .clockDrift)
+    #expect(ahead.driftSeconds == 300)
+    #expect(
+      ahead.description
+        == "clock drift: the meter's clock is 300 s ahead of the concentrator's (limit 60 s): its freezes and tariff periods fall at the wrong time"
+    )
+    #expect(rules(-61).first?.description.hasPrefix("clock drift: the meter's clock is 61 s behind") == true)
+  }
+
+  @Test func missedReadsAtTheLimitShareAreAnAnomaly() throws {
+    let t = BalanceThresholds()  // 20 %
+    func rules(missed: Int, of expected: Int) -> [MeterAnomaly] {
+      EnergyBalance.anomalies(
+        MeterDay(
+          meter: Self.meter(1), energy: Energy(wattHours: 10_000), history: Self.normalHistory,
+          missedReads: missed, expectedReads: expected),
+        energy: Energy(wattHours: 10_000), thresholds: t)
+    }
+    #expect(rules(missed: 1, of: 9).isEmpty)
+    #expect(rules(missed: 0, of: 0).isEmpty)
+    #expect(rules(missed: 2, of: 10).map(\.rule) == [.missedReads])
+    let found = try #require(rules(missed: 2, of: 9).first)
+    #expect(found.missed == 2 && found.expected == 9)
+    #expect(
+      found.description
+        == "missed reads: 2 of 9 collections in the window found no reading (22.22%, limit 20.00%)")
+  }
+
+  @Test func worseCreditGradeRanksAnEqualSuspectHigher() throws {
+    // Meters 03 and 04 both register half their day; 04's customer has grade C.
+    var input = Self.area(areaRegister: 4_700, today: [3: 5_000, 4: 5_000])
+    input.customers[3].grade = CreditGrade(rank: 3)
+    input.customers[2].grade = CreditGrade(rank: 1)
+    let b = EnergyBalance(input)
+    #expect(b.suspects.map(\.meter) == [Self.meter(4), Self.meter(3)])
+    #expect(b.suspects[0].score == b.suspects[1].score + 500)
+    #expect(b.suspects[0].grade?.letter == "C")
+  }
 }
