@@ -251,6 +251,8 @@ public enum Balance {
         if let e = energy(meter.address, p) { past.append(Energy(wattHours: e * meter.ct)) }
       }
       let (missed, expected) = reads(meter.address)
+      // relayOpen stays false: the agent does not read relay states back yet (the
+      // disconnect work), so the energy-while-open rule cannot fire on the device.
       customers.append(
         MeterDay(
           meter: meter.address, customer: meter.customer,

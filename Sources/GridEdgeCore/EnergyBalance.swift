@@ -3,7 +3,8 @@
 ///
 /// A suspect's score (basis points) = the share of the area's loss its drop against
 /// its own median explains + the weights of the rules that fired (reverse energy
-/// 3,000, stopped 2,000, sudden drop 1,000, clock drift and missed reads 500 each) +
+/// 3,000, energy while the relay is open 3,000, stopped 2,000, sudden drop 1,000, clock
+/// drift and missed reads 500 each) +
 /// `gradeWeight` for each credit grade below the best.
 ///
 /// supplied = area meter energy × CT ratio; sold = Σ customer meters with data;
@@ -30,10 +31,13 @@ public struct MeterDay: Hashable, Sendable {
   public var missedReads: Int
   /// Collections in the window the meter should have a reading from.
   public var expectedReads: Int
+  /// The meter's relay was open (supply cut) throughout the period, as read back from
+  /// the meter at both ends; false when closed or not known.
+  public var relayOpen: Bool
 
   public init(
     meter: String, customer: String = "", energy: Energy?, history: [Energy] = [], grade: CreditGrade? = nil,
-    clockDriftSeconds: Int64? = nil, missedReads: Int = 0, expectedReads: Int = 0
+    clockDriftSeconds: Int64? = nil, missedReads: Int = 0, expectedReads: Int = 0, relayOpen: Bool = false
   ) {
     self.meter = meter
     self.customer = customer
@@ -43,6 +47,7 @@ public struct MeterDay: Hashable, Sendable {
     self.clockDriftSeconds = clockDriftSeconds
     self.missedReads = missedReads
     self.expectedReads = expectedReads
+    self.relayOpen = relayOpen
   }
 }
 
@@ -180,8 +185,12 @@ public struct MeterAnomaly: Hashable, Sendable, CustomStringConvertible {
     case clockDrift
     /// The meter missed at least the limit's share of its collections in the window.
     case missedReads
+    /// The meter registered energy while its relay was open: the supply goes around
+    /// the relay (a bypass) or the relay failed.
+    case energyWhileOpen
 
-    /// `stopped`, `reverse-energy`, `sudden-drop`, `clock-drift`, `missed-reads`.
+    /// `stopped`, `reverse-energy`, `sudden-drop`, `clock-drift`, `missed-reads`,
+    /// `energy-while-open`.
     public var code: String {
       switch self {
       case .stopped: return "stopped"
@@ -189,13 +198,14 @@ public struct MeterAnomaly: Hashable, Sendable, CustomStringConvertible {
       case .suddenDrop: return "sudden-drop"
       case .clockDrift: return "clock-drift"
       case .missedReads: return "missed-reads"
+      case .energyWhileOpen: return "energy-while-open"
       }
     }
 
     /// How much the rule weighs in a suspect's score (basis points added to its share).
     public var weight: Int64 {
       switch self {
-      case .reverseEnergy: return 3_000
+      case .reverseEnergy, .energyWhileOpen: return 3_000
       case .stopped: return 2_000
       case .suddenDrop: return 1_000
       case .clockDrift, .missedReads: return 500
@@ -247,6 +257,9 @@ public struct MeterAnomaly: Hashable, Sendable, CustomStringConvertible {
       return "clock drift: the meter's clock is " + String(driftSeconds.magnitude) + " s "
         + (driftSeconds > 0 ? "ahead of" : "behind") + " the concentrator's (limit " + String(limit)
         + " s): its freezes and tariff periods fall at the wrong time"
+    case .energyWhileOpen:
+      return "energy while the relay is open: " + String(energy.wattHours)
+        + " Wh registered while the supply was cut"
     case .missedReads:
       return "missed reads: " + String(missed) + " of " + String(expected)
         + " collections in the window found no reading ("
@@ -366,12 +379,20 @@ public struct EnergyBalance: Hashable, Sendable {
   }
 
   /// Every rule that fires for `meter` with the period's `energy`: the energy rules
-  /// (`anomalies(energy:history:thresholds:)`), then clock drift and missed reads.
+  /// (`anomalies(energy:history:thresholds:)`; stopped and sudden drop not while the
+  /// relay is open), then energy while the relay is open, clock drift and missed reads.
   public static func anomalies(_ meter: MeterDay, energy: Energy, thresholds: BalanceThresholds)
     -> [MeterAnomaly]
   {
     var out = anomalies(energy: energy, history: meter.history, thresholds: thresholds)
     let median = Self.median(meter.history)
+    // A cut supply explains a stopped or dropped meter; energy is what is suspect then.
+    if meter.relayOpen { out.removeAll { $0.rule == .stopped || $0.rule == .suddenDrop } }
+    if meter.relayOpen, energy.wattHours > 0 {
+      out.append(
+        MeterAnomaly(rule: .energyWhileOpen, energy: energy, median: median, historyDays: meter.history.count)
+      )
+    }
     if let drift = meter.clockDriftSeconds, drift.magnitude > thresholds.maximumClockDriftSeconds.magnitude {
       out.append(
         MeterAnomaly(

@@ -253,4 +253,23 @@ import Testing
     #expect(b.suspects[0].score == b.suspects[1].score + 500)
     #expect(b.suspects[0].grade?.letter == "C")
   }
+
+  @Test func energyWhileTheRelayIsOpenIsAnAnomaly() throws {
+    let t = BalanceThresholds()
+    func rules(_ wattHours: Int64, open: Bool) -> [MeterAnomaly] {
+      EnergyBalance.anomalies(
+        MeterDay(
+          meter: Self.meter(1), energy: Energy(wattHours: wattHours), history: Self.normalHistory,
+          relayOpen: open),
+        energy: Energy(wattHours: wattHours), thresholds: t)
+    }
+    #expect(rules(10_000, open: false).isEmpty)
+    // Open and nothing registered: as it should be (a cut supply is not a stopped meter).
+    #expect(rules(0, open: true).isEmpty)
+    #expect(rules(0, open: false).map(\.rule) == [.stopped])
+    let found = try #require(rules(4_000, open: true).first { $0.rule == .energyWhileOpen })
+    #expect(
+      found.description == "energy while the relay is open: 4000 Wh registered while the supply was cut")
+    #expect(found.rule.weight == 3_000)
+  }
 }
