@@ -207,7 +207,7 @@ public enum ConfigSchema {
       "balance.high_loss", .integer(0, 10_000), default: "800", unit: "bp",
       "A loss rate above this is flagged as high loss (theft or fault suspected)."),
     ConfigKey(
-      "balance.sudden_drop", .integer(0, 10_000), default: "5000", unit: "bp",
+      "balance.sudden_drop", .integer(0, 10_000), default: "6500", unit: "bp",
       "A meter's day at or below this share of its own median is a sudden drop."),
     ConfigKey(
       "balance.history_days", .integer(3, 62), default: "7", unit: "days",

@@ -80,8 +80,10 @@ public struct BalanceThresholds: Hashable, Sendable {
   /// A loss rate above this (basis points) is flagged as high loss.
   public var highLossBasisPoints: Int64 = 800
   /// A day at or below this share (basis points) of the meter's median is a sudden
-  /// drop (so a bypass carrying half the load is caught).
-  public var suddenDropBasisPoints: Int64 = 5_000
+  /// drop. 65 %, so a bypass carrying half the load is caught also on a day the
+  /// customer uses up to 30 % more than usual (at 50 % it would be caught only on days
+  /// at or below the median).
+  public var suddenDropBasisPoints: Int64 = 6_500
   /// The fewest history days the stopped and drop rules need.
   public var minimumHistoryDays: Int = 3
   /// A meter whose median day is below this is too small to call stopped or dropped.

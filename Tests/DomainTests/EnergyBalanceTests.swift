@@ -169,13 +169,13 @@ import Testing
     #expect(b.suspects.first?.drop == Energy(wattHours: 10_300))
   }
 
-  @Test func suddenDropIsAtOrBelowHalfTheMedian() {
+  @Test func suddenDropIsAtOrBelowSixtyFivePercentOfTheMedian() {
     let history = Self.normalHistory
     let t = BalanceThresholds()
     #expect(
-      EnergyBalance.anomalies(energy: Energy(wattHours: 5_010), history: history, thresholds: t).isEmpty)
+      EnergyBalance.anomalies(energy: Energy(wattHours: 6_510), history: history, thresholds: t).isEmpty)
     #expect(
-      EnergyBalance.anomalies(energy: Energy(wattHours: 5_000), history: history, thresholds: t).map(\.rule)
+      EnergyBalance.anomalies(energy: Energy(wattHours: 6_500), history: history, thresholds: t).map(\.rule)
         == [
           .suddenDrop
         ])
