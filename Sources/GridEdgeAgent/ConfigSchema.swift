@@ -224,6 +224,10 @@ public enum ConfigSchema {
       "Minutes after local midnight by which yesterday's balance goes to HQ even if freezes are still missing (it goes as soon as all are in)."
     ),
     ConfigKey(
+      "balance.summary_completeness", .integer(1, 10_000), default: "10000", unit: "bp",
+      "Yesterday's balance goes to HQ as soon as this share of every area's meters has the day's freezes (else at balance.summary_deadline)."
+    ),
+    ConfigKey(
       "balance.workorder_score", .integer(0, 100_000), default: "2000",
       "Suspects in the daily summary with at least this score are proposed to HQ as inspection work orders."),
     ConfigKey(

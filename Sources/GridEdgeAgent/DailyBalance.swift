@@ -17,8 +17,9 @@ import SQLiteStore
 ///   `balance.workorder_score`: an inspection proposed to HQ with the meter, customer,
 ///   credit grade, rank, score and evidence.
 ///
-/// A day is summarised when every meter of every area has the day's energy (both
-/// freezes), or else once `balance.summary_deadline` minutes of the next local day have
+/// A day is summarised as soon as the share of meters with the day's energy (both
+/// freezes) reaches `balance.summary_completeness` in every area (default: all of
+/// them), or else once `balance.summary_deadline` minutes of the next local day have
 /// passed (then with what is there: the rate is withheld below
 /// `balance.min_completeness` and the missing meters are listed). Each day is
 /// summarised once: the last summarised day is kept in `balance_state` (migration 10),
@@ -33,6 +34,9 @@ public enum DailyBalance {
     public var historyDays = 7
     /// Minutes after local midnight by which yesterday is summarised however incomplete.
     public var deadlineMinutes: Int64 = 360
+    /// The completeness (basis points, every area) at which yesterday is summarised
+    /// at once.
+    public var summaryCompletenessBasisPoints: Int64 = 10_000
     /// Suspects at or above this score are proposed as inspection work orders.
     public var workOrderScore: Int64 = 2_000
     /// The most suspects in a summary (and so the most work orders per area and day).
@@ -50,6 +54,7 @@ public enum DailyBalance {
       thresholds.gradeWeight = config.integer("balance.grade_weight")
       historyDays = Int(config.integer("balance.history_days"))
       deadlineMinutes = config.integer("balance.summary_deadline")
+      summaryCompletenessBasisPoints = config.integer("balance.summary_completeness")
       workOrderScore = config.integer("balance.workorder_score")
       topSuspects = Int(config.integer("balance.top_suspects"))
     }
@@ -97,7 +102,9 @@ public enum DailyBalance {
           let result = try Balance.compute(
             db: db, area: area, day: date, offset: offset, historyDays: settings.historyDays,
             thresholds: settings.thresholds)
-          if result.balance.metersWithData < result.balance.metersInArea { complete = false }
+          if result.balance.completenessBasisPoints < settings.summaryCompletenessBasisPoints {
+            complete = false
+          }
           results.append((area, .success(result)))
         } catch {
           if let databaseError = error.databaseError { throw databaseError }

@@ -129,6 +129,19 @@ import Testing
     #expect(int(ta1["completeness_bp"]) == 10_000)
   }
 
+  @Test func configuredCompletenessSendsTheDayBeforeItsLastFreezes() throws {
+    // 5 of TA-1's 6 meters (83.33 %) have the day: enough at 80 %, not at 90 %.
+    let s = try BalanceTests().setup("daily-share", skip: ["000000000002@8"])
+    var settings = DailyBalance.Settings()
+    settings.summaryCompletenessBasisPoints = 9_000
+    #expect(try run(s.store, at: Self.halfPastMidnight, settings: settings).waitingFor == Self.day8)
+    settings.summaryCompletenessBasisPoints = 8_000
+    #expect(try run(s.store, at: Self.halfPastMidnight, settings: settings).days == [Self.day8])
+    let ta1 = try #require(try events(s.store, "balance.daily").first { $0["area"] as? String == "TA-1" })
+    // Sent, but below balance.min_completeness (98 %): the rate is withheld.
+    #expect((ta1["withheld"] as? [String: Any])?["code"] as? String == "incomplete-collection")
+  }
+
   @Test func pauseOfSeveralDaysIsCaughtUpDayByDayWithinTheHistoryWindow() throws {
     let s = try BalanceTests().setup("daily-catch-up")
     // The last summary was of 2026-01-05: 06, 07 and 08 follow, oldest first.
