@@ -220,7 +220,7 @@ public final class AgentStore {
     Migration(id: 8, name: "reserved 8 (placeholder, replaced at merge)", sql: "SELECT 1"),
     Migration(id: 9, name: "reserved 9 (placeholder, replaced at merge)", sql: "SELECT 1"),
     Migration(
-      id: 10, name: "daily balance summaries and the index of daily freezes",
+      id: 10, name: "daily balance summaries, suspects and the index of daily freezes",
       sql: """
         CREATE TABLE balance_state (
           singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
@@ -228,6 +228,14 @@ public final class AgentStore {
           summarised_at INTEGER
         ) STRICT;
         INSERT INTO balance_state (singleton) VALUES (1);
+        CREATE TABLE balance_suspects (
+          area TEXT NOT NULL,
+          day INTEGER NOT NULL,
+          meter TEXT NOT NULL,
+          score INTEGER NOT NULL,
+          rules TEXT NOT NULL,
+          PRIMARY KEY (area, day, meter)
+        ) STRICT, WITHOUT ROWID;
         CREATE INDEX readings_daily_freezes ON readings (ts, meter, value) WHERE di = '05060101';
         """),
   ]

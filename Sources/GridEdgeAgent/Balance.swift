@@ -116,6 +116,7 @@ public enum Balance {
       min(freezes.values.compactMap { $0.keys.min() }.min() ?? dayNumber + 2, dayNumber + 2)..<(dayNumber + 2)
     let input = try Self.input(
       archive, db: db, period: dayNumber, history: Array(firstDay..<dayNumber),
+      pastSuspects: try pastSuspects(db, area: area, days: firstDay..<dayNumber),
       reads: { meter in
         let held = freezes[meter]?.keys.filter { window.contains($0) }.count ?? 0
         return (window.count - held, window.count)
@@ -173,7 +174,7 @@ public enum Balance {
     let expected = times.filter { if case .integer(let t) = $0 { return t >= first } else { return false } }
       .count
     let input = try Self.input(
-      archive, db: db, period: 0, history: historyDays > 0 ? history : [],
+      archive, db: db, period: 0, history: historyDays > 0 ? history : [], pastSuspects: [:],
       reads: { meter in
         let held = registers[meter]?.keys.filter { $0 >= first }.count ?? 0
         return (expected - held, expected)
@@ -186,6 +187,28 @@ public enum Balance {
         return b - a
       })
     return Result(day: day, hour: hour, input: input, balance: EnergyBalance(input, thresholds: thresholds))
+  }
+
+  /// On how many of `days` each meter of `area` was a suspect in a daily summary
+  /// (`balance_suspects`, migration 10; none when the database predates it).
+  private static func pastSuspects(_ db: Connection, area: String, days: Range<Int64>) throws(Failure)
+    -> [String: Int]
+  {
+    var out: [String: Int] = [:]
+    do {
+      guard try db.scalarInt("SELECT count(*) FROM sqlite_master WHERE name = 'balance_suspects'") == 1 else {
+        return out
+      }
+      for row in try db.query(
+        "SELECT meter, count(*) FROM balance_suspects WHERE area = ?1 AND day >= ?2 AND day < ?3 GROUP BY meter",
+        [.text(area), .integer(days.lowerBound), .integer(days.upperBound)])
+      {
+        if let meter = row.text(0), let n = row.int64(1) { out[meter] = Int(n) }
+      }
+    } catch {
+      throw .database(error)
+    }
+    return out
   }
 
   /// The area's meters in the archive (by address) and which one is the area meter.
@@ -228,7 +251,7 @@ public enum Balance {
   /// periods, oldest first, missing ones left out; with each customer's credit grade,
   /// its reads missed in the window and its clock drift (`meter_state`).
   private static func input(
-    _ archive: AreaArchive, db: Connection, period: Int64, history: [Int64],
+    _ archive: AreaArchive, db: Connection, period: Int64, history: [Int64], pastSuspects: [String: Int],
     reads: (String) -> (missed: Int, expected: Int), energy: (String, Int64) -> Int64?
   ) throws(Failure) -> BalanceInput {
     var drift: [String: Int64] = [:]
@@ -258,7 +281,7 @@ public enum Balance {
           meter: meter.address, customer: meter.customer,
           energy: energy(meter.address, period).map { Energy(wattHours: $0 * meter.ct) }, history: past,
           grade: meter.grade, clockDriftSeconds: drift[meter.address], missedReads: max(missed, 0),
-          expectedReads: expected))
+          expectedReads: expected, pastSuspectDays: pastSuspects[meter.address] ?? 0))
     }
     return BalanceInput(
       area: archive.area, areaMeter: archive.areaMeter.address,

@@ -174,6 +174,7 @@ public enum BalanceReport {
     for (i, s) in b.suspects.prefix(suspectLimit).enumerated() {
       out += (i == 0 ? "" : ",") + "{\"meter\":" + quoted(s.meter) + ",\"customer\":" + quoted(s.customer)
       out += ",\"grade\":" + (s.grade.map { quoted($0.letter) } ?? "null")
+      out += ",\"past_suspect_days\":" + String(s.pastSuspectDays)
       out += ",\"score\":" + String(s.score) + ",\"explained_bp\":" + String(s.explainedBasisPoints)
       out += ",\"drop_wh\":" + String(s.drop.wattHours) + ",\"anomalies\":["
       for (j, a) in s.anomalies.enumerated() {

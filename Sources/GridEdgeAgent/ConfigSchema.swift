@@ -224,6 +224,9 @@ public enum ConfigSchema {
       "Minutes after local midnight by which yesterday's balance goes to HQ even if freezes are still missing (it goes as soon as all are in)."
     ),
     ConfigKey(
+      "balance.repeat_weight", .integer(0, 10_000), default: "250",
+      "Added to a suspect's score for each of the history days it was already a suspect in a daily summary."),
+    ConfigKey(
       "balance.summary_completeness", .integer(1, 10_000), default: "10000", unit: "bp",
       "Yesterday's balance goes to HQ as soon as this share of every area's meters has the day's freezes (else at balance.summary_deadline)."
     ),

@@ -25,7 +25,9 @@ import SQLiteStore
 /// summarised once: the last summarised day is kept in `balance_state` (migration 10),
 /// and the records' ids are natural keys (`<store>-balance-<area>-<day>`,
 /// `<store>-workorder-<area>-<day>-<meter>`), so HQ deduplicates them even if a day
-/// were ever sent again. After a pause the agent catches up on at most
+/// were ever sent again. Every suspect of the day is kept in `balance_suspects`, so
+/// later days rank a repeated suspect higher (`balance.repeat_weight`). After a pause
+/// the agent catches up on at most
 /// `balance.history_days` days; before the first summary it starts with yesterday.
 public enum DailyBalance {
   /// The thresholds and limits, from the `balance.*` keys.
@@ -52,6 +54,7 @@ public enum DailyBalance {
       thresholds.maximumClockDriftSeconds = config.integer("acquisition.clock_threshold")
       thresholds.missedReadsBasisPoints = config.integer("balance.missed_reads")
       thresholds.gradeWeight = config.integer("balance.grade_weight")
+      thresholds.repeatWeight = config.integer("balance.repeat_weight")
       historyDays = Int(config.integer("balance.history_days"))
       deadlineMinutes = config.integer("balance.summary_deadline")
       summaryCompletenessBasisPoints = config.integer("balance.summary_completeness")
@@ -124,6 +127,16 @@ public enum DailyBalance {
         }
         for record in records.workOrders {
           try outbox.enqueue(.events, record: record, retention: .billing, now: now)
+        }
+        for (area, result) in results {
+          guard case .success(let balance) = result else { continue }
+          for suspect in balance.balance.suspects {
+            var rules = ""
+            for anomaly in suspect.anomalies { rules += (rules.isEmpty ? "" : ",") + anomaly.rule.code }
+            try db.run(
+              "INSERT OR REPLACE INTO balance_suspects (area, day, meter, score, rules) VALUES (?1, ?2, ?3, ?4, ?5)",
+              [.text(area), .integer(day), .text(suspect.meter), .integer(suspect.score), .text(rules)])
+          }
         }
         try db.run(
           "UPDATE balance_state SET last_day = ?1, summarised_at = ?2 WHERE singleton = 1",

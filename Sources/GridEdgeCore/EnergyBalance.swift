@@ -5,7 +5,8 @@
 /// its own median explains + the weights of the rules that fired (reverse energy
 /// 3,000, energy while the relay is open 3,000, stopped 2,000, sudden drop 1,000, clock
 /// drift and missed reads 500 each) +
-/// `gradeWeight` for each credit grade below the best.
+/// `gradeWeight` for each credit grade below the best + `repeatWeight` for each history
+/// day it was already a suspect.
 ///
 /// supplied = area meter energy × CT ratio; sold = Σ customer meters with data;
 /// loss = supplied − sold; loss rate = loss / supplied in basis points (0.01 %),
@@ -34,10 +35,13 @@ public struct MeterDay: Hashable, Sendable {
   /// The meter's relay was open (supply cut) throughout the period, as read back from
   /// the meter at both ends; false when closed or not known.
   public var relayOpen: Bool
+  /// On how many of the history days the meter was already a suspect.
+  public var pastSuspectDays: Int
 
   public init(
     meter: String, customer: String = "", energy: Energy?, history: [Energy] = [], grade: CreditGrade? = nil,
-    clockDriftSeconds: Int64? = nil, missedReads: Int = 0, expectedReads: Int = 0, relayOpen: Bool = false
+    clockDriftSeconds: Int64? = nil, missedReads: Int = 0, expectedReads: Int = 0, relayOpen: Bool = false,
+    pastSuspectDays: Int = 0
   ) {
     self.meter = meter
     self.customer = customer
@@ -48,6 +52,7 @@ public struct MeterDay: Hashable, Sendable {
     self.missedReads = missedReads
     self.expectedReads = expectedReads
     self.relayOpen = relayOpen
+    self.pastSuspectDays = pastSuspectDays
   }
 }
 
@@ -95,6 +100,8 @@ public struct BalanceThresholds: Hashable, Sendable {
   public var missedReadsBasisPoints: Int64 = 2_000
   /// Added to a suspect's score for each credit grade below the best (B +1×, C +2×, …).
   public var gradeWeight: Int64 = 250
+  /// Added to a suspect's score for each history day it was already a suspect.
+  public var repeatWeight: Int64 = 250
 
   public init() {}
 }
@@ -285,6 +292,8 @@ public struct Suspect: Hashable, Sendable {
   public let anomalies: [MeterAnomaly]
   /// The customer's credit grade, when known.
   public let grade: CreditGrade?
+  /// On how many of the history days it was already a suspect.
+  public let pastSuspectDays: Int
 }
 
 /// The balance of one area for one day.
@@ -371,10 +380,12 @@ public struct EnergyBalance: Hashable, Sendable {
       var score = explained
       for anomaly in anomalies { score += anomaly.rule.weight }
       if let grade = customer.grade { score += Int64(max(grade.rank - 1, 0)) * thresholds.gradeWeight }
+      score += Int64(max(customer.pastSuspectDays, 0)) * thresholds.repeatWeight
       suspects.append(
         Suspect(
           meter: customer.meter, customer: customer.customer, drop: Energy(wattHours: drop),
-          explainedBasisPoints: explained, score: score, anomalies: anomalies, grade: customer.grade))
+          explainedBasisPoints: explained, score: score, anomalies: anomalies, grade: customer.grade,
+          pastSuspectDays: customer.pastSuspectDays))
     }
     suspects.sort { $0.score != $1.score ? $0.score > $1.score : $0.meter < $1.meter }
     self.suspects = suspects

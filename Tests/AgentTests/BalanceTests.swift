@@ -216,6 +216,24 @@ import Testing
     #expect((missed["expected"] as? NSNumber)?.intValue == 9)
   }
 
+  @Test func aSuspectOfEarlierDaysRanksHigher() throws {
+    let s = try setup("balance-repeat")
+    // Meter 03 was a suspect on 2026-01-06 and -07 (in the 7-day history), on
+    // 2025-12-01 (outside it) and in another area.
+    for (area, day) in [("TA-1", 6), ("TA-1", 7), ("TA-9", 5)] {
+      try s.store.db.run(
+        "INSERT INTO balance_suspects VALUES (?1, ?2, '000000000003', 1000, 'sudden-drop')",
+        [.text(area), .integer(CivilDate(year: 2026, month: 1, day: day)!.daysSinceEpoch)])
+    }
+    try s.store.db.run(
+      "INSERT INTO balance_suspects VALUES ('TA-1', ?1, '000000000003', 1000, 'sudden-drop')",
+      [.integer(CivilDate(year: 2025, month: 12, day: 1)!.daysSinceEpoch)])
+    let b = try Balance.compute(db: s.store.db, area: "TA-1", day: Self.day, offset: .china).balance
+    #expect(b.suspects.first?.pastSuspectDays == 2)
+    // 8,142 + 2 × 250.
+    #expect(b.suspects.first?.score == 8_642)
+  }
+
   @Test func areaWithoutAnyReadingsHasEveryMeterMissing() throws {
     let dir = try makeTemporaryDirectory("balance-empty")
     let store = try AgentStore(path: dir.appendingPathComponent("agent.db").path, deviceID: "TA-1", now: 1)

@@ -79,6 +79,15 @@ import Testing
       evidence.first?["detail"] as? String
         == "sudden drop: 5000 Wh is 50.00% of its median 10000 Wh over the previous 7 day(s)")
 
+    // The day's suspects are kept for ranking repeated suspects later.
+    let kept = try s.store.db.query("SELECT area, day, meter, score, rules FROM balance_suspects")
+    #expect(kept.count == 1)
+    #expect(kept.first?.text(0) == "TA-1")
+    #expect(kept.first?.int64(1) == Self.day8.daysSinceEpoch)
+    #expect(kept.first?.text(2) == "000000000003")
+    #expect(kept.first?.int64(3) == 8_142)
+    #expect(kept.first?.text(4) == "sudden-drop")
+
     // The same minute again, later that day, and after a restart: nothing more.
     #expect(try run(s.store, at: Self.halfPastMidnight).days.isEmpty)
     #expect(try run(s.store, at: Self.halfPastMidnight + 20 * 3_600_000).days.isEmpty)
