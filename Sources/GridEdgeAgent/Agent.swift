@@ -17,6 +17,7 @@ public final class Agent<C: Clock> {
     case stopDeadline
     case budget
     case billing
+    case balance
   }
 
   private enum Link {
@@ -181,6 +182,7 @@ public final class Agent<C: Clock> {
     setStatus(phase: "running", detail: "started")
     checkBudget()
     bill()
+    summariseBalance()
     connect()
     while !finished {
       let now = clock.monotonicMilliseconds
@@ -355,6 +357,8 @@ public final class Agent<C: Clock> {
       checkBudget()
     case .billing:
       bill()
+    case .balance:
+      summariseBalance()
     }
   }
 
@@ -469,6 +473,27 @@ public final class Agent<C: Clock> {
     } catch {
       Log.error("billing", error.description)
       unbilled = true
+    }
+  }
+
+  /// Sends yesterday's energy balance of every area to HQ once it is complete or its
+  /// deadline has passed (`DailyBalance`); checked every minute.
+  private func summariseBalance() {
+    timers.schedule(.balance, at: clock.monotonicMilliseconds + 60_000)
+    do {
+      let done = try DailyBalance.run(
+        store: store, outbox: outbox, offset: offset, now: clock.wallMilliseconds,
+        settings: DailyBalance.Settings(config: config))
+      guard !done.days.isEmpty else { return }
+      sync.recordsEnqueued()
+      var days = ""
+      for day in done.days { days += (days.isEmpty ? "" : ", ") + day.isoText }
+      Log.info(
+        "balance",
+        "daily balance of " + days + ": " + String(done.summaries) + " area summary(ies) and "
+          + String(done.workOrders) + " proposed work order(s) enqueued for HQ")
+    } catch {
+      Log.error("balance", "daily summary: " + error.description)
     }
   }
 

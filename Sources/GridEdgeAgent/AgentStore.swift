@@ -276,6 +276,25 @@ public final class AgentStore {
         ALTER TABLE batches ADD COLUMN first_id INTEGER;
         ALTER TABLE batches ADD COLUMN last_id INTEGER;
         """),
+    Migration(
+      id: 9, name: "daily balance summaries, suspects and the index of daily freezes",
+      sql: """
+        CREATE TABLE balance_state (
+          singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+          last_day INTEGER,
+          summarised_at INTEGER
+        ) STRICT;
+        INSERT INTO balance_state (singleton) VALUES (1);
+        CREATE TABLE balance_suspects (
+          area TEXT NOT NULL,
+          day INTEGER NOT NULL,
+          meter TEXT NOT NULL,
+          score INTEGER NOT NULL,
+          rules TEXT NOT NULL,
+          PRIMARY KEY (area, day, meter)
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX readings_daily_freezes ON readings (ts, meter, value) WHERE di = '05060101';
+        """),
   ]
 
   /// Opens (creating if needed) the database at `path` for device `deviceID`.

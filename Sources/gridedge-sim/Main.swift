@@ -44,6 +44,8 @@ struct Main {
       --drift SEL:SECONDS      clock gains SECONDS per day (negative: loses)
       --slow SEL:MS            replies MS milliseconds late
       --corrupt PERMILLE       that share of all replies has a wrong checksum
+      --faults-from T          theft, stopped and reverse act from simulated unix second T
+                               (before it the meters register honestly; default: always)
     """
 
   static func main() {

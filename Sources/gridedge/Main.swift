@@ -19,9 +19,11 @@ struct Main {
                                         prepaid accounts, or one customer's entries
       gridedge ledger verify --config FILE
                                         recompute every balance from its entries
-      gridedge balance --config FILE --area AREA --day YYYY-MM-DD [--json]
+      gridedge balance --config FILE --area AREA --day YYYY-MM-DD [--hour H] [--json]
                                         the energy balance (line loss) of a transformer
-                                        area for one local day, with suspects
+                                        area for one local day (from the daily freezes)
+                                        or one hour H, 0-23 (from the 15-minute
+                                        readings), with suspects
       gridedge audit verify --config FILE
                                         walk the audit hash chain (ledger entries,
                                         command outcomes): finds edited or deleted rows
@@ -43,7 +45,7 @@ struct Main {
     let arguments: Arguments
     do {
       arguments = try Arguments(
-        words, valued: ["config", "meter", "from", "to", "customer", "area", "day"],
+        words, valued: ["config", "meter", "from", "to", "customer", "area", "day", "hour"],
         flags: ["help", "version", "json"])
     } catch {
       Console.writeError("gridedge: " + error.description + "\n\n" + usage + "\n")
@@ -113,7 +115,8 @@ struct Main {
         Console.writeError("gridedge balance: --area AREA and --day YYYY-MM-DD are required\n")
         return ExitCode.config
       }
-      return BalanceReport.run(config: config, area: area, day: day, json: arguments.has("json"))
+      return BalanceReport.run(
+        config: config, area: area, day: day, hour: arguments.value("hour"), json: arguments.has("json"))
     case "audit":
       return LedgerReport.verifyAudit(config: config)
     default:
