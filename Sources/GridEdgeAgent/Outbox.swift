@@ -53,8 +53,8 @@ public final class Outbox {
     let uplink: UplinkClass
     let insert: Statement
     let newest: Statement
-    /// (min id, max id, count, records joined with ',') of up to ?3 records with ids
-    /// in ?1...?2.
+    /// (min id, max id, count, payload) of up to ?3 records with ids in ?1...?2; the
+    /// payload is header ?4, the records joined with ',', and `]}`.
     let span: Statement
     let deleteRange: Statement
     /// The oldest evictable record's created_at: telemetry, not in a formed batch.
@@ -106,8 +106,8 @@ public final class Outbox {
             "INSERT INTO " + table + " (billing, record, created_at) VALUES (?1, json(?2), ?3)"),
           newest: try db.prepare("SELECT coalesce(max(id), 0) FROM " + table),
           span: try db.prepare(
-            "SELECT min(id), max(id), count(*), CAST(group_concat(record, ',') AS BLOB) FROM (SELECT id, record FROM "
-              + table + " WHERE id BETWEEN ?1 AND ?2 ORDER BY id LIMIT ?3)"),
+            "SELECT min(id), max(id), count(*), CAST(?4 || group_concat(record, ',') || ']}' AS BLOB) FROM"
+              + " (SELECT id, record FROM " + table + " WHERE id BETWEEN ?1 AND ?2 ORDER BY id LIMIT ?3)"),
           deleteRange: try db.prepare("DELETE FROM " + table + " WHERE id BETWEEN ?1 AND ?2"),
           oldestEvictable: try db.prepare(
             "SELECT created_at FROM " + table + " o WHERE billing = 0 AND " + notFormed
@@ -347,10 +347,11 @@ public final class Outbox {
           if next > highestID { return nil }
           continue
         }
-        let row = try rows(t.span, [.integer(from), .integer(to), .integer(Int64(limit))]).first
+        let row = try rows(
+          t.span, [.integer(from), .integer(to), .integer(Int64(limit)), .text(header(seq, uplink))]
+        ).first
         if let row, let first = row.int64(0), let last = row.int64(1), let records = row.int64(2),
-          records > 0,
-          let joined = row.blob(3)
+          records > 0, let payload = row.blob(3)
         {
           let range = first...last
           _ = try rows(
@@ -361,9 +362,7 @@ public final class Outbox {
             ])
           taken.insert(range, at: i)
           if tracking { floors[index] = last + 1 }
-          return Batch(
-            seq: seq, uplink: uplink, payload: header(seq, uplink) + joined + Self.trailer,
-            records: Int(records))
+          return Batch(seq: seq, uplink: uplink, payload: payload, records: Int(records))
         }
         // Nothing in from...to.
         if to == highestID { return nil }
@@ -375,13 +374,10 @@ public final class Outbox {
   }
 
   /// The members before a batch's records.
-  private func header(_ seq: Int64, _ uplink: UplinkClass) -> [UInt8] {
-    Array(
-      ("{\"v\":1,\"dev\":\"" + deviceID + "\",\"store\":\"" + storeID + "\",\"seq\":" + String(seq)
-        + ",\"class\":\"" + uplink.name + "\",\"records\":[").utf8)
+  private func header(_ seq: Int64, _ uplink: UplinkClass) -> String {
+    "{\"v\":1,\"dev\":\"" + deviceID + "\",\"store\":\"" + storeID + "\",\"seq\":" + String(seq)
+      + ",\"class\":\"" + uplink.name + "\",\"records\":["
   }
-
-  private static let trailer: [UInt8] = Array("]}".utf8)
 
   /// The payload of batch `seq`: the header and the records of `ids`, in id order,
   /// the same bytes `formOne` made. The records are valid minified JSON (json() at
@@ -391,16 +387,17 @@ public final class Outbox {
     seq: Int64, _ uplink: UplinkClass, _ ids: ClosedRange<Int64>, records: Int64
   ) throws(SQLiteError) -> [UInt8] {
     let row = try rows(
-      table(uplink).span, [.integer(ids.lowerBound), .integer(ids.upperBound), .integer(records + 1)]
+      table(uplink).span,
+      [.integer(ids.lowerBound), .integer(ids.upperBound), .integer(records + 1), .text(header(seq, uplink))]
     ).first
-    guard let row, row.int64(2) == records, let joined = row.blob(3) else {
+    guard let row, row.int64(2) == records, let payload = row.blob(3) else {
       throw SQLiteError(
         code: .corrupt,
         message: "batch " + String(seq) + " (" + uplink.name + " " + String(ids.lowerBound) + "..."
           + String(ids.upperBound) + ") should hold " + String(records) + " records; the outbox has "
           + String(row?.int64(2) ?? 0), sql: nil, path: db.path)
     }
-    return header(seq, uplink) + joined + Self.trailer
+    return payload
   }
 
   /// Every formed, unacknowledged batch's seq, oldest first (to resend after a
