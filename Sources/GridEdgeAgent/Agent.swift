@@ -128,6 +128,15 @@ public final class Agent<C: Clock> {
       throw AgentError("database " + path + ": " + error.description, exitCode: ExitCode.database)
     }
     do {
+      if let epoch = store.lostLogOfEpoch {
+        let skipped = try outbox.skipAfterLostLog(epoch: epoch, now: clock.wallMilliseconds)
+        Log.error(
+          "store",
+          "boot " + String(epoch) + " did not stop cleanly and its write-ahead log " + path
+            + "-wal is missing: what it committed after its last checkpoint is lost; seqs "
+            + String(skipped.lowerBound) + "..." + String(skipped.upperBound)
+            + " and as many record ids are skipped so none is used twice (announced to HQ)")
+      }
       let bootID = (try? Files.readText("/proc/sys/kernel/random/boot_id")) ?? ""
       if let skipped = try outbox.recoverSeqs(bootID: bootID, now: clock.wallMilliseconds) {
         Log.warn(

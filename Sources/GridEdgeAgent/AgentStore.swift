@@ -303,6 +303,9 @@ public final class AgentStore {
   /// - Throws: `StoreOpenError` saying what was wrong and, for a corrupt file, where
   ///   it was moved.
   public init(path: String, deviceID: String, now: Int64) throws(StoreOpenError) {
+    // After an unclean stop SQLite keeps the write-ahead log beside the database; a
+    // database whose last boot did not stop cleanly but has no log lost that log.
+    let hadLog = Files.exists(path + "-wal")
     let db: Connection
     do {
       db = try Connection(path: path)
@@ -358,17 +361,32 @@ public final class AgentStore {
     }
     self.db = db
     self.deviceID = deviceID
+    if !hadLog {
+      self.lostLogOfEpoch = try? db.scalarInt(
+        "SELECT epoch FROM boots WHERE epoch = (SELECT max(epoch) FROM boots) AND stopped_at IS NULL")
+    }
   }
 
-  /// Records a new boot and returns its epoch (one more than the last).
+  /// Set when the database was opened without the write-ahead log its last boot (this
+  /// epoch) left when it did not stop cleanly: what that boot committed after its last
+  /// checkpoint is gone (the file was deleted, or lost with its filesystem). The
+  /// database is consistent but older than HQ may have seen; the agent skips seqs and
+  /// record ids it may have used (`Outbox.skipAfterLostLog`).
+  public private(set) var lostLogOfEpoch: Int64? = nil
+
+  /// Records a new boot and returns its epoch (one more than the last). The boot is
+  /// checkpointed into the database file at once, so a lost write-ahead log shows
+  /// (`lostLogOfEpoch` at the next open).
   public func beginBoot(now: Int64, pid: Int32, version: String) throws(SQLiteError) -> Int64 {
-    try db.transaction(.full) { () throws(SQLiteError) -> Int64 in
+    let epoch = try db.transaction(.full) { () throws(SQLiteError) -> Int64 in
       let last = try db.scalarInt("SELECT coalesce(max(epoch), 0) FROM boots") ?? 0
       try db.run(
         "INSERT INTO boots (epoch, started_at, pid, version) VALUES (?, ?, ?, ?)",
         [.integer(last + 1), .integer(now), .integer(Int64(pid)), .text(version)])
       return last + 1
     }
+    _ = try db.query("PRAGMA wal_checkpoint(PASSIVE)")
+    return epoch
   }
 
   /// Records how boot `epoch` ended.

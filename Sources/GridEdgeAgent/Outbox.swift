@@ -188,6 +188,42 @@ public final class Outbox {
     }
   }
 
+  /// How many seqs and record ids are skipped after a lost write-ahead log: more than
+  /// a log between two checkpoints can hold.
+  public static let lostLogSkip: Int64 = 1_000_000
+
+  /// After the write-ahead log of boot `epoch` was lost (`AgentStore.lostLogOfEpoch`):
+  /// seqs and record ids that boot may have used are skipped, so none is used twice,
+  /// and the skipped seqs are announced (`sync.seqs_skipped` with reason
+  /// `log-missing`).
+  /// - Returns: the skipped seqs.
+  @discardableResult
+  public func skipAfterLostLog(epoch: Int64, now: Int64) throws(SQLiteError) -> ClosedRange<Int64> {
+    try db.transaction(.full) { () throws(SQLiteError) -> ClosedRange<Int64> in
+      guard
+        let row = try db.query("SELECT last_seq, reserved_until FROM sync_state WHERE singleton = 1").first,
+        let last = row.int64(0), let reserved = row.int64(1)
+      else {
+        throw SQLiteError(code: .corrupt, message: "sync_state row is missing", sql: nil, path: db.path)
+      }
+      let skipped = (last + 1)...(max(last, reserved) + Self.lostLogSkip)
+      try db.run(
+        """
+        UPDATE sync_state SET last_seq = ?1, reserved_until = ?1, last_record = last_record + ?2
+          WHERE singleton = 1
+        """, [.integer(skipped.upperBound), .integer(Self.lostLogSkip)])
+      let id = try newRecordID("event")
+      try enqueue(
+        .events,
+        record: "{\"id\":\"" + id + "\",\"ts\":" + String(now)
+          + ",\"type\":\"sync.seqs_skipped\",\"reason\":\"log-missing\",\"epoch\":" + String(epoch)
+          + ",\"store\":\"" + storeID + "\",\"from\":" + String(skipped.lowerBound) + ",\"to\":"
+          + String(skipped.upperBound) + "}",
+        retention: .billing, now: now)
+      return skipped
+    }
+  }
+
   /// Makes sure `count` more seqs are reserved durably before they are used.
   private func reserve(_ count: Int) throws(SQLiteError) {
     guard

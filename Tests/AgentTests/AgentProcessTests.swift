@@ -1,4 +1,6 @@
 import Foundation
+import GridEdgeAgent
+import SQLiteStore
 import TestSupport
 import Testing
 
@@ -157,6 +159,95 @@ import Testing
     #expect(result.status == 3, "\(result.stderr)")
     #expect(result.stderr.contains("quarantined to " + db.path + ".corrupt-"))
     #expect(!FileManager.default.fileExists(atPath: db.path))
+  }
+
+  /// A real agent database with some thousands of records, closed cleanly.
+  private func makeDatabase(_ dir: URL, device: String) throws -> URL {
+    let db = dir.appendingPathComponent("agent.db")
+    try fillOutbox(path: db.path, device: device, count: 5000)
+    #expect(!FileManager.default.fileExists(atPath: db.path + "-wal"))
+    return db
+  }
+
+  /// Starts the agent on a damaged database: it must refuse before writing anything,
+  /// move the file aside unchanged, say so and exit 3.
+  private func expectQuarantined(_ dir: URL, _ db: URL, device: String) throws {
+    let damaged = try Data(contentsOf: db)
+    let config = try writeConfig(dir, device: device, port: 1)
+    let result = try runProduct("gridedge", ["run", "--config", config], in: dir)
+    #expect(result.status == 3, "\(result.stderr)")
+    #expect(result.stderr.contains("quarantined to " + db.path + ".corrupt-"), "\(result.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: db.path))
+    let moved = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter {
+      $0.hasPrefix("agent.db.corrupt-") && !$0.hasSuffix("-wal") && !$0.hasSuffix("-shm")
+    }
+    #expect(moved.count == 1)
+    if let name = moved.first {
+      #expect(
+        try Data(contentsOf: dir.appendingPathComponent(name)) == damaged, "the quarantined file changed")
+    }
+  }
+
+  @Test func databaseWithFlippedBytesIsQuarantinedUnchanged() throws {
+    let dir = try makeTemporaryDirectory("agent-flipped")
+    let db = try makeDatabase(dir, device: "TA-FLIP-1")
+    var bytes = try Data(contentsOf: db)
+    // The b-tree page headers of pages 3...12 (type, free block, cell count): flipped.
+    for page in 2..<12 {
+      for offset in 0..<8 { bytes[page * 4096 + offset] ^= 0xA5 }
+    }
+    try bytes.write(to: db)
+    try expectQuarantined(dir, db, device: "TA-FLIP-1")
+  }
+
+  @Test func truncatedDatabaseIsQuarantinedUnchanged() throws {
+    let dir = try makeTemporaryDirectory("agent-truncated")
+    let db = try makeDatabase(dir, device: "TA-TRUNC-1")
+    let bytes = try Data(contentsOf: db)
+    try bytes.prefix(bytes.count / 2).write(to: db)
+    try expectQuarantined(dir, db, device: "TA-TRUNC-1")
+  }
+
+  @Test func lostWriteAheadLogIsReportedAndNoSeqOrRecordIdIsUsedTwice() throws {
+    let dir = try makeTemporaryDirectory("agent-lost-wal")
+    let live = dir.appendingPathComponent("live.db").path
+    // A boot that forms batches 1...3 and dies: they are in its write-ahead log only.
+    let store = try AgentStore(path: live, deviceID: "TA-WAL-1", now: 0)
+    let epoch = try store.beginBoot(now: 0, pid: 1, version: "test")
+    let outbox = try Outbox(store: store)
+    var ids: [String] = []
+    for _ in 0..<30 {
+      let id = try outbox.newRecordID("event")
+      ids.append(id)
+      try outbox.enqueue(.events, record: #"{"id":"\#(id)"}"#, retention: .billing, now: 0)
+    }
+    let formed = try outbox.formBatches(count: 3, maxRecords: 10, liveAfter: .zero, backlogBudget: 0, now: 0)
+    #expect(formed.batches.map(\.seq) == [1, 2, 3])
+    // The database file without its log: what a deleted -wal leaves.
+    let db = dir.appendingPathComponent("agent.db")
+    try FileManager.default.copyItem(atPath: live, toPath: db.path)
+    store.db.close()
+
+    let config = try writeConfig(dir, device: "TA-WAL-1", port: 1)
+    let agent = try Child("gridedge", ["run", "--config", config], in: dir)
+    try agent.waitForLog("write-ahead log")
+    #expect(agent.log.contains("boot \(epoch) did not stop cleanly"), "\(agent.log)")
+    agent.signal()
+    #expect(try agent.wait(timeout: 10) == 0)
+
+    let reopened = try AgentStore(path: db.path, deviceID: "TA-WAL-1", now: 0)
+    #expect(reopened.lostLogOfEpoch == nil, "a clean stop leaves nothing to report")
+    let again = try Outbox(store: reopened)
+    #expect(try !ids.contains(again.newRecordID("event")))
+    try again.enqueue(.events, record: #"{"id":"new"}"#, retention: .billing, now: 0)
+    let next = try again.formBatches(count: 5, maxRecords: 100, liveAfter: .zero, backlogBudget: 0, now: 0)
+    #expect(next.batches.allSatisfy { $0.seq > 3 })
+    let event = try reopened.db.query(
+      """
+      SELECT json_extract(record, '$.reason'), json_extract(record, '$.from'), json_extract(record, '$.to')
+      FROM outbox WHERE class = 'events' AND json_extract(record, '$.type') = 'sync.seqs_skipped'
+      """)
+    #expect(event.first?.values == [.text("log-missing"), .integer(1), .integer(Outbox.lostLogSkip)])
   }
 
   @Test func hqReceiverTracksOnlineAndOfflineStates() throws {
