@@ -1,0 +1,227 @@
+import Foundation
+import SQLiteStore
+import TestSupport
+import Testing
+
+/// Disconnection and reconnection end to end: `gridedge-sim` meters on TCP (a gateway),
+/// a real mosquitto, `gridedge-hq` signing the archive, tariff, top-ups and control
+/// commands, and `gridedge run`. The relay states are read from the simulator's side
+/// (its live truth file), the outcomes from what reached HQ.
+@Suite(.serialized) struct RelayEndToEndTests {
+  private let device = "TA-RELAY"
+
+  private func hqRecords(_ hqDB: String, _ recordClass: String) -> [[String: Any]] {
+    guard FileManager.default.fileExists(atPath: hqDB) else { return [] }
+    var options = Connection.Options()
+    options.readOnly = true
+    options.verifyIntegrity = false
+    guard let db = try? Connection(path: hqDB, options: options),
+      let rows = try? db.query(
+        "SELECT body FROM records WHERE device_id = ?1 AND class = ?2 ORDER BY id",
+        [.text(device), .text(recordClass)])
+    else { return [] }
+    return rows.compactMap { row in
+      (try? JSONSerialization.jsonObject(with: Data((row.text(0) ?? "").utf8))) as? [String: Any]
+    }
+  }
+
+  private func hqEvents(_ hqDB: String, _ type: String) -> [[String: Any]] {
+    hqRecords(hqDB, "events").filter { $0["type"] as? String == type }
+  }
+
+  /// The relay of `address` as the simulator has it (nil while the file is not there).
+  private func simRelayOpen(_ truthFile: URL, _ address: String) -> Bool? {
+    guard let data = try? Data(contentsOf: truthFile),
+      let truth = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+      let customers = truth["customers"] as? [[String: Any]],
+      let meter = customers.first(where: { $0["address"] as? String == address })
+    else { return nil }
+    return meter["relay_open"] as? Bool
+  }
+
+  /// Today in China (UTC+8), YYYY-MM-DD.
+  private func chinaToday() -> String {
+    let formatter = DateFormatter()
+    formatter.dateFormat = "yyyy-MM-dd"
+    formatter.timeZone = TimeZone(secondsFromGMT: 8 * 3600)
+    return formatter.string(from: Date())
+  }
+
+  @Test func arrearsCutTopUpRestoresKeepPowerStaysOnWindowsRefuseAndSignedOrdersAreExecuted() throws {
+    let dir = try makeTemporaryDirectory("relay-e2e")
+    let help = try runProduct("gridedge-sim", ["--help"], in: dir)
+    guard help.stdout.contains("--truth-file") else {
+      throw TestFailure(
+        "gridedge-sim has no --truth-file: the simulator's relay state is needed for this test")
+    }
+    let keys = dir.appendingPathComponent("keys").path
+    #expect(try runProduct("gridedge-hq", ["keygen", "--out", keys, "--kid", "hq1"], in: dir).status == 0)
+    // Three commercial customers; 120 simulated seconds a second, so a minute's slot
+    // registers two hours of load.
+    let truthFile = dir.appendingPathComponent("truth.json")
+    let sim = try Child(
+      "gridedge-sim",
+      [
+        "serve", "--meters", "3", "--profile", "commercial", "--speed", "120", "--no-area", "--tcp", "0",
+        "--truth-file", truthFile.path, "--truth-every", "200", "--log-level", "info",
+      ], in: dir)
+    try sim.waitForLog("listening on tcp 127.0.0.1:")
+    let simPort = try #require(
+      sim.log.components(separatedBy: "listening on tcp 127.0.0.1:").last?.prefix { $0.isNumber })
+    let broker = try MosquittoBroker()
+    let hqDB = dir.appendingPathComponent("hq.db").path
+    let hq = try Child("gridedge-hq", ["serve", "--port", String(broker.port), "--db", hqDB], in: dir)
+    try hq.waitForLog("connected to")
+    let meterFile = dir.appendingPathComponent("meters.txt")
+    try "000000000001 1\n000000000002 1\n000000000003 1\n".write(
+      to: meterFile, atomically: true, encoding: .utf8)
+    let config = dir.appendingPathComponent("agent.conf").path
+    func writeConfig(_ extra: String) throws {
+      try """
+      device.id = \(device)
+      store.path = \(dir.appendingPathComponent("agent.db").path)
+      mqtt.port = \(broker.port)
+      mqtt.reconnect_min = 100
+      mqtt.reconnect_max = 1000
+      sync.backlog_rate = 0
+      commands.trusted_keys = \(keys)/trusted-keys
+      meter.file = \(meterFile.path)
+      bus.1 = tcp 127.0.0.1:\(simPort) 9600 8E1
+      bus.timeout = 300
+      acquisition.interval = 1
+      acquisition.clock_check = 0
+      acquisition.backfill_days = 0
+      prepaid.overdraft_limit = -100
+      control.no_disconnect_hours = none
+      control.no_disconnect_days = none
+      control.grace = *:0
+      control.valid_for = 1440
+      control.retry_min = 500
+      log.level = info
+      \(extra)
+      """.write(toFile: config, atomically: true, encoding: .utf8)
+    }
+    try writeConfig("")
+    var agent = try Child("gridedge", ["run", "--config", config], in: dir)
+    try agent.waitForLog("birth published")
+    func logs() -> String {
+      [agent, sim, hq].map { String($0.log.suffix(4000)) }.joined(separator: "\n----\n")
+    }
+
+    func send(_ type: String, _ body: String) throws -> String {
+      let out = try runProduct(
+        "gridedge-hq",
+        [
+          "send", "--db", hqDB, "--port", String(broker.port), "--key", "\(keys)/hq1.key", "--kid", "hq1",
+          "--dev", device, "--typ", type, "--body", body,
+        ], in: dir)
+      guard out.status == 0 else { throw TestFailure("gridedge-hq send \(type): \(out.stderr)") }
+      return out.stdout
+    }
+    func result(ctr: Int, outcome: String? = nil, timeout: Double = 20) throws -> [String: Any] {
+      var found: [String: Any]? = nil
+      let arrived = waitUntil(timeout: timeout) {
+        found = hqRecords(hqDB, "results").last(where: {
+          $0["ctr"] as? String == String(ctr) && (outcome == nil || $0["outcome"] as? String == outcome)
+        })
+        return found != nil
+      }
+      guard arrived, let found else {
+        throw TestFailure("no result \(outcome ?? "") for command \(ctr) at HQ\n\(logs())")
+      }
+      return found
+    }
+
+    // 1. The archive (customer 2 keep-power), a tariff of 10 CNY/kWh, small top-ups for
+    //    customers 1 and 2, a large one for 3.
+    _ = try send(
+      "archive",
+      #"{"op":"snapshot","version":1,"meters":[{"address":"000000000001","customer":"C-1","area":"TA-1","category":"commercial","grade":"C"},{"address":"000000000002","customer":"C-2","area":"TA-1","category":"commercial","keep_power":true},{"address":"000000000003","customer":"C-3","area":"TA-1","category":"commercial"}]}"#
+    )
+    _ = try send(
+      "tariff", #"{"id":"COM-1","category":"commercial","effective_from":"2020-01-01","flat":100000}"#)
+    _ = try send("topup", #"{"customer":"C-1","purchase":1,"amount":100}"#)
+    _ = try send("topup", #"{"customer":"C-2","purchase":1,"amount":100}"#)
+    _ = try send("topup", #"{"customer":"C-3","purchase":1,"amount":400000}"#)
+    for ctr in 1...5 { #expect(try result(ctr: ctr)["outcome"] as? String == "applied") }
+
+    // 2. Customer 1 consumes past the overdraft limit (−1.00 CNY): the agent trips the
+    //    relay, the simulator's meter is open, and HQ hears of the verified trip.
+    #expect(
+      waitUntil(timeout: 200) { simRelayOpen(truthFile, "000000000001") == true },
+      "meter 1 was not cut\n\(logs())")
+    #expect(
+      waitUntil(timeout: 20) {
+        hqEvents(hqDB, "relay.verified").contains {
+          $0["meter"] as? String == "000000000001" && $0["action"] as? String == "trip"
+            && $0["why"] as? String == "overdraft" && $0["relay"] as? String == "open"
+        }
+      }, "no relay.verified trip of meter 1 at HQ\n\(logs())")
+    // The keep-power customer 2 is as deep in arrears, is not cut, and HQ is told why.
+    #expect(
+      waitUntil(timeout: 20) {
+        hqEvents(hqDB, "relay.refused").contains {
+          $0["customer"] as? String == "C-2" && $0["reason"] as? String == "keep-power"
+        }
+      }, "no keep-power refusal for C-2 at HQ\n\(logs())")
+    #expect(simRelayOpen(truthFile, "000000000002") == false)
+    #expect(simRelayOpen(truthFile, "000000000003") == false)
+    var options = Connection.Options()
+    options.readOnly = true
+    options.verifyIntegrity = false
+    let agentDB = try Connection(path: dir.appendingPathComponent("agent.db").path, options: options)
+    #expect((try agentDB.scalarInt("SELECT balance_fen FROM accounts WHERE customer = 'C-2'") ?? 0) < -100)
+
+    // 3. A top-up to the close-permit amount: closed within the poll cycle, verified.
+    let toppedUp = Date()
+    _ = try send("topup", #"{"customer":"C-1","purchase":2,"amount":400000}"#)
+    #expect(
+      waitUntil(timeout: 60) { simRelayOpen(truthFile, "000000000001") == false },
+      "meter 1 was not closed after the top-up\n\(logs())")
+    let closeSeconds = Date().timeIntervalSince(toppedUp)
+    print("relay-e2e: top-up to verified close in the simulator: \(String(format: "%.2f", closeSeconds)) s")
+    #expect(closeSeconds < 60, "closing took more than one acquisition cycle")
+    #expect(
+      waitUntil(timeout: 20) {
+        hqEvents(hqDB, "relay.verified").contains {
+          $0["meter"] as? String == "000000000001" && $0["action"] as? String == "close"
+            && $0["why"] as? String == "topup"
+        }
+      }, "no relay.verified close of meter 1 at HQ\n\(logs())")
+
+    // 4. HQ orders customer 3 (in credit) cut, then reconnected: each is executed, and
+    //    the verified outcome follows the command's acceptance in class results.
+    #expect(try send("disconnect", #"{"meter":"000000000003"}"#).hasPrefix("sent command 7 (disconnect)"))
+    #expect(try result(ctr: 7, outcome: "applied")["typ"] as? String == "disconnect")
+    let executed = try result(ctr: 7, outcome: "executed")
+    #expect(executed["meter"] as? String == "000000000003")
+    #expect(executed["detail"] as? String == "relay verified open")
+    // (The simulator writes its truth file every 200 ms.)
+    #expect(waitUntil(timeout: 5) { simRelayOpen(truthFile, "000000000003") == true })
+    _ = try send("reconnect", #"{"meter":"000000000003"}"#)
+    _ = try result(ctr: 8, outcome: "executed")
+    #expect(waitUntil(timeout: 5) { simRelayOpen(truthFile, "000000000003") == false })
+
+    // 5. Today a no-disconnect holiday: HQ's order is refused, and the result says why.
+    agent.signal(SIGTERM)
+    #expect(try agent.wait(timeout: 10) == 0)
+    try writeConfig("control.holidays = \(chinaToday())")
+    agent = try Child("gridedge", ["run", "--config", config], in: dir)
+    try agent.waitForLog("birth published")
+    _ = try send("disconnect", #"{"meter":"000000000003"}"#)
+    let refused = try result(ctr: 9)
+    #expect(refused["outcome"] as? String == "rejected")
+    #expect(refused["reason"] as? String == "holiday")
+    #expect((refused["detail"] as? String)?.hasPrefix("refused: holiday") == true, "\(refused)")
+    usleep(1_000_000)
+    #expect(simRelayOpen(truthFile, "000000000003") == false)
+
+    agent.signal(SIGTERM)
+    #expect(try agent.wait(timeout: 10) == 0)
+    let audit = try runProduct("gridedge", ["audit", "verify", "--config", config], in: dir)
+    #expect(audit.status == 0 && audit.stdout.contains("the chain is intact"), "\(audit)")
+    sim.signal(SIGTERM)
+    _ = try sim.wait(timeout: 10)
+    _ = hq
+  }
+}
