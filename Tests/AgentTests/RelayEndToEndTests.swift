@@ -59,62 +59,47 @@ import Testing
     // Three commercial customers; 120 simulated seconds a second, so a minute's slot
     // registers two hours of load.
     let truthFile = dir.appendingPathComponent("truth.json")
-    let sim = try Child(
-      "gridedge-sim",
+    let (sim, simPort) = try startSimulator(
       [
-        "serve", "--meters", "3", "--profile", "commercial", "--speed", "120", "--no-area", "--tcp", "0",
-        "--truth-file", truthFile.path, "--truth-every", "200", "--log-level", "info",
+        "--meters", "3", "--profile", "commercial", "--speed", "120", "--no-area", "--truth-file",
+        truthFile.path,
+        "--truth-every", "200",
       ], in: dir)
-    try sim.waitForLog("listening on tcp 127.0.0.1:")
-    let simPort = try #require(
-      sim.log.components(separatedBy: "listening on tcp 127.0.0.1:").last?.prefix { $0.isNumber })
-    let broker = try MosquittoBroker()
-    let hqDB = dir.appendingPathComponent("hq.db").path
-    let hq = try Child("gridedge-hq", ["serve", "--port", String(broker.port), "--db", hqDB], in: dir)
-    try hq.waitForLog("connected to")
+    let rig = try HQUnderTest(in: dir)
+    let hqDB = rig.db
     let meterFile = dir.appendingPathComponent("meters.txt")
     try "000000000001 1\n000000000002 1\n000000000003 1\n".write(
       to: meterFile, atomically: true, encoding: .utf8)
     let config = dir.appendingPathComponent("agent.conf").path
     func writeConfig(_ extra: String) throws {
-      try """
-      device.id = \(device)
-      store.path = \(dir.appendingPathComponent("agent.db").path)
-      mqtt.port = \(broker.port)
-      mqtt.reconnect_min = 100
-      mqtt.reconnect_max = 1000
-      sync.backlog_rate = 0
-      commands.trusted_keys = \(keys)/trusted-keys
-      meter.file = \(meterFile.path)
-      bus.1 = tcp 127.0.0.1:\(simPort) 9600 8E1
-      bus.timeout = 300
-      acquisition.interval = 1
-      acquisition.clock_check = 0
-      acquisition.backfill_days = 0
-      prepaid.overdraft_limit = -100
-      control.no_disconnect_hours = none
-      control.no_disconnect_days = none
-      control.grace = *:0
-      control.valid_for = 1440
-      control.retry_min = 500
-      log.level = info
-      \(extra)
-      """.write(toFile: config, atomically: true, encoding: .utf8)
+      let text =
+        agentBaseConfig(device: device, dir: dir, port: rig.port, keys: keys) + """
+          meter.file = \(meterFile.path)
+          bus.1 = tcp 127.0.0.1:\(simPort) 9600 8E1
+          bus.timeout = 300
+          acquisition.interval = 1
+          acquisition.clock_check = 0
+          acquisition.backfill_days = 0
+          prepaid.overdraft_limit = -100
+          control.no_disconnect_hours = none
+          control.no_disconnect_days = none
+          control.grace = *:0
+          control.valid_for = 1440
+          control.retry_min = 500
+          log.level = info
+          \(extra)
+          """
+      try text.write(toFile: config, atomically: true, encoding: .utf8)
     }
     try writeConfig("")
     var agent = try Child("gridedge", ["run", "--config", config], in: dir)
     try agent.waitForLog("birth published")
     func logs() -> String {
-      [agent, sim, hq].map { String($0.log.suffix(4000)) }.joined(separator: "\n----\n")
+      [agent, sim, rig.hq].map { String($0.log.suffix(4000)) }.joined(separator: "\n----\n")
     }
 
     func send(_ type: String, _ body: String) throws -> String {
-      let out = try runProduct(
-        "gridedge-hq",
-        [
-          "send", "--db", hqDB, "--port", String(broker.port), "--key", "\(keys)/hq1.key", "--kid", "hq1",
-          "--dev", device, "--typ", type, "--body", body,
-        ], in: dir)
+      let out = try hqSend(type, body, device: device, keys: keys, hqDB: hqDB, port: rig.port, in: dir)
       guard out.status == 0 else { throw TestFailure("gridedge-hq send \(type): \(out.stderr)") }
       return out.stdout
     }
@@ -222,6 +207,6 @@ import Testing
     #expect(audit.status == 0 && audit.stdout.contains("the chain is intact"), "\(audit)")
     sim.signal(SIGTERM)
     _ = try sim.wait(timeout: 10)
-    _ = hq
+    withExtendedLifetime(rig) {}
   }
 }
