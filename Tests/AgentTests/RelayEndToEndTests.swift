@@ -156,6 +156,11 @@ import Testing
     options.verifyIntegrity = false
     let agentDB = try Connection(path: dir.appendingPathComponent("agent.db").path, options: options)
     #expect((try agentDB.scalarInt("SELECT balance_fen FROM accounts WHERE customer = 'C-2'") ?? 0) < -100)
+    // What an engineer on site sees.
+    let status = try runProduct("gridedge", ["status", "--config", config], in: dir)
+    #expect(
+      status.stdout.contains("relays    1 meter(s) cut (verified open), 0 operation(s) pending, 0 failed"),
+      "\(status)")
 
     // 3. A top-up to the close-permit amount: closed within the poll cycle, verified.
     let toppedUp = Date()
