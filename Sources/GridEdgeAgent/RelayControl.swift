@@ -194,8 +194,9 @@ public final class RelayControl {
         ar.held_by, ar.refused
       FROM accounts a JOIN archive_meters m ON m.customer = a.customer AND m.area_meter = 0
       LEFT JOIN relay r ON r.meter = m.address LEFT JOIN arrears ar ON ar.customer = a.customer
-      WHERE a.balance_fen < ?1 ORDER BY a.customer, m.address
+      WHERE a.balance_fen < ?1 ORDER BY a.balance_fen, a.customer, m.address
       """, [.integer(overdraft)])
+    // Deepest arrears first: under the hourly maximum they are cut first.
     var since: [String: Int64] = [:]
     var reported: [String: String] = [:]
     for row in rows {

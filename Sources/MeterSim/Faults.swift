@@ -15,6 +15,9 @@ public struct MeterFaults: Hashable, Sendable {
   public var driftMillisecondsPerDay: Int64 = 0
   /// Extra reply delay in milliseconds (real time).
   public var extraDelayMilliseconds: Int64 = 0
+  /// The relay is bridged (a jumper across its contacts): opening it does not stop the
+  /// load, and the meter goes on registering it.
+  public var relayBypassed = false
 
   public init() {}
 
@@ -46,6 +49,8 @@ public enum FaultKind: UInt8, Hashable, Sendable, CaseIterable {
   case drift = 5
   /// `--slow SEL:MS`: the value is in ms.
   case slow = 6
+  /// `--relay-bypass SEL`.
+  case relayBypass = 7
 
   /// The option that injects this fault, without `--`.
   public var optionName: String {
@@ -56,6 +61,7 @@ public enum FaultKind: UInt8, Hashable, Sendable, CaseIterable {
     case .silent: return "silent"
     case .drift: return "drift"
     case .slow: return "slow"
+    case .relayBypass: return "relay-bypass"
     }
   }
 
@@ -63,7 +69,7 @@ public enum FaultKind: UInt8, Hashable, Sendable, CaseIterable {
   var takesValue: Bool {
     switch self {
     case .theft, .drift, .slow: return true
-    case .stopped, .reverse, .silent: return false
+    case .stopped, .reverse, .silent, .relayBypass: return false
     }
   }
 }
@@ -111,6 +117,7 @@ public struct FaultRule: Hashable, Sendable {
     case .silent: faults.silent = true
     case .drift: faults.driftMillisecondsPerDay = value
     case .slow: faults.extraDelayMilliseconds = value
+    case .relayBypass: faults.relayBypassed = true
     }
   }
 }

@@ -6,7 +6,8 @@ import Testing
 /// Disconnection and reconnection end to end: `gridedge-sim` meters on TCP (a gateway),
 /// a real mosquitto, `gridedge-hq` signing the archive, tariff, top-ups and control
 /// commands, and `gridedge run`. The relay states are read from the simulator's side
-/// (its live truth file), the outcomes from what reached HQ.
+/// (its live truth file), the outcomes from what reached HQ. Meter 1's relay is
+/// bridged in the simulator, so it registers energy while cut: a possible bypass.
 @Suite(.serialized) struct RelayEndToEndTests {
   private let device = "TA-RELAY"
 
@@ -61,9 +62,8 @@ import Testing
     let truthFile = dir.appendingPathComponent("truth.json")
     let (sim, simPort) = try startSimulator(
       [
-        "--meters", "3", "--profile", "commercial", "--speed", "120", "--no-area", "--truth-file",
-        truthFile.path,
-        "--truth-every", "200",
+        "--meters", "3", "--profile", "commercial", "--speed", "120", "--no-area", "--relay-bypass", "1",
+        "--truth-file", truthFile.path, "--truth-every", "200",
       ], in: dir)
     let rig = try HQUnderTest(in: dir)
     let hqDB = rig.db
@@ -161,6 +161,17 @@ import Testing
     #expect(
       status.stdout.contains("relays    1 meter(s) cut (verified open), 0 operation(s) pending, 0 failed"),
       "\(status)")
+
+    // Meter 1's relay is bridged (the simulator's --relay-bypass): it registers energy
+    // while recorded open, which the next reading shows — a possible bypass.
+    var anomaly: [String: Any]? = nil
+    #expect(
+      waitUntil(timeout: 90) {
+        anomaly = hqEvents(hqDB, "relay.energy_while_open").first { $0["meter"] as? String == "000000000001" }
+        return anomaly != nil
+      }, "no relay.energy_while_open for meter 1 at HQ\n\(logs())")
+    #expect((anomaly?["delta_wh"] as? Int ?? 0) > 0)
+    #expect(hqEvents(hqDB, "relay.energy_while_open").count == 1)
 
     // 3. A top-up to the close-permit amount: closed within the poll cycle, verified.
     let toppedUp = Date()
