@@ -112,8 +112,36 @@ public final class RelayControl {
     if let acquisition {
       for completion in acquisition.takeControlCompletions() { handle(completion, wall: wall) }
     }
-    for (meter, operation) in operations where flights[meter] == nil && operation.nextAttemptAt <= wall {
+    var blocked: Bool? = nil
+    for (meter, operation) in operations where flights[meter] == nil {
+      // A wait longer than any backoff means the wall clock was set back: try now.
+      guard operation.nextAttemptAt <= wall || operation.nextAttemptAt - wall > settings.retryMaxMilliseconds
+      else { continue }
+      // Tries wait while this device's clock is not set, and trips while the local time
+      // is in a no-disconnect window (a trip decided or ordered before it, or retried
+      // into it, goes out after it).
+      if blocked == nil { blocked = wall < Acquisition.plausibleWall || inNoDisconnectWindow(wall: wall) }
+      if wall < Acquisition.plausibleWall || (operation.open && blocked == true) {
+        operations[meter]?.nextAttemptAt = wall + Self.postponeMilliseconds
+        continue
+      }
       start(operation, wall: wall)
+    }
+  }
+
+  /// How long a try waits for a no-disconnect window (or an unset clock) to pass before
+  /// it looks again.
+  static let postponeMilliseconds: Int64 = 60_000
+
+  /// True when local time `wall` is in a no-disconnect window (holiday, day, hours).
+  func inNoDisconnectWindow(wall: Int64) -> Bool {
+    let request = DisconnectRequest(
+      origin: .ordered, keepPower: false,
+      now: settings.utcOffset.localDateTime(fromUnix: unixSeconds(milliseconds: wall)),
+      disconnectsInLastHour: 0, secondsBeyondOverdraft: nil, graceSeconds: 0)
+    switch settings.policy.decideDisconnect(request) {
+    case .refused(.holiday), .refused(.weekend), .refused(.dailyWindow): return true
+    default: return false
     }
   }
 

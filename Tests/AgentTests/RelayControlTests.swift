@@ -405,6 +405,23 @@ func relayRow(_ store: AgentStore, _ meter: String) throws -> [String]? {
     #expect(relay.pendingCount == 0)
   }
 
+  @Test func tripDecidedBeforeANoDisconnectWindowWaitsUntilItEnds() throws {
+    let meter = FakeMeter("000000000003")
+    let (h, settings) = try harness(
+      "relay-window", [meter], config: "control.no_disconnect_hours = 09:00-11:00")
+    let relay = relay(h, settings)
+    try setBalance(h.fixture.store, "C-3", -2000, at: chinaTime(8, 0))
+    relay.evaluate(wall: chinaTime(8, 59))
+    #expect(try relayRow(h.fixture.store, "000000000003") == ["open", "overdraft", "pending"])
+    // 10:00, in the window: nothing goes to the meter.
+    h.run(timeout: 1.5) { false }
+    #expect(h.line.with { meter.relayCommands.isEmpty })
+    #expect(try relayRow(h.fixture.store, "000000000003") == ["open", "overdraft", "pending"])
+    h.jump(to: chinaTime(11, 1))
+    #expect(h.run(timeout: 10) { relay.pendingCount == 0 })
+    #expect(h.line.with { meter.relayOpen && meter.relayCommands == [.trip] })
+  }
+
   @Test func wrongPasswordIsReportedWithTheMetersRefusal() throws {
     let meter = FakeMeter("000000000003")
     let (h, settings) = try harness(
