@@ -120,7 +120,7 @@ public final class RelayControl {
       // Tries wait while this device's clock is not set, and trips while the local time
       // is in a no-disconnect window (a trip decided or ordered before it, or retried
       // into it, goes out after it).
-      if blocked == nil { blocked = wall < Acquisition.plausibleWall || inNoDisconnectWindow(wall: wall) }
+      if operation.open && blocked == nil { blocked = inNoDisconnectWindow(wall: wall) }
       if wall < Acquisition.plausibleWall || (operation.open && blocked == true) {
         operations[meter]?.nextAttemptAt = wall + Self.postponeMilliseconds
         continue
