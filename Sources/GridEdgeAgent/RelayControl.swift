@@ -18,6 +18,8 @@ import SQLiteStore
 ///   `reconnect`. A `reconnect` during arrears holds the customer connected until the
 ///   balance is back above the overdraft limit. A refusal is reported once per arrears
 ///   episode and reason as a `relay.refused` event (not `within-grace`, which only waits).
+///   A trip for arrears not carried out yet is withdrawn when its ground goes away.
+///   No trip goes out in a no-disconnect window, whenever it was decided.
 /// - **State** (table `relay`, migration 9): per meter the desired state, why, the
 ///   ordering command, tries, the next try's time, and the last verified state; pending
 ///   operations continue after a restart.
@@ -276,6 +278,20 @@ public final class RelayControl {
     {
       try request(
         meter: row.text(0) ?? "", customer: row.text(1) ?? "", open: false, why: "topup", command: nil,
+        counter: nil, balance: row.int64(2) ?? 0, wall: wall)
+    }
+    // Trips for arrears not carried out yet whose ground went away (a top-up above the
+    // overdraft limit, keep-power flagged since): withdrawn, the relay kept closed.
+    for row in try db.query(
+      """
+      SELECT r.meter, r.customer, a.balance_fen FROM relay r JOIN accounts a ON a.customer = r.customer
+      LEFT JOIN archive_meters m ON m.address = r.meter
+      WHERE r.desired = 'open' AND r.why = 'overdraft' AND r.state = 'pending'
+        AND (a.balance_fen >= ?1 OR coalesce(m.keep_power, 0) != 0)
+      """, [.integer(overdraft)])
+    {
+      try request(
+        meter: row.text(0) ?? "", customer: row.text(1) ?? "", open: false, why: "withdrawn", command: nil,
         counter: nil, balance: row.int64(2) ?? 0, wall: wall)
     }
   }

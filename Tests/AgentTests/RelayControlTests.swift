@@ -228,6 +228,17 @@ func relayRow(_ store: AgentStore, _ meter: String) throws -> [String]? {
     #expect(try relayRow(f.store, "000000000003") == ["open", "overdraft", "pending"])
   }
 
+  @Test func tripNotCarriedOutYetIsWithdrawnWhenTheArrearsEnd() throws {
+    let (f, relay) = try fixture("relay-withdrawn")
+    try setBalance(f.store, "C-1", -1500, at: Self.t0 - 60_000)
+    relay.evaluate(wall: Self.t0)
+    #expect(try relayRow(f.store, "000000000001") == ["open", "overdraft", "pending"])
+    // A partial top-up: above the overdraft limit, below the close-permit amount.
+    try setBalance(f.store, "C-1", -500, at: Self.t0 + 60_000)
+    relay.evaluate(wall: Self.t0 + 61_000)
+    #expect(try relayRow(f.store, "000000000001") == ["closed", "withdrawn", "pending"])
+  }
+
   @Test func topUpToTheClosePermitAmountRequestsTheCloseAndNotBefore() throws {
     let (f, relay) = try fixture("relay-close")
     try setBalance(f.store, "C-1", -1500, at: Self.t0 - 60_000)
