@@ -219,6 +219,11 @@ import Testing
 
     agent.signal(SIGTERM)
     #expect(try agent.wait(timeout: 10) == 0)
+    let relays = try runProduct("gridedge", ["relays", "--config", config], in: dir)
+    #expect(relays.status == 0, "\(relays)")
+    #expect(relays.stdout.contains("000000000001  C-1         closed  topup      done"), "\(relays.stdout)")
+    #expect(relays.stdout.contains("000000000003  C-3         closed  command    done"), "\(relays.stdout)")
+    #expect(relays.stdout.contains("2 meter(s) with relay operations"), "\(relays.stdout)")
     let audit = try runProduct("gridedge", ["audit", "verify", "--config", config], in: dir)
     #expect(audit.status == 0 && audit.stdout.contains("the chain is intact"), "\(audit)")
     sim.signal(SIGTERM)
