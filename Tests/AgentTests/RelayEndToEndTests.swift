@@ -40,12 +40,14 @@ import Testing
     return meter["relay_open"] as? Bool
   }
 
-  /// Today in China (UTC+8), YYYY-MM-DD.
-  private func chinaToday() -> String {
+  /// Yesterday, today and tomorrow in China (UTC+8), `YYYY-MM-DD,...` (so that a run
+  /// at local midnight still has today among them).
+  private func chinaDaysAroundToday() -> String {
     let formatter = DateFormatter()
     formatter.dateFormat = "yyyy-MM-dd"
     formatter.timeZone = TimeZone(secondsFromGMT: 8 * 3600)
-    return formatter.string(from: Date())
+    return [-1.0, 0, 1].map { formatter.string(from: Date().addingTimeInterval($0 * 86_400)) }
+      .joined(separator: ",")
   }
 
   @Test func arrearsCutTopUpRestoresKeepPowerStaysOnWindowsRefuseAndSignedOrdersAreExecuted() throws {
@@ -206,7 +208,7 @@ import Testing
     // 5. Today a no-disconnect holiday: HQ's order is refused, and the result says why.
     agent.signal(SIGTERM)
     #expect(try agent.wait(timeout: 10) == 0)
-    try writeConfig("control.holidays = \(chinaToday())")
+    try writeConfig("control.holidays = \(chinaDaysAroundToday())")
     agent = try Child("gridedge", ["run", "--config", config], in: dir)
     try agent.waitForLog("birth published")
     _ = try send("disconnect", #"{"meter":"000000000003"}"#)
