@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# .ci/bench.sh: the benchmarks of issues 4 and 3 (`make bench` runs it after
-# cross/size.sh), in three parts (BENCH_PARTS): drain, acquisition, ingest.
+# .ci/bench.sh: the benchmarks of issues 4, 3 and 6 (`make bench` runs it after
+# cross/size.sh), in four parts (BENCH_PARTS): drain, acquisition, ingest, balance.
 #
 # drain (issue 4): drains a backlog of BENCH_READINGS readings through a local
 # mosquitto and compares the real agent with two baselines doing the same job
@@ -56,13 +56,38 @@
 # transaction sizes and its records must equal the agent's, byte for byte. The
 # end-to-end rate through the bus (rows / read_at span) is reported apart.
 #
+# balance (issue 6): the daily energy balance of one transformer area of
+# BENCH_BALANCE_METERS meters (the area meter, CT 40, and its customers) on a
+# database holding BENCH_BALANCE_DAYS days of 15-minute real-time readings
+# (00 01 FF 00 with tariff registers, one row per meter and slot) and the daily
+# freezes (05 06 01 01), in the agent's own schema (the database is made by
+# `gridedge run`, then filled with sqlite3; one customer bypassed by half and one
+# stopped on the day balanced). Timed: `gridedge balance --area A --day D --json`
+# (the Embedded build; the same Balance.compute the daily summary to HQ runs) as a
+# process, against the sqlite3 CLI running the plain SQL aggregate over the same
+# rows in the same run. "The same rows": the balance is computed from daily
+# freezes, so both read the freeze rows of the area's meters from the start of
+# day D - balance.history_days (7) to the end of day D + 1, through the same
+# access path: the agent's partial index of daily freezes (migration 9; without
+# it both would walk every 15-minute row of that range, about 85 times as many
+# rows: EXPLAIN QUERY PLAN of both is logged), and both turn them into each
+# meter's energy per day (first freeze of the next day - first freeze of the day,
+# x CT ratio); SQL then sums supplied and sold per day, the agent also computes
+# medians, the anomaly rules, the ranking and its JSON. The two results are
+# checked equal. A third command only reads those rows (count, sum): the floor
+# under both (balance_sql_read_ms), so the agent's own work shows too. The agent
+# also reads the area's meter_state rows (clock drift) and its archive grades,
+# which the SQL does not need. Wall time is the median of BENCH_BALANCE_RUNS alternating runs
+# after one warm-up run each (the page cache warm for both); peak RSS is the
+# child's ru_maxrss from wait4 (= VmHWM), by Tests/Bench/run_measured.c.
+#
 # Output: a table (one row per figure) and one `bench NAME VALUE UNIT` line per
 # figure on stdout; progress on stderr. Fails when something is missing or a run
 # goes wrong, and when the agent's peak RSS is over BENCH_RSS_BUDGET; the rate
 # targets are reported (MISSED) and fail the run only with BENCH_STRICT=1.
 #
 # Environment:
-#   BENCH_PARTS        parts to run              (default "drain acquisition ingest")
+#   BENCH_PARTS        parts to run              (default "drain acquisition ingest balance")
 #   BIN_DIR            gridedge, gridedge-hq, gridedge-sim (default .cross/bin/x86_64)
 #   BENCH_READINGS     backlog size              (default 1000000)
 #   BENCH_BATCH        readings per message      (default 100)
@@ -70,6 +95,8 @@
 #   BENCH_TIMEOUT      seconds per run           (default 150)
 #   BENCH_RSS_BUDGET   agent peak RSS, bytes     (default 12582912 = 12 MiB)
 #   BENCH_STRICT=1     fail when a rate target is missed
+#   BENCH_DRAIN_QUICK=1 drain: only the C baseline and the agent (no paho, no
+#                      gridedge-hq run): for quick comparisons while working
 #   BENCH_PROFILE=1    also run the agent under Tests/Bench/sqlite_profile.so
 #                      and print where its SQLite time goes, per statement
 #   BENCH_ACQ_METERS   acquisition: meters       (default 1024)
@@ -79,6 +106,9 @@
 #   BENCH_INGEST_METERS ingest: meters           (default 2048)
 #   BENCH_INGEST_DAYS  ingest: freeze history, days, 1-62 (default 62)
 #   BENCH_INGEST_C_RUNS ingest: C runs (~10 s each), the median counts (default 3)
+#   BENCH_BALANCE_METERS balance: meters in the area, area meter included (default 2048)
+#   BENCH_BALANCE_DAYS balance: days of 15-minute data, 9-62 (default 30)
+#   BENCH_BALANCE_RUNS balance: timed runs of each, the median counts (default 5)
 #   BENCH_WORK         working folder            (default: a new temporary one)
 #   BENCH_KEEP=1       keep the working folder (databases, logs)
 #   CC, PYTHON         compilers/interpreters    (default cc, python3)
@@ -86,7 +116,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO_ROOT=$PWD
 
-BENCH_PARTS=${BENCH_PARTS:-drain acquisition ingest}
+BENCH_PARTS=${BENCH_PARTS:-drain acquisition ingest balance}
 BIN_DIR=${BIN_DIR:-$REPO_ROOT/.cross/bin/x86_64}
 BENCH_READINGS=${BENCH_READINGS:-1000000}
 BENCH_BATCH=${BENCH_BATCH:-100}
@@ -95,6 +125,7 @@ BENCH_TIMEOUT=${BENCH_TIMEOUT:-150}
 BENCH_RSS_BUDGET=${BENCH_RSS_BUDGET:-12582912}
 BENCH_STRICT=${BENCH_STRICT:-0}
 BENCH_PROFILE=${BENCH_PROFILE:-0}
+BENCH_DRAIN_QUICK=${BENCH_DRAIN_QUICK:-0}
 BENCH_KEEP=${BENCH_KEEP:-0}
 BENCH_ACQ_METERS=${BENCH_ACQ_METERS:-1024}
 BENCH_ACQ_BAUD=${BENCH_ACQ_BAUD:-9600}
@@ -103,6 +134,9 @@ BENCH_ACQ_BROKER=${BENCH_ACQ_BROKER:-0}
 BENCH_INGEST_METERS=${BENCH_INGEST_METERS:-2048}
 BENCH_INGEST_DAYS=${BENCH_INGEST_DAYS:-62}
 BENCH_INGEST_C_RUNS=${BENCH_INGEST_C_RUNS:-3}
+BENCH_BALANCE_METERS=${BENCH_BALANCE_METERS:-2048}
+BENCH_BALANCE_DAYS=${BENCH_BALANCE_DAYS:-30}
+BENCH_BALANCE_RUNS=${BENCH_BALANCE_RUNS:-5}
 CC=${CC:-cc}
 PYTHON=${PYTHON:-python3}
 BENCH_SRC=$REPO_ROOT/Tests/Bench
@@ -112,6 +146,8 @@ TARGET_VS_PAHO=2.5
 # Targets of issue 3.
 TARGET_ACQ_VS_LINE=1.10
 TARGET_INGEST_VS_C=0.5
+# Target of issue 6.
+TARGET_BALANCE_VS_SQL=2
 
 log() { printf '\033[1m[bench]\033[0m %s\n' "$*" >&2; }
 warn() { printf '[bench] warning: %s\n' "$*" >&2; }
@@ -227,10 +263,10 @@ needs_broker() { has_part drain || { has_part acquisition && [[ $BENCH_ACQ_BROKE
 check_tools() {
   log "step 1/7: checking tools"
   local part
-  [[ -n ${BENCH_PARTS// /} ]] || fatal "BENCH_PARTS is empty (drain, acquisition, ingest)"
+  [[ -n ${BENCH_PARTS// /} ]] || fatal "BENCH_PARTS is empty (drain, acquisition, ingest, balance)"
   for part in $BENCH_PARTS; do
-    [[ $part == drain || $part == acquisition || $part == ingest ]] ||
-      fatal "BENCH_PARTS: unknown part '$part' (drain, acquisition, ingest)"
+    [[ $part == drain || $part == acquisition || $part == ingest || $part == balance ]] ||
+      fatal "BENCH_PARTS: unknown part '$part' (drain, acquisition, ingest, balance)"
   done
   require_cmd "$CC" "install gcc (build-essential)"
   require_cmd sqlite3 "install sqlite3 (.ci/deps.sh does)"
@@ -273,6 +309,9 @@ check_tools() {
     [[ $BENCH_INGEST_C_RUNS =~ ^[0-9]+$ ]] && ((BENCH_INGEST_C_RUNS >= 1)) ||
       fatal "BENCH_INGEST_C_RUNS ($BENCH_INGEST_C_RUNS) must be at least 1"
   fi
+  if has_part balance; then
+    check_balance_settings
+  fi
 }
 
 # ensure_paho: paho-mqtt >= 2.0 for $PYTHON; installs it with pip when missing, or
@@ -306,6 +345,9 @@ build_helpers() {
     "$CC" "${flags[@]}" -o "$WORK/bin/ingest_c" "$BENCH_SRC/ingest_c.c" -lsqlite3
     "$CC" "${flags[@]}" -shared -fPIC -o "$WORK/bin/ingest_probe.so" "$BENCH_SRC/ingest_probe.c" -ldl
   fi
+  if has_part balance; then
+    "$CC" "${flags[@]}" -o "$WORK/bin/run_measured" "$BENCH_SRC/run_measured.c"
+  fi
 }
 
 # --- the broker ----------------------------------------------------------------
@@ -331,6 +373,9 @@ start_broker() {
       # The baselines stop at PUBACK: the broker may hold many messages for a
       # slower subscriber, and must not drop them.
       echo "max_queued_messages 0"
+      # As firmware-config/mosquitto/gridedge-hq.conf: no Nagle delay on small
+      # packets (PUBACKs, acks), for the baselines and the agent alike.
+      echo "set_tcp_nodelay true"
       echo "log_dest file $WORK/mosquitto.log"
       echo "log_type error"
       echo "log_type warning"
@@ -399,8 +444,8 @@ make_backlogs() {
   sqlite3 "$db" >/dev/null <<SQL || fatal "filling the agent's outbox failed"
 .bail on
 BEGIN;
-INSERT INTO outbox (class, billing, record, created_at)
-  SELECT 'readings', 0, record, $(now_ms) FROM ($(readings_select));
+INSERT INTO outbox_readings (billing, record, created_at)
+  SELECT 0, record, $(now_ms) FROM ($(readings_select));
 COMMIT;
 PRAGMA wal_checkpoint(TRUNCATE);
 SQL
@@ -803,8 +848,8 @@ CONF
   log "ingest 4/4: the C program's rows and records against the agent's"
   local differ
   differ=$(sqlite3 -readonly "$db" "ATTACH '$WORK/ingest-c.db' AS c;
-    SELECT (SELECT count(*) FROM (SELECT record FROM main.outbox WHERE class = 'readings' EXCEPT SELECT record FROM c.outbox))
-         + (SELECT count(*) FROM (SELECT record FROM c.outbox EXCEPT SELECT record FROM main.outbox WHERE class = 'readings'))
+    SELECT (SELECT count(*) FROM (SELECT record FROM main.outbox WHERE class = 'readings' EXCEPT SELECT record FROM c.outbox_readings))
+         + (SELECT count(*) FROM (SELECT record FROM c.outbox_readings EXCEPT SELECT record FROM main.outbox WHERE class = 'readings'))
          + (SELECT count(*) FROM (SELECT * FROM main.readings EXCEPT SELECT * FROM c.readings))
          + (SELECT count(*) FROM (SELECT * FROM c.readings EXCEPT SELECT * FROM main.readings))")
   [[ $differ == 0 ]] || fatal "ingest_c's readings or outbox records differ from gridedge's ($differ rows)"
@@ -829,6 +874,186 @@ CONF
   figure ingest_end_to_end_rows_per_s "$e2e" rows/s "" \
     "gridedge reading one unpaced TCP bus: rows / read_at span (bus-bound: 2 exchanges a freeze reading)"
   figure ingest_agent_cpu_s "$cpu" s "" "gridedge CPU (user + system) from launch to the end of the cycle"
+}
+
+# --- balance (issue 6) ---------------------------------------------------------
+
+# Local midnight (UTC+8, the default device.utc_offset) of the first day of data.
+BALANCE_T0_MS=1767196800000 # 2026-01-01 00:00 +08:00
+BALANCE_AREA=TA-BENCH
+BALANCE_AREA_METER=000000999999
+
+check_balance_settings() {
+  [[ $BENCH_BALANCE_METERS =~ ^[0-9]+$ ]] && ((BENCH_BALANCE_METERS >= 2 && BENCH_BALANCE_METERS <= 100000)) ||
+    fatal "BENCH_BALANCE_METERS ($BENCH_BALANCE_METERS) must be 2 to 100000"
+  [[ $BENCH_BALANCE_DAYS =~ ^[0-9]+$ ]] && ((BENCH_BALANCE_DAYS >= 9 && BENCH_BALANCE_DAYS <= 62)) ||
+    fatal "BENCH_BALANCE_DAYS ($BENCH_BALANCE_DAYS) must be 9 to 62 (7 days of history, the day, the next freeze)"
+  [[ $BENCH_BALANCE_RUNS =~ ^[0-9]+$ ]] && ((BENCH_BALANCE_RUNS >= 1)) ||
+    fatal "BENCH_BALANCE_RUNS ($BENCH_BALANCE_RUNS) must be at least 1"
+}
+
+# balance_database DB CONFIG: the agent makes DB (its migrations), then sqlite3 fills
+# it: the archive (customers 1..N-1, CT 1; the area meter, CT 40), a 15-minute
+# real-time reading per meter and slot, a daily freeze per meter and local midnight.
+# Customer n uses 10 x (4 + 37n mod 13) Wh a slot; on the last day (the day
+# balanced) customer 7 registers half (a bypass) and customer 11 nothing (stopped);
+# the area meter registers the customers' true use + 4 %, / 40.
+balance_database() {
+  local db=$1 conf=$2 pid n=$BENCH_BALANCE_METERS days=$BENCH_BALANCE_DAYS
+  log "balance 1/4: gridedge run makes the database (its schema), then stops"
+  "$BIN_DIR/gridedge" run --config "$conf" >"$WORK/balance.run.log" 2>&1 &
+  pid=$!
+  pids+=("$pid")
+  wait_for_line "$WORK/balance.run.log" "epoch 1" 30 "$pid" "gridedge run"
+  stop "$pid"
+  ((STOP_STATUS == 0)) || fatal "gridedge exited with $STOP_STATUS on SIGTERM; log:"$'\n'"$(tail -n 20 "$WORK/balance.run.log")"
+  log "balance 2/4: sqlite3 writes $n meters x $days days x 96 readings and $((days + 1)) freezes each"
+  local started=$SECONDS
+  sqlite3 "$db" >/dev/null <<SQL || fatal "sqlite3 could not fill $db"
+.bail on
+PRAGMA synchronous = OFF;
+BEGIN;
+INSERT INTO archive_meters (address, customer, area, phase, ct_ratio, category, grade, keep_power,
+  outage_sensitive, bus, baud, area_meter, updated_at)
+SELECT printf('%012d', value), 'C-' || value, '$BALANCE_AREA', 'A', 1, 'residential', 'A', 0, 0, '1', 2400, 0, 0
+FROM generate_series(1, $n - 1);
+INSERT INTO archive_meters VALUES ('$BALANCE_AREA_METER', 'AREA', '$BALANCE_AREA', 'ABC', 40, 'area', 'A', 0, 0,
+  '1', 2400, 1, 0);
+CREATE TEMP TABLE m (n INTEGER, address TEXT, base INTEGER, c INTEGER, c_last INTEGER);
+INSERT INTO m SELECT value, printf('%012d', value), 1000000 + value * 1000, 10 * (4 + value * 37 % 13),
+  CASE value WHEN 7 THEN 10 * ((4 + 7 * 37 % 13) / 2) WHEN 11 THEN 0 ELSE 10 * (4 + value * 37 % 13) END
+FROM generate_series(1, $n - 1);
+INSERT INTO m SELECT 0, '$BALANCE_AREA_METER', 500000, sum(c) * 104 / 100 / 40, sum(c) * 104 / 100 / 40 FROM m;
+-- reg(meter, slots elapsed s) = base + c x min(s, K) + c_last x max(s - K, 0), K = the last day's first slot.
+INSERT INTO readings (ts, meter, di, value, tariffs, quality, read_at)
+SELECT ts, address, '0001FF00', v,
+  '[' || (v / 10) || ',' || (v * 3 / 10) || ',' || (v * 3 / 10) || ',' || (v - v / 10 - 2 * (v * 3 / 10)) || ']',
+  'measured', ts + 20000 + n * 50
+FROM (SELECT $BALANCE_T0_MS + s.value * 900000 AS ts, m.address, m.n,
+  m.base + m.c * min(s.value, 96 * ($days - 1)) + m.c_last * max(s.value - 96 * ($days - 1), 0) AS v
+  FROM generate_series(0, 96 * $days - 1) AS s CROSS JOIN m);
+INSERT INTO readings (ts, meter, di, value, tariffs, quality, read_at)
+SELECT $BALANCE_T0_MS + d.value * 86400000 + 7000, m.address, '05060101',
+  m.base + m.c * min(96 * d.value, 96 * ($days - 1)) + m.c_last * max(96 * d.value - 96 * ($days - 1), 0),
+  NULL, 'measured', $BALANCE_T0_MS + d.value * 86400000 + 300000 + m.n * 50
+FROM generate_series(0, $days) AS d CROSS JOIN m;
+COMMIT;
+PRAGMA wal_checkpoint(TRUNCATE);
+SQL
+  BALANCE_ROWS=$(sqlite3 -readonly "$db" "SELECT count(*) FROM readings")
+  ((BALANCE_ROWS == n * (96 * days + days + 1))) ||
+    fatal "$db holds $BALANCE_ROWS readings, expected $((n * (96 * days + days + 1)))"
+  log "  $BALANCE_ROWS readings in $((SECONDS - started)) s, database $(mib "$(stat -c %s "$db")")"
+}
+
+# balance_sql LO_MS HI_MS: the plain SQL aggregate over the freeze rows the agent
+# reads: per meter and local day its first freeze, consecutive days' difference x
+# CT ratio, then per day supplied (area meter), sold (customers) and meters with data.
+balance_sql() {
+  cat <<SQL
+WITH f AS MATERIALIZED (
+  SELECT meter, (ts / 1000 + 28800) / 86400 AS d, value, min(ts)
+  FROM readings
+  WHERE ts >= $1 AND ts < $2 AND di = '05060101'
+    AND meter IN (SELECT address FROM archive_meters WHERE area = '$BALANCE_AREA')
+  GROUP BY meter, d),
+e AS (
+  SELECT a.d, (b.value - a.value) * m.ct_ratio AS wh, m.area_meter
+  FROM f a JOIN f b ON b.meter = a.meter AND b.d = a.d + 1 JOIN archive_meters m ON m.address = a.meter)
+SELECT date(d * 86400, 'unixepoch'), sum(CASE WHEN area_meter = 1 THEN wh END),
+  sum(CASE WHEN area_meter = 0 THEN wh ELSE 0 END), count(*)
+FROM e GROUP BY d ORDER BY d;
+SQL
+}
+
+# balance_part: gridedge balance against the plain SQL aggregate over the same rows.
+balance_part() {
+  local db=$WORK/balance.db conf=$WORK/balance.conf days=$BENCH_BALANCE_DAYS n=$BENCH_BALANCE_METERS
+  cat >"$conf" <<CONF
+# Written by .ci/bench.sh (balance): no meters, no broker (mqtt.port is closed).
+device.id = BENCH-BALANCE
+store.path = $db
+store.max_bytes = 4294967296
+mqtt.port = $(free_port)
+log.level = info
+CONF
+  balance_database "$db" "$conf"
+  local history day_index=$((days - 1)) day lo hi sql
+  history=$(sed -n 's/^# balance\.history_days = \([0-9]*\)$/\1/p' "$REPO_ROOT/firmware-config/concentrator.conf")
+  [[ $history =~ ^[0-9]+$ ]] || fatal "no '# balance.history_days = N' in firmware-config/concentrator.conf"
+  day=$(date -u -d "@$((BALANCE_T0_MS / 1000 + 28800 + day_index * 86400))" +%F)
+  lo=$((BALANCE_T0_MS + (day_index - history) * 86400000))
+  hi=$((BALANCE_T0_MS + (day_index + 2) * 86400000))
+  sql=$(balance_sql "$lo" "$hi")
+  local window_rows freeze_rows
+  window_rows=$(sqlite3 -readonly "$db" "SELECT count(*) FROM readings WHERE ts >= $lo AND ts < $hi")
+  freeze_rows=$(sqlite3 -readonly "$db" "SELECT count(*) FROM readings WHERE ts >= $lo AND ts < $hi AND di = '05060101'")
+  log "  day $day: both read the $freeze_rows freeze rows of ts $lo..$hi (where $window_rows rows are)"
+  log "  query plan, SQL:   $(sqlite3 -readonly "$db" "EXPLAIN QUERY PLAN $sql" | grep -m1 'readings' | sed 's/^[|` -]*//')"
+  log "  query plan, agent: $(sqlite3 -readonly "$db" "EXPLAIN QUERY PLAN SELECT meter, ts, value FROM readings
+    WHERE ts >= $lo AND ts < $hi AND di = '05060101'
+      AND meter IN (SELECT address FROM archive_meters WHERE area = '$BALANCE_AREA') ORDER BY ts" |
+    grep -m1 'readings' | sed 's/^[|` -]*//')"
+
+  log "balance 3/4: $BENCH_BALANCE_RUNS alternating runs of each after a warm-up (median counts)"
+  local agent=("$BIN_DIR/gridedge" balance --config "$conf" --area "$BALANCE_AREA" --day "$day" --json)
+  local sqlcmd=(sqlite3 -readonly "$db" "$sql")
+  # The floor: only reading those rows (count and sum), no per-day energies.
+  local readcmd=(sqlite3 -readonly "$db" "SELECT count(*), sum(value) FROM readings
+    WHERE ts >= $lo AND ts < $hi AND di = '05060101'
+      AND meter IN (SELECT address FROM archive_meters WHERE area = '$BALANCE_AREA')")
+  local i line agent_walls=() sql_walls=() read_walls=() agent_cpus=() sql_cpus=() agent_rss=0 sql_rss=0 v
+  "$WORK/bin/run_measured" "$WORK/balance.agent.json" -- "${agent[@]}" >/dev/null ||
+    fatal "gridedge balance failed: $(cat "$WORK/balance.agent.json")"
+  "$WORK/bin/run_measured" "$WORK/balance.sql.out" -- "${sqlcmd[@]}" >/dev/null || fatal "sqlite3 failed"
+  for ((i = 1; i <= BENCH_BALANCE_RUNS; i++)); do
+    line=$("$WORK/bin/run_measured" "$WORK/balance.agent.json" -- "${agent[@]}") ||
+      fatal "gridedge balance failed ($line): $(cat "$WORK/balance.agent.json")"
+    agent_walls+=("$(grep -o 'wall_us=[0-9]*' <<<"$line" | cut -d= -f2)")
+    agent_cpus+=("$(awk '{ split($2, u, "="); split($3, s, "="); print u[2] + s[2] }' <<<"$line")")
+    v=$(grep -o 'maxrss_bytes=[0-9]*' <<<"$line" | cut -d= -f2)
+    ((v > agent_rss)) && agent_rss=$v
+    line=$("$WORK/bin/run_measured" "$WORK/balance.sql.out" -- "${sqlcmd[@]}") || fatal "sqlite3 failed ($line)"
+    sql_walls+=("$(grep -o 'wall_us=[0-9]*' <<<"$line" | cut -d= -f2)")
+    sql_cpus+=("$(awk '{ split($2, u, "="); split($3, s, "="); print u[2] + s[2] }' <<<"$line")")
+    v=$(grep -o 'maxrss_bytes=[0-9]*' <<<"$line" | cut -d= -f2)
+    ((v > sql_rss)) && sql_rss=$v
+    line=$("$WORK/bin/run_measured" "$WORK/balance.read.out" -- "${readcmd[@]}") || fatal "sqlite3 failed ($line)"
+    read_walls+=("$(grep -o 'wall_us=[0-9]*' <<<"$line" | cut -d= -f2)")
+    log "  run $i: gridedge $((agent_walls[i - 1] / 1000)) ms, SQL $((sql_walls[i - 1] / 1000)) ms, reading alone $((read_walls[i - 1] / 1000)) ms"
+  done
+
+  log "balance 4/4: the two results must agree"
+  local supplied sold with_data sql_row suspects top
+  read -r supplied sold with_data suspects top < <("$PYTHON" -c '
+import json, sys
+b = json.load(open(sys.argv[1]))
+print(b["supplied_wh"], b["sold_wh"], b["meters_with_data"], b["suspects_total"],
+      b["suspects"][0]["meter"] if b["suspects"] else "-")' "$WORK/balance.agent.json") ||
+    fatal "gridedge balance printed no balance: $(head -c 500 "$WORK/balance.agent.json")"
+  sql_row=$(grep "^$day|" "$WORK/balance.sql.out") || fatal "the SQL aggregate has no row for $day"
+  [[ $sql_row == "$day|$supplied|$sold|$with_data" ]] ||
+    fatal "gridedge balance (supplied $supplied, sold $sold, $with_data meters) differs from SQL ($sql_row)"
+  ((with_data == n)) || fatal "gridedge balance found $with_data meters with data, expected $n"
+  log "  both: supplied $supplied Wh, sold $sold Wh, $with_data meters; gridedge: $suspects suspect(s), top $top"
+
+  local agent_wall sql_wall vs_sql
+  agent_wall=$(median "${agent_walls[@]}")
+  sql_wall=$(median "${sql_walls[@]}")
+  vs_sql=$(ratio "$agent_wall" "$sql_wall")
+  section "balance: area of $n meters, $days days of 15-minute readings ($BALANCE_ROWS rows), day $day, history $history days"
+  figure balance_agent_ms "$((agent_wall / 1000))" ms "" \
+    "gridedge balance --json (Embedded build): process launch to exit, median of $BENCH_BALANCE_RUNS"
+  figure balance_sql_ms "$((sql_wall / 1000))" ms "" \
+    "sqlite3 CLI, plain SQL aggregate over the same $freeze_rows freeze rows, same index"
+  figure balance_sql_read_ms "$(($(median "${read_walls[@]}") / 1000))" ms "" \
+    "sqlite3 CLI reading the same rows only (count, sum): the floor under both"
+  verdict "$vs_sql" "<=" "$TARGET_BALANCE_VS_SQL" balance_vs_sql
+  figure balance_vs_sql "$vs_sql" ratio "<= $TARGET_BALANCE_VS_SQL" "$VERDICT: gridedge time / plain SQL time"
+  figure balance_agent_cpu_ms "$(($(median "${agent_cpus[@]}") / 1000))" ms "" "gridedge CPU (user + system), median"
+  figure balance_sql_cpu_ms "$(($(median "${sql_cpus[@]}") / 1000))" ms "" "sqlite3 CPU (user + system), median"
+  figure balance_rss "$agent_rss" bytes "" "gridedge balance peak RSS (ru_maxrss = VmHWM), $(mib "$agent_rss")"
+  figure balance_sql_rss "$sql_rss" bytes "" "sqlite3 peak RSS, $(mib "$sql_rss")"
 }
 
 # --- figures -------------------------------------------------------------------
@@ -868,8 +1093,12 @@ drain_part() {
   local c_rate=$RATE c_rss=$RSS c_cpu=$CPU c_s=$SECONDS_TAKEN c_written=$WRITTEN
   log "  $c_rate readings/s ($c_s s, $c_cpu CPU s, peak RSS $(mib "$c_rss"))"
 
-  log "step 5/7: Python paho-mqtt baseline (delivered on PUBACK)"
-  run_baseline paho "$PYTHON" "$BENCH_SRC/drain_paho.py"
+  if [[ $BENCH_DRAIN_QUICK == 1 ]]; then
+    RATE=0 RSS=0 CPU=0 SECONDS_TAKEN=0 WRITTEN=0
+  else
+    log "step 5/7: Python paho-mqtt baseline (delivered on PUBACK)"
+    run_baseline paho "$PYTHON" "$BENCH_SRC/drain_paho.py"
+  fi
   local paho_rate=$RATE paho_rss=$RSS paho_cpu=$CPU paho_s=$SECONDS_TAKEN paho_written=$WRITTEN
   log "  $paho_rate readings/s ($paho_s s, $paho_cpu CPU s, peak RSS $(mib "$paho_rss"))"
 
@@ -881,7 +1110,11 @@ drain_part() {
 
   log "step 6/7: gridedge -> gridedge-hq serve (stored, deduplicated, acked)"
   HQ_RSS=0
-  run_agent full hq
+  if [[ $BENCH_DRAIN_QUICK == 1 ]]; then
+    RATE=0 RSS=0 CPU=0 SECONDS_TAKEN=0
+  else
+    run_agent full hq
+  fi
   local full_rate=$RATE full_rss=$RSS full_cpu=$CPU full_s=$SECONDS_TAKEN hq_rss=$HQ_RSS
   log "  $full_rate readings/s ($full_s s, agent $full_cpu CPU s, peak RSS $(mib "$full_rss"); gridedge-hq $(mib "$hq_rss"))"
 

@@ -380,8 +380,10 @@ step "Energy balance of $AREA for $day: gridedge balance --area $AREA --day $day
 "$BIN/gridedge" balance --config "$CONF" --area "$AREA" --day "$day"
 log "the area meter registers the customers' true energy plus 5 % line loss; the bypassed meters and the"
 log "silent one make up the rest. The per-meter rules (stopped, sudden drop, reverse) compare a day with"
-log "the meter's own history, and gridedge-sim injects its faults from the first simulated day, so there"
-log "is no history before the fault for them to find"
+log "the meter's own history, and this demo's gridedge-sim injects its faults from the first simulated day,"
+log "so there is no history before the fault for them to find (gridedge-sim --faults-from T starts them later:"
+log "Tests/AgentTests/BalanceSimulationTests). Once yesterday's freezes are all in, the agent sends each area's"
+log "balance to HQ (balance.daily) with work orders proposed for its top suspects (workorder.proposed)"
 nap "$PAUSE"
 
 # ---------------------------------------------------------------------------
@@ -435,7 +437,7 @@ step "gridedge-hq report (what HQ knows)"
 # ---------------------------------------------------------------------------
 step "6. Not there yet"
 log "credit grades computed on the device (the archive's grade is used; thresholds per grade), outage events"
-log "the daily energy balance is not sent to HQ, and its suspects do not become inspection work orders"
+log "energy balance rules for energy while the relay is open, clock drift and frequent missing reads"
 log "handheld mode (work orders, inspection records, photos, readings on site)"
 log "the archive from HQ does not drive acquisition yet: the meters read come from meter.file"
 log "demo finished"

@@ -17,6 +17,7 @@ public final class Agent<C: Clock> {
     case stopDeadline
     case budget
     case billing
+    case balance
   }
 
   private enum Link {
@@ -94,6 +95,7 @@ public final class Agent<C: Clock> {
     var settings = Sync.Settings()
     settings.batchRecords = Int(config.integer("sync.batch_records"))
     settings.window = Int(config.integer("sync.window"))
+    settings.ackWindow = Int(config.integer("sync.ack_window"))
     settings.ackTimeoutMilliseconds = config.integer("sync.ack_timeout")
     settings.backlogRate = config.integer("sync.backlog_rate")
     self.capBytes = config.integer("store.max_bytes")
@@ -135,10 +137,10 @@ public final class Agent<C: Clock> {
           "the board restarted since seqs were reserved: seqs " + String(skipped.lowerBound) + "..."
             + String(skipped.upperBound) + " are skipped (announced to HQ)")
       }
+      self.sync = try Sync(outbox: outbox, client: client, settings: settings)
     } catch {
       throw AgentError("database " + path + ": " + error.description, exitCode: ExitCode.database)
     }
-    self.sync = Sync(outbox: outbox, client: client, settings: settings)
     let trusted: TrustedKeys?
     do {
       trusted = try CommandHandler.trustedKeys(config)
@@ -197,6 +199,7 @@ public final class Agent<C: Clock> {
     setStatus(phase: "running", detail: "started")
     checkBudget()
     bill()
+    summariseBalance()
     connect()
     while !finished {
       let now = clock.monotonicMilliseconds
@@ -247,6 +250,11 @@ public final class Agent<C: Clock> {
       tickRelay()
     }
     acquisition?.close(monotonic: clock.monotonicMilliseconds, wall: clock.wallMilliseconds)
+    do {
+      try sync.releaseAcknowledged(wall: clock.wallMilliseconds)
+    } catch {
+      Log.warn("sync", error.description + " (they are sent again at the next start)")
+    }
     let reason = stopReason ?? "stopped"
     do {
       try store.endBoot(epoch, now: clock.wallMilliseconds, reason: reason)
@@ -371,6 +379,8 @@ public final class Agent<C: Clock> {
       checkBudget()
     case .billing:
       bill()
+    case .balance:
+      summariseBalance()
     }
   }
 
@@ -431,17 +441,12 @@ public final class Agent<C: Clock> {
     Log.warn("mqtt", "ignored downlink on unexpected topic " + message.topic)
   }
 
-  /// Releases what this turn's acks name, in one transaction.
+  /// Hands this turn's acks to sync (released at the next pump, in one transaction).
   private func flushAcks() {
     guard !pendingAcks.isEmpty else { return }
     let payloads = pendingAcks
     pendingAcks.removeAll()
-    do {
-      _ = try sync.acknowledged(
-        payloads, monotonic: clock.monotonicMilliseconds, wall: clock.wallMilliseconds)
-    } catch {
-      Log.error("sync", error.description)
-    }
+    sync.acknowledged(payloads, monotonic: clock.monotonicMilliseconds, wall: clock.wallMilliseconds)
   }
 
   private func handleCommand(_ payload: [UInt8]) {
@@ -509,6 +514,27 @@ public final class Agent<C: Clock> {
     } catch {
       Log.error("billing", error.description)
       unbilled = true
+    }
+  }
+
+  /// Sends yesterday's energy balance of every area to HQ once it is complete or its
+  /// deadline has passed (`DailyBalance`); checked every minute.
+  private func summariseBalance() {
+    timers.schedule(.balance, at: clock.monotonicMilliseconds + 60_000)
+    do {
+      let done = try DailyBalance.run(
+        store: store, outbox: outbox, offset: offset, now: clock.wallMilliseconds,
+        settings: DailyBalance.Settings(config: config))
+      guard !done.days.isEmpty else { return }
+      sync.recordsEnqueued()
+      var days = ""
+      for day in done.days { days += (days.isEmpty ? "" : ", ") + day.isoText }
+      Log.info(
+        "balance",
+        "daily balance of " + days + ": " + String(done.summaries) + " area summary(ies) and "
+          + String(done.workOrders) + " proposed work order(s) enqueued for HQ")
+    } catch {
+      Log.error("balance", "daily summary: " + error.description)
     }
   }
 

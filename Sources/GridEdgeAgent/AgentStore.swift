@@ -214,11 +214,89 @@ public final class AgentStore {
         ALTER TABLE accounts ADD COLUMN tier_cycle_start INTEGER;
         ALTER TABLE accounts ADD COLUMN tier_energy_wh INTEGER NOT NULL DEFAULT 0;
         """),
-    // PLACEHOLDER so that ids stay 1, 2, 3, … on this branch: migration 8 belongs to
-    // the lead's work. On merge, replace this entry with the lead's migration 8.
-    Migration(id: 8, name: "reserved for migration 8 (placeholder, replaced on merge)", sql: "SELECT 1"),
     Migration(
-      id: 9, name: "relay control",
+      id: 8, name: "one outbox table per class; batches as id ranges",
+      sql: """
+        CREATE TABLE outbox_results (
+          id INTEGER PRIMARY KEY AUTOINCREMENT,
+          billing INTEGER NOT NULL CHECK (billing IN (0, 1)),
+          record TEXT NOT NULL,
+          created_at INTEGER NOT NULL
+        ) STRICT;
+        INSERT INTO outbox_results (id, billing, record, created_at)
+          SELECT id, billing, record, created_at FROM outbox WHERE class = 'results' ORDER BY id;
+        CREATE TABLE outbox_events (
+          id INTEGER PRIMARY KEY AUTOINCREMENT,
+          billing INTEGER NOT NULL CHECK (billing IN (0, 1)),
+          record TEXT NOT NULL,
+          created_at INTEGER NOT NULL
+        ) STRICT;
+        INSERT INTO outbox_events (id, billing, record, created_at)
+          SELECT id, billing, record, created_at FROM outbox WHERE class = 'events' ORDER BY id;
+        CREATE TABLE outbox_ledger (
+          id INTEGER PRIMARY KEY AUTOINCREMENT,
+          billing INTEGER NOT NULL CHECK (billing IN (0, 1)),
+          record TEXT NOT NULL,
+          created_at INTEGER NOT NULL
+        ) STRICT;
+        INSERT INTO outbox_ledger (id, billing, record, created_at)
+          SELECT id, billing, record, created_at FROM outbox WHERE class = 'ledger' ORDER BY id;
+        CREATE TABLE outbox_records (
+          id INTEGER PRIMARY KEY AUTOINCREMENT,
+          billing INTEGER NOT NULL CHECK (billing IN (0, 1)),
+          record TEXT NOT NULL,
+          created_at INTEGER NOT NULL
+        ) STRICT;
+        INSERT INTO outbox_records (id, billing, record, created_at)
+          SELECT id, billing, record, created_at FROM outbox WHERE class = 'records' ORDER BY id;
+        CREATE TABLE outbox_readings (
+          id INTEGER PRIMARY KEY AUTOINCREMENT,
+          billing INTEGER NOT NULL CHECK (billing IN (0, 1)),
+          record TEXT NOT NULL,
+          created_at INTEGER NOT NULL
+        ) STRICT;
+        INSERT INTO outbox_readings (id, billing, record, created_at)
+          SELECT id, billing, record, created_at FROM outbox WHERE class = 'readings' ORDER BY id;
+        CREATE TABLE outbox_attachments (
+          id INTEGER PRIMARY KEY AUTOINCREMENT,
+          billing INTEGER NOT NULL CHECK (billing IN (0, 1)),
+          record TEXT NOT NULL,
+          created_at INTEGER NOT NULL
+        ) STRICT;
+        INSERT INTO outbox_attachments (id, billing, record, created_at)
+          SELECT id, billing, record, created_at FROM outbox WHERE class = 'attachments' ORDER BY id;
+        DROP TABLE outbox;
+        CREATE VIEW outbox (id, class, billing, record, created_at) AS
+          SELECT id, 'results', billing, record, created_at FROM outbox_results
+          UNION ALL SELECT id, 'events', billing, record, created_at FROM outbox_events
+          UNION ALL SELECT id, 'ledger', billing, record, created_at FROM outbox_ledger
+          UNION ALL SELECT id, 'records', billing, record, created_at FROM outbox_records
+          UNION ALL SELECT id, 'readings', billing, record, created_at FROM outbox_readings
+          UNION ALL SELECT id, 'attachments', billing, record, created_at FROM outbox_attachments;
+        ALTER TABLE batches ADD COLUMN first_id INTEGER;
+        ALTER TABLE batches ADD COLUMN last_id INTEGER;
+        """),
+    Migration(
+      id: 9, name: "daily balance summaries, suspects and the index of daily freezes",
+      sql: """
+        CREATE TABLE balance_state (
+          singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+          last_day INTEGER,
+          summarised_at INTEGER
+        ) STRICT;
+        INSERT INTO balance_state (singleton) VALUES (1);
+        CREATE TABLE balance_suspects (
+          area TEXT NOT NULL,
+          day INTEGER NOT NULL,
+          meter TEXT NOT NULL,
+          score INTEGER NOT NULL,
+          rules TEXT NOT NULL,
+          PRIMARY KEY (area, day, meter)
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX readings_daily_freezes ON readings (ts, meter, value) WHERE di = '05060101';
+        """),
+    Migration(
+      id: 10, name: "relay control",
       sql: """
         CREATE TABLE relay (
           meter TEXT PRIMARY KEY,
@@ -286,6 +364,10 @@ public final class AgentStore {
     }
     let existing: Row?
     do {
+      // Delivered outbox records are deleted all the time; Debian's SQLite is built
+      // with secure_delete on, which would also write every freed page out again
+      // (zeroed). FAST still zeroes deleted content on pages written anyway.
+      try db.execute("PRAGMA secure_delete = FAST")
       _ = try Migrator(Self.migrations).migrate(db)
       existing = try db.query("SELECT device_id, store_id FROM device").first
     } catch {

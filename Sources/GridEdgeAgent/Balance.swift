@@ -3,7 +3,8 @@ import GridEdgeCore
 import SQLiteStore
 
 /// The energy balance of one transformer area for one local day, from the daily
-/// freezes in the reading cache and the area's topology in the meter archive.
+/// freezes in the reading cache and the area's topology in the meter archive (and
+/// for one local hour from the 15-minute real-time readings: `computeHour`).
 ///
 /// A meter's energy for local day D is freeze(D + 1) − freeze(D), where freeze(D) is
 /// its earliest daily freeze (stored under 05 06 01 01 with the meter's freeze time as
@@ -32,9 +33,12 @@ public enum Balance {
 
     /// True when the archive, not the database, is at fault (a bad `--area`, or an
     /// area without exactly one area meter).
-    public var isArchiveProblem: Bool {
-      if case .database = kind { return false }
-      return true
+    public var isArchiveProblem: Bool { databaseError == nil }
+
+    /// The database error, when the database and not the archive is at fault.
+    public var databaseError: SQLiteError? {
+      if case .database(let error) = kind { return error }
+      return nil
     }
 
     public var description: String {
@@ -57,6 +61,8 @@ public enum Balance {
   public struct Result: Sendable {
     /// The local day.
     public let day: CivilDate
+    /// The local hour (0…23) for an hourly balance; nil for the whole day.
+    public let hour: Int?
     /// The input handed to the core (energies already × CT ratio for customers).
     public let input: BalanceInput
     /// The balance.
@@ -76,23 +82,24 @@ public enum Balance {
   ) throws(Failure) -> Result {
     let dayNumber = day.daysSinceEpoch
     let firstDay = dayNumber - Int64(historyDays)
-    var archive: [Row] = []
+    let archive = try Self.archive(db, area: area)
     var freezes: [String: [Int64: Int64]] = [:]
+    // The freeze identifier is written into the SQL, not bound: only then can the
+    // planner use the partial index of daily freezes (migration 9) instead of
+    // walking every 15-minute reading of the window.
+    assert(DataIdentifier.lastDailyFreezeForwardActive.description == "05060101")
     do {
-      archive = try db.query(
-        "SELECT address, customer, ct_ratio, area_meter FROM archive_meters WHERE area = ?1 ORDER BY address",
-        [.text(area)])
       let rows = try db.query(
         """
         SELECT meter, ts, value FROM readings
-        WHERE ts >= ?1 AND ts < ?2 AND di = ?3
-          AND meter IN (SELECT address FROM archive_meters WHERE area = ?4)
+        WHERE ts >= ?1 AND ts < ?2 AND di = '05060101'
+          AND meter IN (SELECT address FROM archive_meters WHERE area = ?3)
         ORDER BY ts
         """,
         [
           .integer(offset.unixSeconds(startOf: CivilDate(daysSinceEpoch: firstDay)) * 1000),
           .integer(offset.unixSeconds(startOf: CivilDate(daysSinceEpoch: dayNumber + 2)) * 1000),
-          .text(DataIdentifier.lastDailyFreezeForwardActive.description), .text(area),
+          .text(area),
         ])
       for row in rows {
         guard let meter = row.text(0), let ts = row.int64(1), let value = row.int64(2) else { continue }
@@ -103,35 +110,182 @@ public enum Balance {
     } catch {
       throw .database(error)
     }
-    guard !archive.isEmpty else { throw .unknownArea(area) }
-    let areaMeters = archive.filter { $0.int64(3) == 1 }
+    // Missed reads: the window's freezes a meter lacks, from the first day any meter
+    // of the area has one (so a new installation is not a list of missed reads).
+    let window =
+      min(freezes.values.compactMap { $0.keys.min() }.min() ?? dayNumber + 2, dayNumber + 2)..<(dayNumber + 2)
+    let input = try Self.input(
+      archive, db: db, period: dayNumber, history: Array(firstDay..<dayNumber),
+      pastSuspects: try pastSuspects(db, area: area, days: firstDay..<dayNumber),
+      reads: { meter in
+        let held = freezes[meter]?.keys.filter { window.contains($0) }.count ?? 0
+        return (window.count - held, window.count)
+      },
+      energy: { meter, d in
+        guard let days = freezes[meter], let start = days[d], let end = days[d + 1] else { return nil }
+        return end - start
+      })
+    return Result(day: day, hour: nil, input: input, balance: EnergyBalance(input, thresholds: thresholds))
+  }
+
+  /// Computes the balance of `area` for one local hour, from the 15-minute real-time
+  /// readings (00 01 FF 00, or 00 01 00 00 from a meter without the block) stored at
+  /// the hour's start and end: a meter's energy for the hour is the difference of
+  /// those two readings (× CT ratio); a meter lacking either has no data. Each meter's
+  /// history is the same hour of the `historyDays` days before, so the stopped and
+  /// sudden-drop rules compare like with like (with the thresholds of the daily
+  /// balance, `minimumMedianEnergy` included: small hourly loads are not judged).
+  /// - Parameters:
+  ///   - hour: the local hour, 0…23 (23 ends at the next day's midnight reading).
+  /// - Throws: like `compute`.
+  public static func computeHour(
+    db: Connection, area: String, day: CivilDate, hour: Int, offset: UTCOffset, historyDays: Int = 7,
+    thresholds: BalanceThresholds = BalanceThresholds()
+  ) throws(Failure) -> Result {
+    let archive = try Self.archive(db, area: area)
+    let start = (offset.unixSeconds(startOf: day) + Int64(hour) * 3600) * 1000
+    // Period k: the hour k days back; its readings at its start and end.
+    var times: [SQLiteValue] = []
+    for k in 0...Int64(historyDays) {
+      times.append(.integer(start - k * 86_400_000))
+      times.append(.integer(start - k * 86_400_000 + 3_600_000))
+    }
+    var placeholders = ""
+    for i in 0..<times.count { placeholders += (i == 0 ? "?" : ", ?") + String(i + 2) }
+    var registers: [String: [Int64: Int64]] = [:]
+    do {
+      // A meter with both identifiers at one time: the block (sorted last, so it wins).
+      let rows = try db.query(
+        "SELECT meter, ts, value FROM readings WHERE ts IN (" + placeholders
+          + ") AND di IN ('0001FF00', '00010000')"
+          + " AND meter IN (SELECT address FROM archive_meters WHERE area = ?1) ORDER BY ts, di",
+        [.text(area)] + times)
+      for row in rows {
+        guard let meter = row.text(0), let ts = row.int64(1), let value = row.int64(2) else { continue }
+        registers[meter, default: [:]][ts] = value
+      }
+    } catch {
+      throw .database(error)
+    }
+    let history = (1...Int64(max(historyDays, 1))).reversed().map { -$0 }
+    // Missed reads: the window's readings a meter lacks, from the first time any
+    // meter of the area has one.
+    let first = registers.values.compactMap { $0.keys.min() }.min() ?? Int64.max
+    let expected = times.filter { if case .integer(let t) = $0 { return t >= first } else { return false } }
+      .count
+    let input = try Self.input(
+      archive, db: db, period: 0, history: historyDays > 0 ? history : [], pastSuspects: [:],
+      reads: { meter in
+        let held = registers[meter]?.keys.filter { $0 >= first }.count ?? 0
+        return (expected - held, expected)
+      },
+      energy: { meter, k in
+        let from = start + k * 86_400_000
+        guard let values = registers[meter], let a = values[from], let b = values[from + 3_600_000] else {
+          return nil
+        }
+        return b - a
+      })
+    return Result(day: day, hour: hour, input: input, balance: EnergyBalance(input, thresholds: thresholds))
+  }
+
+  /// On how many of `days` each meter of `area` was a suspect in a daily summary
+  /// (`balance_suspects`, migration 9; none when the database predates it).
+  private static func pastSuspects(_ db: Connection, area: String, days: Range<Int64>) throws(Failure)
+    -> [String: Int]
+  {
+    var out: [String: Int] = [:]
+    do {
+      guard try db.scalarInt("SELECT count(*) FROM sqlite_master WHERE name = 'balance_suspects'") == 1 else {
+        return out
+      }
+      for row in try db.query(
+        "SELECT meter, count(*) FROM balance_suspects WHERE area = ?1 AND day >= ?2 AND day < ?3 GROUP BY meter",
+        [.text(area), .integer(days.lowerBound), .integer(days.upperBound)])
+      {
+        if let meter = row.text(0), let n = row.int64(1) { out[meter] = Int(n) }
+      }
+    } catch {
+      throw .database(error)
+    }
+    return out
+  }
+
+  /// The area's meters in the archive (by address) and which one is the area meter.
+  private struct AreaArchive {
+    let area: String
+    let areaMeter: (address: String, ct: Int64)
+    let customers: [(address: String, customer: String, ct: Int64, grade: CreditGrade?)]
+  }
+
+  private static func archive(_ db: Connection, area: String) throws(Failure) -> AreaArchive {
+    let rows: [Row]
+    do {
+      rows = try db.query(
+        "SELECT address, customer, ct_ratio, area_meter, grade FROM archive_meters WHERE area = ?1 ORDER BY address",
+        [.text(area)])
+    } catch {
+      throw .database(error)
+    }
+    guard !rows.isEmpty else { throw .unknownArea(area) }
+    let areaMeters = rows.filter { $0.int64(3) == 1 }
     guard let areaRow = areaMeters.first else { throw .noAreaMeter(area) }
     guard areaMeters.count == 1 else { throw .severalAreaMeters(area, areaMeters.map { $0.text(0) ?? "" }) }
+    return AreaArchive(
+      area: area, areaMeter: (areaRow.text(0) ?? "", max(areaRow.int64(2) ?? 1, 1)),
+      customers: rows.filter { $0.int64(3) != 1 }.map {
+        ($0.text(0) ?? "", $0.text(1) ?? "", max($0.int64(2) ?? 1, 1), grade($0.text(4)))
+      })
+  }
 
-    /// freeze(d + 1) − freeze(d) for `meter`, register units.
-    func energy(_ meter: String, _ d: Int64) -> Int64? {
-      guard let days = freezes[meter], let start = days[d], let end = days[d + 1] else { return nil }
-      return end - start
+  /// The grade of an archive letter: `A` is rank 1, `B` 2, …; nil for anything else.
+  static func grade(_ letter: String?) -> CreditGrade? {
+    guard let letter, letter.utf8.count == 1, let byte = letter.utf8.first, byte >= 0x41, byte <= 0x5A else {
+      return nil
+    }
+    return CreditGrade(rank: Int(byte - 0x40))
+  }
+
+  /// The core's input: each meter's register energy of `period` (× its CT ratio for
+  /// customers; the area meter's ratio goes into the input) and of the `history`
+  /// periods, oldest first, missing ones left out; with each customer's credit grade,
+  /// its reads missed in the window and its clock drift (`meter_state`).
+  private static func input(
+    _ archive: AreaArchive, db: Connection, period: Int64, history: [Int64], pastSuspects: [String: Int],
+    reads: (String) -> (missed: Int, expected: Int), energy: (String, Int64) -> Int64?
+  ) throws(Failure) -> BalanceInput {
+    var drift: [String: Int64] = [:]
+    do {
+      for row in try db.query(
+        """
+        SELECT meter, clock_drift FROM meter_state
+        WHERE clock_drift IS NOT NULL AND meter IN (SELECT address FROM archive_meters WHERE area = ?1)
+        """, [.text(archive.area)])
+      {
+        if let meter = row.text(0), let seconds = row.int64(1) { drift[meter] = seconds }
+      }
+    } catch {
+      throw .database(error)
     }
     var customers: [MeterDay] = []
-    for row in archive where row.int64(3) != 1 {
-      let meter = row.text(0) ?? ""
-      let ct = max(row.int64(2) ?? 1, 1)
-      var history: [Energy] = []
-      for d in firstDay..<dayNumber {
-        if let e = energy(meter, d) { history.append(Energy(wattHours: e * ct)) }
+    for meter in archive.customers {
+      var past: [Energy] = []
+      for p in history {
+        if let e = energy(meter.address, p) { past.append(Energy(wattHours: e * meter.ct)) }
       }
+      let (missed, expected) = reads(meter.address)
+      // relayOpen stays false: the agent does not read relay states back yet (the
+      // disconnect work), so the energy-while-open rule cannot fire on the device.
       customers.append(
         MeterDay(
-          meter: meter, customer: row.text(1) ?? "",
-          energy: energy(meter, dayNumber).map { Energy(wattHours: $0 * ct) },
-          history: history))
+          meter: meter.address, customer: meter.customer,
+          energy: energy(meter.address, period).map { Energy(wattHours: $0 * meter.ct) }, history: past,
+          grade: meter.grade, clockDriftSeconds: drift[meter.address], missedReads: max(missed, 0),
+          expectedReads: expected, pastSuspectDays: pastSuspects[meter.address] ?? 0))
     }
-    let areaMeter = areaRow.text(0) ?? ""
-    let input = BalanceInput(
-      area: area, areaMeter: areaMeter,
-      areaEnergy: energy(areaMeter, dayNumber).map { Energy(wattHours: $0) },
-      ctRatio: max(areaRow.int64(2) ?? 1, 1), customers: customers)
-    return Result(day: day, input: input, balance: EnergyBalance(input, thresholds: thresholds))
+    return BalanceInput(
+      area: archive.area, areaMeter: archive.areaMeter.address,
+      areaEnergy: energy(archive.areaMeter.address, period).map { Energy(wattHours: $0) },
+      ctRatio: archive.areaMeter.ct, customers: customers)
   }
 }

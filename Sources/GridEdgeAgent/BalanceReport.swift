@@ -6,15 +6,25 @@ import SQLiteStore
 /// computed from the agent's database (opened read-only; the agent may be running),
 /// as a report for an engineer on site or, with `--json`, one JSON object.
 public enum BalanceReport {
-  /// Computes and prints the balance of `area` for local day `day` (`YYYY-MM-DD`).
+  /// Computes and prints the balance of `area` for local day `day` (`YYYY-MM-DD`),
+  /// or for one local hour of it (`hour`, `0`…`23`, from the 15-minute readings).
   /// - Returns: the exit code: 0 when the balance was computed (also when it is
   ///   flagged or its rate withheld), 2 for a bad argument or an area the archive
   ///   does not describe, 1 without a readable database.
-  public static func run(config: Config, area: String, day: String, json: Bool) -> Int32 {
+  public static func run(config: Config, area: String, day: String, hour: String? = nil, json: Bool) -> Int32
+  {
     let offset = UTCOffset(seconds: config.integer("device.utc_offset") * 60) ?? .china
     guard let date = parseDay(day) else {
       Console.writeError("gridedge balance: --day '" + day + "' is not a date YYYY-MM-DD\n")
       return ExitCode.config
+    }
+    var hourNumber: Int? = nil
+    if let hour {
+      guard let h = Int(hour), h >= 0, h <= 23, hour.utf8.count <= 2 else {
+        Console.writeError("gridedge balance: --hour '" + hour + "' is not an hour 0-23\n")
+        return ExitCode.config
+      }
+      hourNumber = h
     }
     let path = config.string("store.path") ?? ""
     guard Files.exists(path) else {
@@ -35,14 +45,16 @@ public enum BalanceReport {
     }
     let result: Balance.Result
     do {
-      var thresholds = BalanceThresholds()
-      thresholds.minimumCompletenessBasisPoints = config.integer("balance.min_completeness")
-      thresholds.highLossBasisPoints = config.integer("balance.high_loss")
-      thresholds.suddenDropBasisPoints = config.integer("balance.sudden_drop")
-      result = try Balance.compute(
-        db: db, area: area, day: date, offset: offset,
-        historyDays: Int(config.integer("balance.history_days")),
-        thresholds: thresholds)
+      let settings = DailyBalance.Settings(config: config)
+      if let hourNumber {
+        result = try Balance.computeHour(
+          db: db, area: area, day: date, hour: hourNumber, offset: offset, historyDays: settings.historyDays,
+          thresholds: settings.thresholds)
+      } else {
+        result = try Balance.compute(
+          db: db, area: area, day: date, offset: offset, historyDays: settings.historyDays,
+          thresholds: settings.thresholds)
+      }
     } catch {
       if error.isArchiveProblem {
         Console.writeError("gridedge balance: " + error.description + "\n")
@@ -77,14 +89,17 @@ public enum BalanceReport {
     let input = result.input
     var lines: [String] = []
     lines.append(
-      "area " + b.area + ", " + result.day.isoText + " (local, UTC" + ReadingsReport.offsetText(offset) + ")")
+      "area " + b.area + ", " + result.day.isoText + (result.hour.map { " " + hourText($0) } ?? "")
+        + " (local, UTC" + ReadingsReport.offsetText(offset) + ")")
     if let supplied = b.supplied, let area = input.areaEnergy {
       lines.append(
         "supplied      " + kWh(supplied) + " kWh  (area meter " + input.areaMeter + ": " + kWh(area)
           + " kWh × CT "
           + String(input.ctRatio) + ")")
     } else {
-      lines.append("supplied      unknown (area meter " + input.areaMeter + " has no energy for the day)")
+      lines.append(
+        "supplied      unknown (area meter " + input.areaMeter + " has no energy for the "
+          + (result.hour == nil ? "day)" : "hour)"))
     }
     let customersWithData = input.customers.filter { $0.energy != nil }.count
     lines.append(
@@ -128,10 +143,13 @@ public enum BalanceReport {
 
   /// The report as one JSON object: energies in Wh, rates and shares in basis points;
   /// `supplied_wh`, `loss_wh`, `loss_rate_bp` and `withheld` are null when not known.
-  static func jsonText(_ result: Balance.Result) -> String {
+  /// `suspects` lists at most `suspectLimit`, highest score first; `suspects_total`
+  /// says how many there are.
+  static func jsonText(_ result: Balance.Result, suspectLimit: Int = Int.max) -> String {
     let b = result.balance
     func int(_ v: Int64?) -> String { v.map { String($0) } ?? "null" }
     var out = "{\"area\":" + quoted(b.area) + ",\"day\":" + quoted(result.day.isoText)
+    if let hour = result.hour { out += ",\"hour\":" + String(hour) }
     out +=
       ",\"area_meter\":" + quoted(result.input.areaMeter) + ",\"ct_ratio\":" + String(result.input.ctRatio)
     out += ",\"supplied_wh\":" + int(b.supplied?.wattHours) + ",\"sold_wh\":" + String(b.sold.wattHours)
@@ -152,9 +170,11 @@ public enum BalanceReport {
         (i == 0 ? "" : ",") + "{\"code\":" + quoted(flag.code) + ",\"detail\":" + quoted(flag.description)
         + "}"
     }
-    out += "],\"suspects\":["
-    for (i, s) in b.suspects.enumerated() {
+    out += "],\"suspects_total\":" + String(b.suspects.count) + ",\"suspects\":["
+    for (i, s) in b.suspects.prefix(suspectLimit).enumerated() {
       out += (i == 0 ? "" : ",") + "{\"meter\":" + quoted(s.meter) + ",\"customer\":" + quoted(s.customer)
+      out += ",\"grade\":" + (s.grade.map { quoted($0.letter) } ?? "null")
+      out += ",\"past_suspect_days\":" + String(s.pastSuspectDays)
       out += ",\"score\":" + String(s.score) + ",\"explained_bp\":" + String(s.explainedBasisPoints)
       out += ",\"drop_wh\":" + String(s.drop.wattHours) + ",\"anomalies\":["
       for (j, a) in s.anomalies.enumerated() {
@@ -162,11 +182,20 @@ public enum BalanceReport {
           (j == 0 ? "" : ",") + "{\"rule\":" + quoted(a.rule.code) + ",\"energy_wh\":"
           + String(a.energy.wattHours)
           + ",\"median_wh\":" + String(a.median.wattHours) + ",\"history_days\":" + String(a.historyDays)
+          + (a.rule == .clockDrift ? ",\"drift_s\":" + String(a.driftSeconds) : "")
+          + (a.rule == .missedReads
+            ? ",\"missed\":" + String(a.missed) + ",\"expected\":" + String(a.expected) : "")
           + ",\"evidence\":" + quoted(a.description) + "}"
       }
       out += "]}"
     }
     return out + "]}"
+  }
+
+  /// `14:00-15:00` for hour 14.
+  static func hourText(_ hour: Int) -> String {
+    func two(_ n: Int) -> String { (n < 10 ? "0" : "") + String(n) }
+    return two(hour) + ":00-" + two(hour + 1) + ":00"
   }
 
   /// `1234.56` for 1,234,560 Wh (kWh with two decimals, truncated toward zero).

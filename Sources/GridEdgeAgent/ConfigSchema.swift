@@ -108,7 +108,10 @@ public enum ConfigSchema {
       "The most records one uplink batch carries."),
     ConfigKey(
       "sync.window", .integer(1, 1000), default: "16",
-      "The most batches published and not yet acknowledged by HQ at any time."),
+      "The most batches published and not yet confirmed by the broker (MQTT QoS 1 in flight)."),
+    ConfigKey(
+      "sync.ack_window", .integer(1, 100_000), default: "256",
+      "The most batches published and not yet acknowledged by HQ (all sent again after a reconnect)."),
     ConfigKey(
       "sync.ack_timeout", .integer(1000, 3_600_000), default: "30000", unit: "ms",
       "A batch HQ has not acknowledged within this time is sent again."),
@@ -247,11 +250,36 @@ public enum ConfigSchema {
       "balance.high_loss", .integer(0, 10_000), default: "800", unit: "bp",
       "A loss rate above this is flagged as high loss (theft or fault suspected)."),
     ConfigKey(
-      "balance.sudden_drop", .integer(0, 10_000), default: "5000", unit: "bp",
+      "balance.sudden_drop", .integer(0, 10_000), default: "6500", unit: "bp",
       "A meter's day at or below this share of its own median is a sudden drop."),
     ConfigKey(
       "balance.history_days", .integer(3, 62), default: "7", unit: "days",
       "Days of a meter's own history its day is compared with."),
+    ConfigKey(
+      "balance.missed_reads", .integer(1, 10_000), default: "2000", unit: "bp",
+      "A meter that missed at least this share of its collections in the balance's window is a missed-reads anomaly."
+    ),
+    ConfigKey(
+      "balance.grade_weight", .integer(0, 10_000), default: "250",
+      "Added to a suspect's score for each credit grade below A (B once, C twice, ...)."),
+    ConfigKey(
+      "balance.summary_deadline", .integer(0, 1440), default: "360", unit: "min",
+      "Minutes after local midnight by which yesterday's balance goes to HQ even if freezes are still missing (it goes as soon as all are in)."
+    ),
+    ConfigKey(
+      "balance.repeat_weight", .integer(0, 10_000), default: "250",
+      "Added to a suspect's score for each of the history days it was already a suspect in a daily summary."),
+    ConfigKey(
+      "balance.summary_completeness", .integer(1, 10_000), default: "10000", unit: "bp",
+      "Yesterday's balance goes to HQ as soon as this share of every area's meters has the day's freezes (else at balance.summary_deadline)."
+    ),
+    ConfigKey(
+      "balance.workorder_score", .integer(0, 100_000), default: "2000",
+      "Suspects in the daily summary with at least this score are proposed to HQ as inspection work orders."),
+    ConfigKey(
+      "balance.top_suspects", .integer(0, 100), default: "5",
+      "The most suspects per area in the daily summary, and so the most work orders proposed per area and day."
+    ),
     ConfigKey(
       "log.level", .choice(["debug", "info", "warn", "error"]), default: "info",
       "The least severe log level written to stderr (journald)."),

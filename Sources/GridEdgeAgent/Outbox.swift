@@ -5,9 +5,14 @@ import SQLiteStore
 /// (DESIGN.md §5).
 ///
 /// A record is enqueued in the same transaction as whatever it reports (a reading, a
-/// ledger entry). Pending records are formed into batches — (store, seq) allocated in
-/// the transaction that forms the batch, the payload stored so that a resend is
-/// byte-identical — and a batch is deleted only when HQ's application ack names it.
+/// ledger entry), into its class's table (`outbox_<class>`, migration 8; the view
+/// `outbox` shows them all). Pending records are formed into batches — (store, seq)
+/// allocated in the transaction that forms the batch, which stores the seq with the
+/// class and id range of its records — and the records stay where they are until HQ's
+/// application ack names the batch; then the batch and its records are deleted
+/// together. A batch's payload is built from its records (immutable while it is
+/// unacked, never evicted), so a resend is byte-identical. Batches formed before
+/// migration 8 kept their payload in `batches.payload` and are sent from it.
 ///
 /// Holds its prepared statements (each keeps the connection alive); one thread.
 public final class Outbox {
@@ -24,6 +29,14 @@ public final class Outbox {
     public var records: Int
   }
 
+  /// The newest record id of each class at some moment: records after it are "live"
+  /// (enqueued after the link came up), the rest backlog.
+  public struct Marks: Equatable, Sendable {
+    var newest: [Int64]
+    /// No mark: every pending record counts as live.
+    public static let zero = Marks(newest: Array(repeating: 0, count: UplinkClass.allCases.count))
+  }
+
   /// What the disk budget check found.
   public struct BudgetState: Equatable, Sendable {
     /// Bytes in use by the database (pages in use × page size).
@@ -35,18 +48,35 @@ public final class Outbox {
     public var full: Bool
   }
 
+  /// The statements of one class's table.
+  private struct ClassTable {
+    let uplink: UplinkClass
+    let insert: Statement
+    let newest: Statement
+    /// (min id, max id, count, payload) of up to ?3 records with ids in ?1...?2; the
+    /// payload is header ?4, the records joined with ',', and `]}`.
+    let span: Statement
+    let deleteRange: Statement
+    /// The oldest evictable record's created_at: telemetry, not in a formed batch.
+    let oldestEvictable: Statement
+    /// Deletes up to ?1 evictable records, oldest first.
+    let evict: Statement
+  }
+
   let db: Connection
   let deviceID: String
   let storeID: String
-  private let insert: Statement
-  private let lastID: Statement
+  private let tables: [ClassTable]
   private let pageCount: Statement
   private let freePages: Statement
   private let pageSize: Int64
-  private let span: Statement
-  private let formInsert: Statement
-  private let formDelete: Statement
-  private let nextSeq: Statement
+  private let formedRangesOf: Statement
+  private let insertBatch: Statement
+  private let seqState: Statement
+  private let setSeq: Statement
+  /// Per class (in `UplinkClass.allCases` order): below it every id is absent or in
+  /// a batch.
+  private var floors = Array(repeating: Int64(1), count: UplinkClass.allCases.count)
   private let loadBatch: Statement
   private let releaseRange: Statement
   /// Sequence numbers are reserved durably in blocks of this many.
@@ -62,29 +92,54 @@ public final class Outbox {
     self.db = store.db
     self.deviceID = store.deviceID
     self.storeID = store.storeID
-    insert = try db.prepare(
-      "INSERT INTO outbox (class, billing, record, created_at) VALUES (?1, ?2, json(?3), ?4)")
-    lastID = try db.prepare("SELECT coalesce(max(id), 0) FROM outbox")
+    var tables: [ClassTable] = []
+    for uplink in UplinkClass.allCases {
+      // Table names come from the fixed class list, never from input.
+      let table = "outbox_" + uplink.name
+      let notFormed =
+        "NOT EXISTS (SELECT 1 FROM batches b WHERE b.class = '" + uplink.name
+        + "' AND o.id BETWEEN b.first_id AND b.last_id)"
+      tables.append(
+        ClassTable(
+          uplink: uplink,
+          insert: try db.prepare(
+            "INSERT INTO " + table + " (billing, record, created_at) VALUES (?1, json(?2), ?3)"),
+          newest: try db.prepare("SELECT coalesce(max(id), 0) FROM " + table),
+          span: try db.prepare(
+            "SELECT min(id), max(id), count(*), CAST(?4 || group_concat(record, ',') || ']}' AS BLOB) FROM"
+              + " (SELECT id, record FROM " + table + " WHERE id BETWEEN ?1 AND ?2 ORDER BY id LIMIT ?3)"),
+          deleteRange: try db.prepare("DELETE FROM " + table + " WHERE id BETWEEN ?1 AND ?2"),
+          oldestEvictable: try db.prepare(
+            "SELECT created_at FROM " + table + " o WHERE billing = 0 AND " + notFormed
+              + " ORDER BY id LIMIT 1"),
+          evict: try db.prepare(
+            "DELETE FROM " + table + " WHERE id IN (SELECT id FROM " + table + " o WHERE billing = 0 AND "
+              + notFormed + " ORDER BY id LIMIT ?1)")))
+    }
+    self.tables = tables
     pageCount = try db.prepare("PRAGMA page_count")
     freePages = try db.prepare("PRAGMA freelist_count")
     pageSize = try db.scalarInt("PRAGMA page_size") ?? 4096
-    span = try db.prepare(
+    formedRangesOf = try db.prepare(
+      "SELECT first_id, last_id FROM batches WHERE class = ?1 AND first_id IS NOT NULL ORDER BY first_id")
+    insertBatch = try db.prepare(
       """
-      SELECT max(id), count(*) FROM (SELECT id FROM outbox
-        WHERE class = ?1 AND id BETWEEN ?2 AND ?3 ORDER BY id LIMIT ?4)
+      INSERT INTO batches (seq, class, payload, records, created_at, first_id, last_id)
+        VALUES (?1, ?2, X'', ?3, ?4, ?5, ?6)
       """)
-    formInsert = try db.prepare(
-      """
-      INSERT INTO batches (seq, class, payload, records, created_at)
-      SELECT ?1, ?2, CAST(?3 || group_concat(record, ',') || ']}' AS BLOB), count(*), ?4
-        FROM (SELECT record FROM outbox WHERE class = ?2 AND id BETWEEN ?5 AND ?6 ORDER BY id)
-      RETURNING payload
-      """)
-    formDelete = try db.prepare("DELETE FROM outbox WHERE class = ?1 AND id BETWEEN ?2 AND ?3")
-    nextSeq = try db.prepare(
-      "UPDATE sync_state SET last_seq = last_seq + 1 WHERE singleton = 1 RETURNING last_seq, reserved_until")
-    loadBatch = try db.prepare("SELECT class, payload, records FROM batches WHERE seq = ?1")
-    releaseRange = try db.prepare("DELETE FROM batches WHERE seq BETWEEN ?1 AND ?2 RETURNING seq, records")
+    seqState = try db.prepare("SELECT last_seq, reserved_until FROM sync_state WHERE singleton = 1")
+    setSeq = try db.prepare("UPDATE sync_state SET last_seq = ?1 WHERE singleton = 1")
+    loadBatch = try db.prepare(
+      "SELECT class, payload, records, first_id, last_id FROM batches WHERE seq = ?1")
+    releaseRange = try db.prepare(
+      "DELETE FROM batches WHERE seq BETWEEN ?1 AND ?2 RETURNING seq, records, class, first_id, last_id")
+  }
+
+  private func table(_ uplink: UplinkClass) -> ClassTable { tables[classIndex(uplink)] }
+
+  private func classIndex(_ uplink: UplinkClass) -> Int {
+    for (i, t) in tables.enumerated() where t.uplink == uplink { return i }
+    fatalError("no outbox table for class " + uplink.name)
   }
 
   /// Runs `statement` with `values`, returning its rows, and resets it (so it holds no
@@ -160,11 +215,10 @@ public final class Outbox {
   public func enqueue(
     _ uplink: UplinkClass, record: String, retention: Retention, now: Int64
   ) throws(SQLiteError) {
-    try insert.bind([
-      .text(uplink.name), .integer(retention == .billing ? 1 : 0), .text(record), .integer(now),
-    ])
+    let insert = table(uplink).insert
+    defer { insert.reset() }
+    try insert.bind([.integer(retention == .billing ? 1 : 0), .text(record), .integer(now)])
     while try insert.step() {}
-    insert.reset()
   }
 
   /// A record id unique in this store for ever: `<store>-<tag>-<n>`, n from a
@@ -180,75 +234,170 @@ public final class Outbox {
     return storeID + "-" + tag + "-" + String(n)
   }
 
-  /// The id of the newest pending record (0 when none): records after it are "live".
-  public func newestID() throws(SQLiteError) -> Int64 {
-    defer { lastID.reset() }
-    guard try lastID.step() else { return 0 }
-    return lastID.int64(at: 0)
+  /// The newest record id of each class (0 when none): records after them are "live".
+  public func marks() throws(SQLiteError) -> Marks {
+    var marks = Marks.zero
+    for (i, t) in tables.enumerated() {
+      defer { t.newest.reset() }
+      if try t.newest.step() { marks.newest[i] = t.newest.int64(at: 0) }
+    }
+    return marks
   }
+
+  private func mark(_ marks: Marks, _ uplink: UplinkClass) -> Int64 { marks.newest[classIndex(uplink)] }
 
   // MARK: - Batches
 
+  /// What `formBatches` did.
+  public struct Formation: Sendable {
+    /// The new batches, in seq order.
+    public var batches: [Batch] = []
+    /// Backlog records they took.
+    public var backlogRecords = 0
+    /// Acknowledged batches released in the same transaction, and their records.
+    public var releasedSeqs: [Int64] = []
+    public var releasedRecords = 0
+  }
+
   /// Forms up to `count` batches of at most `maxRecords` records each, in one
-  /// transaction, live records (id > `liveAfter`) first, then backlog records up to
+  /// transaction, live records (after `liveAfter`) first, then backlog records up to
   /// `backlogBudget` records in all. Their seqs come from the durably reserved block
-  /// (`recoverSeqs`), so the formation itself needs no fsync.
-  /// - Returns: the new batches, in seq order, and how many backlog records they took.
+  /// (`recoverSeqs`), so the formation itself needs no fsync. A record already in an
+  /// unacknowledged batch is not taken again. The batches in `releasing` (acknowledged
+  /// by HQ) are released in the same transaction first.
   public func formBatches(
-    count: Int, maxRecords: Int, liveAfter: Int64, backlogBudget: Int, now: Int64
-  ) throws(SQLiteError) -> (batches: [Batch], backlogRecords: Int) {
-    guard count > 0, maxRecords > 0 else { return ([], 0) }
+    count: Int, maxRecords: Int, liveAfter: Marks, backlogBudget: Int, now: Int64,
+    releasing: [ClosedRange<Int64>] = []
+  ) throws(SQLiteError) -> Formation {
+    guard count > 0, maxRecords > 0 else {
+      guard !releasing.isEmpty else { return Formation() }
+      let released = try release(releasing)
+      return Formation(releasedSeqs: released.seqs, releasedRecords: released.records)
+    }
     try reserve(count)
-    return try db.transaction { () throws(SQLiteError) -> ([Batch], Int) in
-      var formed: [Batch] = []
-      var backlogUsed = 0
+    return try db.transaction { () throws(SQLiteError) -> Formation in
+      var formation = Formation()
+      (formation.releasedSeqs, formation.releasedRecords) = try releaseInTransaction(releasing)
+      guard let state = try rows(seqState, []).first, var seq = state.int64(0), let reserved = state.int64(1)
+      else {
+        throw SQLiteError(code: .corrupt, message: "sync_state row is missing", sql: nil, path: db.path)
+      }
+      let firstSeq = seq
+      var taken: [UplinkClass: [ClosedRange<Int64>]] = [:]
       for live in [true, false] {
         for uplink in Self.priority {
-          while formed.count < count {
-            let limit = live ? maxRecords : min(maxRecords, backlogBudget - backlogUsed)
+          let after = mark(liveAfter, uplink)
+          while formation.batches.count < count {
+            let limit = live ? maxRecords : min(maxRecords, backlogBudget - formation.backlogRecords)
             guard limit > 0 else { break }
+            if taken[uplink] == nil { taken[uplink] = try formedRanges(uplink) }
+            guard seq < reserved else {
+              throw SQLiteError(
+                code: .internal, message: "seq " + String(seq + 1) + " is beyond the reserved block",
+                sql: nil,
+                path: db.path)
+            }
             guard
               let batch = try formOne(
-                uplink, lowestID: live ? liveAfter + 1 : 0,
-                highestID: live ? Int64.max : liveAfter, limit: limit, now: now)
+                uplink, seq: seq + 1, lowestID: live ? after + 1 : 1, highestID: live ? Int64.max : after,
+                limit: limit, taken: &taken[uplink, default: []], now: now)
             else { break }
-            if !live { backlogUsed += batch.records }
-            formed.append(batch)
+            seq += 1
+            if !live { formation.backlogRecords += batch.records }
+            formation.batches.append(batch)
           }
         }
       }
-      return (formed, backlogUsed)
+      if seq > firstSeq { _ = try rows(setSeq, [.integer(seq)]) }
+      return formation
     }
   }
 
+  /// The id ranges of `uplink`'s unacknowledged batches, lowest first.
+  private func formedRanges(_ uplink: UplinkClass) throws(SQLiteError) -> [ClosedRange<Int64>] {
+    try rows(formedRangesOf, [.text(uplink.name)]).compactMap { row in
+      guard let first = row.int64(0), let last = row.int64(1), first <= last else { return nil }
+      return first...last
+    }
+  }
+
+  /// Forms batch `seq` from the lowest records of `uplink` in `lowestID...highestID`
+  /// that no batch has taken yet (`taken`, sorted; the new range is added).
   private func formOne(
-    _ uplink: UplinkClass, lowestID: Int64, highestID: Int64, limit: Int, now: Int64
+    _ uplink: UplinkClass, seq: Int64, lowestID: Int64, highestID: Int64, limit: Int,
+    taken: inout [ClosedRange<Int64>], now: Int64
   ) throws(SQLiteError) -> Batch? {
-    let found = try rows(
-      span, [.text(uplink.name), .integer(lowestID), .integer(highestID), .integer(Int64(limit))])
-    guard let row = found.first, let last = row.int64(0), let records = row.int64(1), records > 0
-    else { return nil }
-    guard let allocated = try rows(nextSeq, []).first, let seq = allocated.int64(0) else {
-      throw SQLiteError(code: .corrupt, message: "sync_state row is missing", sql: nil, path: db.path)
+    let t = table(uplink)
+    let index = classIndex(uplink)
+    // Below `floor` every id is absent or taken (ids only grow; rows are only
+    // deleted), so a walk from the bottom starts there and moves it up.
+    let tracking = lowestID <= floors[index]
+    var from = max(lowestID, floors[index])
+    var i = 0
+    while true {
+      while i < taken.count, taken[i].upperBound < from { i += 1 }
+      if i < taken.count, taken[i].lowerBound <= from {
+        from = taken[i].upperBound + 1
+        i += 1
+      } else {
+        let next = i < taken.count ? taken[i].lowerBound : Int64.max
+        let to = min(next == Int64.max ? Int64.max : next - 1, highestID)
+        guard from <= to else {
+          if tracking { floors[index] = from }
+          if next > highestID { return nil }
+          continue
+        }
+        let row = try rows(
+          t.span, [.integer(from), .integer(to), .integer(Int64(limit)), .text(header(seq, uplink))]
+        ).first
+        if let row, let first = row.int64(0), let last = row.int64(1), let records = row.int64(2),
+          records > 0, let payload = row.blob(3)
+        {
+          let range = first...last
+          _ = try rows(
+            insertBatch,
+            [
+              .integer(seq), .text(uplink.name), .integer(records), .integer(now), .integer(first),
+              .integer(last),
+            ])
+          taken.insert(range, at: i)
+          if tracking { floors[index] = last + 1 }
+          return Batch(seq: seq, uplink: uplink, payload: payload, records: Int(records))
+        }
+        // Nothing in from...to.
+        if to == highestID { return nil }
+        from = to + 1
+      }
+      if tracking { floors[index] = from }
+      if from > highestID { return nil }
     }
-    guard seq <= allocated.int64(1) ?? 0 else {
-      throw SQLiteError(
-        code: .internal, message: "seq " + String(seq) + " is beyond the reserved block", sql: nil,
-        path: db.path)
-    }
-    // The records are valid minified JSON (json() at enqueue), so the array is their
-    // concatenation; the header members are validated ids and integers.
-    let header =
-      "{\"v\":1,\"dev\":\"" + deviceID + "\",\"store\":\"" + storeID + "\",\"seq\":" + String(seq)
+  }
+
+  /// The members before a batch's records.
+  private func header(_ seq: Int64, _ uplink: UplinkClass) -> String {
+    "{\"v\":1,\"dev\":\"" + deviceID + "\",\"store\":\"" + storeID + "\",\"seq\":" + String(seq)
       + ",\"class\":\"" + uplink.name + "\",\"records\":["
-    let inserted = try rows(
-      formInsert,
-      [
-        .integer(seq), .text(uplink.name), .text(header), .integer(now), .integer(lowestID),
-        .integer(last),
-      ])
-    _ = try rows(formDelete, [.text(uplink.name), .integer(lowestID), .integer(last)])
-    return Batch(seq: seq, uplink: uplink, payload: inserted.first?.blob(0) ?? [], records: Int(records))
+  }
+
+  /// The payload of batch `seq`: the header and the records of `ids`, in id order,
+  /// the same bytes `formOne` made. The records are valid minified JSON (json() at
+  /// enqueue), so the array is their concatenation; the header members are validated
+  /// ids and integers.
+  private func payload(
+    seq: Int64, _ uplink: UplinkClass, _ ids: ClosedRange<Int64>, records: Int64
+  ) throws(SQLiteError) -> [UInt8] {
+    let row = try rows(
+      table(uplink).span,
+      [.integer(ids.lowerBound), .integer(ids.upperBound), .integer(records + 1), .text(header(seq, uplink))]
+    ).first
+    guard let row, row.int64(2) == records, let payload = row.blob(3) else {
+      throw SQLiteError(
+        code: .corrupt,
+        message: "batch " + String(seq) + " (" + uplink.name + " " + String(ids.lowerBound) + "..."
+          + String(ids.upperBound) + ") should hold " + String(records) + " records; the outbox has "
+          + String(row?.int64(2) ?? 0), sql: nil, path: db.path)
+    }
+    return payload
   }
 
   /// Every formed, unacknowledged batch's seq, oldest first (to resend after a
@@ -257,14 +406,20 @@ public final class Outbox {
     try db.query("SELECT seq FROM batches ORDER BY seq").map { $0.int64(0) ?? 0 }
   }
 
-  /// The stored batch `seq`, byte for byte as first formed; nil when it was acked.
+  /// Batch `seq`, byte for byte as first formed; nil when it was acked.
   public func batch(_ seq: Int64) throws(SQLiteError) -> Batch? {
     guard
       let row = try rows(loadBatch, [.integer(seq)]).first,
       let uplink = UplinkClass(name: row.text(0) ?? "")
     else { return nil }
+    let records = row.int64(2) ?? 0
+    guard let first = row.int64(3), let last = row.int64(4) else {
+      // Formed before migration 8: the payload was stored.
+      return Batch(seq: seq, uplink: uplink, payload: row.blob(1) ?? [], records: Int(records))
+    }
     return Batch(
-      seq: seq, uplink: uplink, payload: row.blob(1) ?? [], records: Int(row.int64(2) ?? 0))
+      seq: seq, uplink: uplink, payload: try payload(seq: seq, uplink, first...last, records: records),
+      records: Int(records))
   }
 
   /// Releases the batches HQ acknowledged.
@@ -274,19 +429,27 @@ public final class Outbox {
     try release(ack.ranges)
   }
 
-  /// Releases the batches in `ranges` (several acks at once: one transaction).
+  /// Releases the batches in `ranges` and their records (several acks at once: one
+  /// transaction).
   public func release(_ ranges: [ClosedRange<Int64>]) throws(SQLiteError) -> (seqs: [Int64], records: Int) {
-    try db.transaction { () throws(SQLiteError) -> ([Int64], Int) in
-      var seqs: [Int64] = []
-      var records = 0
-      for range in ranges {
-        for row in try rows(releaseRange, [.integer(range.lowerBound), .integer(range.upperBound)]) {
-          seqs.append(row.int64(0) ?? 0)
-          records += Int(row.int64(1) ?? 0)
+    try db.transaction { () throws(SQLiteError) -> ([Int64], Int) in try releaseInTransaction(ranges) }
+  }
+
+  private func releaseInTransaction(_ ranges: [ClosedRange<Int64>]) throws(SQLiteError) -> ([Int64], Int) {
+    var seqs: [Int64] = []
+    var records = 0
+    for range in ranges {
+      for row in try rows(releaseRange, [.integer(range.lowerBound), .integer(range.upperBound)]) {
+        seqs.append(row.int64(0) ?? 0)
+        records += Int(row.int64(1) ?? 0)
+        if let uplink = UplinkClass(name: row.text(2) ?? ""), let first = row.int64(3),
+          let last = row.int64(4)
+        {
+          _ = try rows(table(uplink).deleteRange, [.integer(first), .integer(last)])
         }
       }
-      return (seqs, records)
     }
+    return (seqs, records)
   }
 
   // MARK: - Disk budget
@@ -304,8 +467,9 @@ public final class Outbox {
   }
 
   /// Keeps the database within `capBytes`: evicts pending telemetry records, oldest
-  /// first, in steps of `step` records, counting each eviction per class; billing
-  /// records are never evicted.
+  /// first (by enqueue time across classes), in steps of `step` records, counting each
+  /// eviction per class; billing records and records in unacknowledged batches are
+  /// never evicted.
   public func enforceBudget(capBytes: Int64, step: Int = 1000, now: Int64) throws(SQLiteError)
     -> BudgetState
   {
@@ -313,22 +477,21 @@ public final class Outbox {
     var evicted: Int64 = 0
     while used > capBytes {
       let removed = try db.transaction { () throws(SQLiteError) -> Int64 in
-        let rows = try db.query(
-          """
-          DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE billing = 0 ORDER BY id LIMIT ?1)
-          RETURNING class
-          """, [.integer(Int64(step))])
-        var perClass: [String: Int64] = [:]
-        for row in rows { perClass[row.text(0) ?? "", default: 0] += 1 }
-        for (name, n) in perClass {
-          try db.run(
-            """
-            INSERT INTO outbox_evictions (class, evicted, reported, last_at) VALUES (?1, ?2, 0, ?3)
-            ON CONFLICT (class) DO UPDATE SET evicted = evicted + excluded.evicted,
-              last_at = excluded.last_at
-            """, [.text(name), .integer(n), .integer(now)])
+        var oldest: (table: ClassTable, at: Int64)? = nil
+        for t in tables {
+          guard let at = try rows(t.oldestEvictable, []).first?.int64(0) else { continue }
+          if oldest == nil || at < oldest!.at { oldest = (t, at) }
         }
-        return Int64(rows.count)
+        guard let oldest else { return 0 }
+        _ = try rows(oldest.table.evict, [.integer(Int64(step))])
+        let n = Int64(db.changes)
+        try db.run(
+          """
+          INSERT INTO outbox_evictions (class, evicted, reported, last_at) VALUES (?1, ?2, 0, ?3)
+          ON CONFLICT (class) DO UPDATE SET evicted = evicted + excluded.evicted,
+            last_at = excluded.last_at
+          """, [.text(oldest.table.uplink.name), .integer(n), .integer(now)])
+        return n
       }
       if removed == 0 { break }
       evicted += removed
@@ -355,7 +518,11 @@ public final class Outbox {
   /// Pending records (not yet in a batch) and formed, unacknowledged batches.
   public func counts() throws(SQLiteError) -> (pendingRecords: Int64, unackedBatches: Int64) {
     let row = try db.query(
-      "SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM batches)"
+      """
+      SELECT (SELECT count(*) FROM outbox)
+          - (SELECT coalesce(sum(records), 0) FROM batches WHERE first_id IS NOT NULL),
+        (SELECT count(*) FROM batches)
+      """
     ).first
     return (row?.int64(0) ?? 0, row?.int64(1) ?? 0)
   }

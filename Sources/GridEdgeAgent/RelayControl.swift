@@ -20,7 +20,7 @@ import SQLiteStore
 ///   episode and reason as a `relay.refused` event (not `within-grace`, which only waits).
 ///   A trip for arrears not carried out yet is withdrawn when its ground goes away.
 ///   No trip goes out in a no-disconnect window, whenever it was decided.
-/// - **State** (table `relay`, migration 9): per meter the desired state, why, the
+/// - **State** (table `relay`, migration 10): per meter the desired state, why, the
 ///   ordering command, tries, the next try's time, and the last verified state; pending
 ///   operations continue after a restart.
 /// - **Execution**: the 0x1C request (trip, or close-permit / direct close with

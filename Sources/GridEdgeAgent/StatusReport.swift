@@ -62,7 +62,7 @@ public enum StatusReport {
       let cycle = try? db.query(
         "SELECT slot, finished_at, meters, answered, missing, errors, stored FROM acquisition_cycles ORDER BY id DESC LIMIT 1"
       ).first
-      // Relay control (migration 9): meters cut, operations pending or failed.
+      // Relay control (migration 10): meters cut, operations pending or failed.
       let relays = try? db.query(
         """
         SELECT count(*) FILTER (WHERE desired = 'open' AND state = 'done'),

@@ -7,7 +7,10 @@ import SQLiteStore
 /// outbox, publishes them at QoS 1 with a bounded window, and releases them only on
 /// HQ's application ack. Driven by the agent's poll loop; owns no thread.
 ///
-/// - A batch is in flight from its publish until HQ acks it; at most `window` are.
+/// - A batch is unacknowledged from its publish until HQ acks it; at most
+///   `ackWindow` are. Of those, at most `window` await the broker's PUBACK (MQTT QoS 1
+///   in flight): the broker's share is bounded like any MQTT client's, while the
+///   longer round trip through HQ still keeps the link busy.
 /// - A batch not acked within `ackTimeout` is published again (byte-identical), and
 ///   after a reconnect every unacked batch is.
 /// - A PUBACK with a reason code ≥ 0x80 (not authorised, quota exceeded) keeps the
@@ -18,7 +21,10 @@ import SQLiteStore
 public final class Sync {
   public struct Settings: Sendable {
     public var batchRecords = 100
+    /// Batches published and not yet confirmed by the broker (PUBACK).
     public var window = 16
+    /// Batches published and not yet acknowledged by HQ (at least `window`).
+    public var ackWindow = 256
     public var ackTimeoutMilliseconds: Int64 = 30_000
     /// Records per second of backlog; 0 for no cap.
     public var backlogRate: Int64 = 0
@@ -42,6 +48,7 @@ public final class Sync {
   }
 
   let outbox: Outbox
+  private let ackParser: AckParser
   let client: Client
   let settings: Settings
   let deviceID: String
@@ -53,14 +60,17 @@ public final class Sync {
   private var resend: [Int64] = []
   /// Batches the broker refused, with the monotonic time to try again.
   private var held: [Int64: Int64] = [:]
-  private var liveAfter: Int64 = 0
+  private var liveAfter = Outbox.Marks.zero
   private var tokens: Int64 = 0
   private var tokensAt: Int64 = 0
   private var refusalEventAt: [Int32: Int64] = [:]
   private var nothingPendingUntil: Int64 = 0
+  /// Seq ranges HQ acknowledged, not yet released in the database.
+  private var acknowledgedRanges: [ClosedRange<Int64>] = []
   public private(set) var figures = Figures()
 
-  public init(outbox: Outbox, client: Client, settings: Settings) {
+  public init(outbox: Outbox, client: Client, settings: Settings) throws(SQLiteError) {
+    self.ackParser = try AckParser(outbox.db)
     self.outbox = outbox
     self.client = client
     self.settings = settings
@@ -71,6 +81,13 @@ public final class Sync {
   /// Batches published and not yet acknowledged.
   public var inFlightCount: Int { inFlight.count }
 
+  /// Room for more batches: under both windows.
+  private var room: Int {
+    min(
+      settings.window - seqOfMid.count, max(settings.ackWindow, settings.window) - inFlight.count - held.count
+    )
+  }
+
   /// The link is up (CONNACK accepted): every unacked batch is resent first, and
   /// records enqueued from now on count as live.
   public func linkUp(monotonic now: Int64) throws(SQLiteError) {
@@ -78,8 +95,8 @@ public final class Sync {
     inFlight.removeAll()
     seqOfMid.removeAll()
     held.removeAll()
-    resend = try outbox.unackedSeqs()
-    liveAfter = try outbox.newestID()
+    resend = try outbox.unackedSeqs().filter { seq in !acknowledgedRanges.contains { $0.contains(seq) } }
+    liveAfter = try outbox.marks()
     tokens = bucketSize
     tokensAt = now
     nothingPendingUntil = 0
@@ -108,14 +125,17 @@ public final class Sync {
   ///   - now: monotonic ms; `wall`: wall-clock ms (stored with batches).
   /// - Throws: `SyncError` when the database or the client fails.
   public func pump(monotonic now: Int64, wall: Int64) throws(SyncError) {
-    guard connected else { return }
+    guard connected else {
+      try releaseAcknowledged(wall: wall)
+      return
+    }
     expireAcks(now)
     for (seq, at) in held where at <= now {
       held[seq] = nil
       resend.append(seq)
     }
     if !resend.isEmpty { resend.sort() }
-    while inFlight.count < settings.window, !resend.isEmpty {
+    while room > 0, !resend.isEmpty {
       let seq = resend.removeFirst()
       let batch: Outbox.Batch?
       do {
@@ -126,20 +146,24 @@ public final class Sync {
       guard let batch else { continue }  // acked meanwhile
       try publish(batch, now: now, again: true)
     }
-    let free = settings.window - inFlight.count - held.count
-    // Form in groups (half a window at a time) rather than one batch per ack.
-    guard free > 0, free * 2 >= settings.window || inFlight.isEmpty, now >= nothingPendingUntil else {
+    let free = room
+    // Form in groups (half a window at a time) rather than one batch per PUBACK.
+    guard free > 0, free * 2 >= settings.window || seqOfMid.isEmpty, now >= nothingPendingUntil else {
+      try releaseAcknowledged(wall: wall)
       return
     }
     refill(now)
-    let formed: (batches: [Outbox.Batch], backlogRecords: Int)
+    let formed: Outbox.Formation
     do {
       formed = try outbox.formBatches(
         count: free, maxRecords: settings.batchRecords, liveAfter: liveAfter,
-        backlogBudget: tokens >= Int64(Int.max) ? Int.max : Int(tokens), now: wall)
+        backlogBudget: tokens >= Int64(Int.max) ? Int.max : Int(tokens), now: wall,
+        releasing: acknowledgedRanges)
     } catch {
       throw SyncError("forming batches: " + error.description)
     }
+    acknowledgedRanges.removeAll()
+    countReleased(formed.releasedSeqs, records: formed.releasedRecords, wall: wall)
     if settings.backlogRate > 0 { tokens -= Int64(formed.backlogRecords) }
     if formed.batches.isEmpty {
       // Nothing pending (or the backlog cap is spent): look again in a while, or as
@@ -154,6 +178,27 @@ public final class Sync {
         throw error
       }
     }
+  }
+
+  /// Releases the batches HQ acknowledged since the last release, in one
+  /// transaction (the agent calls this before it stops).
+  public func releaseAcknowledged(wall: Int64) throws(SyncError) {
+    guard !acknowledgedRanges.isEmpty else { return }
+    let released: (seqs: [Int64], records: Int)
+    do {
+      released = try outbox.release(acknowledgedRanges)
+    } catch {
+      throw SyncError("releasing acknowledged batches: " + error.description)
+    }
+    acknowledgedRanges.removeAll()
+    countReleased(released.seqs, records: released.records, wall: wall)
+  }
+
+  private func countReleased(_ seqs: [Int64], records: Int, wall: Int64) {
+    guard !seqs.isEmpty else { return }
+    figures.batchesAcked += Int64(seqs.count)
+    figures.recordsAcked += Int64(records)
+    figures.lastAckAt = wall
   }
 
   private func refill(_ now: Int64) {
@@ -221,16 +266,19 @@ public final class Sync {
       + String(reasonCode) + "}"
   }
 
-  /// HQ's application acks received in one turn of the loop: releases the batches
-  /// they name, in one transaction.
-  /// - Returns: how many batches were released.
-  public func acknowledged(_ payloads: [[UInt8]], monotonic now: Int64, wall: Int64) throws(SyncError) -> Int
-  {
+  /// HQ's application acks received in one turn of the loop. The batches they name
+  /// are no longer in flight at once; they are released (deleted with their records)
+  /// at the next `pump`, in the transaction that forms the next batches, or by
+  /// `releaseAcknowledged`. Until then a restart would only send them again, and HQ
+  /// deduplicates them.
+  /// - Returns: how many batches in flight the acks named.
+  @discardableResult
+  public func acknowledged(_ payloads: [[UInt8]], monotonic now: Int64, wall: Int64) -> Int {
     var ranges: [ClosedRange<Int64>] = []
     for payload in payloads {
       let ack: Ack
       do {
-        ack = try Ack.decode(payload, outbox.db)
+        ack = try ackParser.decode(payload)
       } catch {
         figures.malformedAcks += 1
         Log.warn("sync", "malformed ack on " + Topics.downAck(deviceID) + ": " + error.description)
@@ -243,24 +291,16 @@ public final class Sync {
       ranges += ack.ranges
     }
     guard !ranges.isEmpty else { return 0 }
-    let released: (seqs: [Int64], records: Int)
-    do {
-      released = try outbox.release(ranges)
-    } catch {
-      throw SyncError("releasing acknowledged batches: " + error.description)
-    }
-    for seq in released.seqs {
+    acknowledgedRanges += ranges
+    var named: [Int64] = []
+    for seq in inFlight.keys where ranges.contains(where: { $0.contains(seq) }) { named.append(seq) }
+    for seq in named {
       if let flight = inFlight.removeValue(forKey: seq) { seqOfMid[flight.mid] = nil }
-      held[seq] = nil
     }
-    if !released.seqs.isEmpty {
-      resend.removeAll { released.seqs.contains($0) }
-      figures.batchesAcked += Int64(released.seqs.count)
-      figures.recordsAcked += Int64(released.records)
-      figures.lastAckAt = wall
-      nothingPendingUntil = 0
-    }
-    return released.seqs.count
+    for seq in held.keys where ranges.contains(where: { $0.contains(seq) }) { held[seq] = nil }
+    resend.removeAll { seq in ranges.contains { $0.contains(seq) } }
+    nothingPendingUntil = 0
+    return named.count
   }
 
   /// When the loop should call `pump` again at the latest (monotonic ms), or nil.

@@ -184,17 +184,55 @@ public struct Ack: Equatable, Sendable {
   /// Parses and validates an ack.
   /// - Throws: `ContractError` naming the member at fault.
   public static func decode(_ payload: [UInt8], _ db: Connection) throws(ContractError) -> Ack {
-    let text = String(decoding: payload, as: UTF8.self)
-    guard try isJSONObject(text, db) else { throw .notJSON }
-    let header: [Row]
+    let parser: AckParser
     do {
-      header = try db.query(
-        "SELECT json_type(?1, '$.store'), json_extract(?1, '$.store'), json_type(?1, '$.seq'),"
-          + " json_array_length(?1, '$.seq')", [.text(text)])
+      parser = try AckParser(db)
     } catch {
       throw .store(error)
     }
-    guard let row = header.first else { throw .notJSON }
+    return try parser.decode(payload)
+  }
+}
+
+/// Parses acks with SQLite's JSON functions through statements prepared once (the
+/// agent parses one ack per batch).
+public final class AckParser {
+  private let object: Statement
+  private let header: Statement
+  private let items: Statement
+
+  public init(_ db: Connection) throws(SQLiteError) {
+    object = try db.prepare(isJSONObjectSQL)
+    header = try db.prepare(
+      "SELECT json_type(?1, '$.store'), json_extract(?1, '$.store'), json_type(?1, '$.seq'),"
+        + " json_array_length(?1, '$.seq')")
+    items = try db.prepare(
+      """
+      SELECT key, type, json_array_length(value), json_type(value, '$[0]'), json_extract(value, '$[0]'),
+        json_type(value, '$[1]'), json_extract(value, '$[1]')
+      FROM json_each(?1, '$.seq') ORDER BY key
+      """)
+  }
+
+  private func rows(_ statement: Statement, _ text: String) throws(ContractError) -> [Row] {
+    defer { statement.reset() }
+    do {
+      try statement.bind([.text(text)])
+      var out: [Row] = []
+      while try statement.step() { out.append(statement.row()) }
+      return out
+    } catch {
+      throw .store(error)
+    }
+  }
+
+  /// Parses and validates an ack.
+  /// - Throws: `ContractError` naming the member at fault.
+  public func decode(_ payload: [UInt8]) throws(ContractError) -> Ack {
+    let text = String(decoding: payload, as: UTF8.self)
+    // json_type and json_extract raise an error on malformed JSON, so this comes first.
+    guard try rows(object, text).first?.int64(0) == 1 else { throw .notJSON }
+    guard let row = try rows(header, text).first else { throw .notJSON }
     guard row.text(0) == "text", let store = row.text(1) else {
       throw row.text(0) == nil ? .missingField("store") : .badField("store", "expected a string")
     }
@@ -204,23 +242,12 @@ public struct Ack: Equatable, Sendable {
     guard row.text(2) == "array", let count = row.int64(3) else {
       throw row.text(2) == nil ? .missingField("seq") : .badField("seq", "expected an array")
     }
-    guard count <= maximumRanges else {
-      throw .badField("seq", "more than " + String(maximumRanges) + " ranges")
-    }
-    let items: [Row]
-    do {
-      items = try db.query(
-        """
-        SELECT key, type, json_array_length(value), json_type(value, '$[0]'), json_extract(value, '$[0]'),
-          json_type(value, '$[1]'), json_extract(value, '$[1]')
-        FROM json_each(?1, '$.seq') ORDER BY key
-        """, [.text(text)])
-    } catch {
-      throw .store(error)
+    guard count <= Ack.maximumRanges else {
+      throw .badField("seq", "more than " + String(Ack.maximumRanges) + " ranges")
     }
     var ranges: [ClosedRange<Int64>] = []
-    ranges.reserveCapacity(items.count)
-    for item in items {
+    ranges.reserveCapacity(Int(count))
+    for item in try rows(items, text) {
       let name = "seq[" + String(item.int64(0) ?? 0) + "]"
       guard item.text(1) == "array", item.int64(2) == 2, item.text(3) == "integer",
         item.text(5) == "integer", let from = item.int64(4), let to = item.int64(6)
@@ -232,12 +259,13 @@ public struct Ack: Equatable, Sendable {
   }
 }
 
+let isJSONObjectSQL = "SELECT CASE WHEN json_valid(?1) THEN json_type(?1) = 'object' ELSE 0 END"
+
 /// True when `text` is valid JSON whose top level is an object. json_type and
 /// json_extract raise an error on malformed JSON, so this comes first.
 func isJSONObject(_ text: String, _ db: Connection) throws(ContractError) -> Bool {
   do {
-    return try db.scalarInt(
-      "SELECT CASE WHEN json_valid(?1) THEN json_type(?1) = 'object' ELSE 0 END", [.text(text)]) == 1
+    return try db.scalarInt(isJSONObjectSQL, [.text(text)]) == 1
   } catch {
     throw .store(error)
   }

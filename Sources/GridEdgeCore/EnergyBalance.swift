@@ -1,6 +1,13 @@
 /// The energy balance (line loss) of one transformer area for one day, and the
 /// per-meter anomaly rules that rank suspects (DESIGN.md §6). Pure: no I/O.
 ///
+/// A suspect's score (basis points) = the share of the area's loss its drop against
+/// its own median explains + the weights of the rules that fired (reverse energy
+/// 3,000, energy while the relay is open 3,000, stopped 2,000, sudden drop 1,000, clock
+/// drift and missed reads 500 each) +
+/// `gradeWeight` for each credit grade below the best + `repeatWeight` for each history
+/// day it was already a suspect.
+///
 /// supplied = area meter energy × CT ratio; sold = Σ customer meters with data;
 /// loss = supplied − sold; loss rate = loss / supplied in basis points (0.01 %),
 /// rounded half away from zero. The rate is withheld when collection is incomplete,
@@ -16,12 +23,36 @@ public struct MeterDay: Hashable, Sendable {
   public var energy: Energy?
   /// The energies of previous days that have both freezes, oldest first (missing days left out).
   public var history: [Energy]
+  /// The customer's credit grade; nil when unknown.
+  public var grade: CreditGrade?
+  /// The meter clock's last measured offset from the concentrator's, in seconds
+  /// (positive: ahead); nil when never checked.
+  public var clockDriftSeconds: Int64?
+  /// Collections in the balance's window that found no reading for the meter.
+  public var missedReads: Int
+  /// Collections in the window the meter should have a reading from.
+  public var expectedReads: Int
+  /// The meter's relay was open (supply cut) throughout the period, as read back from
+  /// the meter at both ends; false when closed or not known.
+  public var relayOpen: Bool
+  /// On how many of the history days the meter was already a suspect.
+  public var pastSuspectDays: Int
 
-  public init(meter: String, customer: String = "", energy: Energy?, history: [Energy] = []) {
+  public init(
+    meter: String, customer: String = "", energy: Energy?, history: [Energy] = [], grade: CreditGrade? = nil,
+    clockDriftSeconds: Int64? = nil, missedReads: Int = 0, expectedReads: Int = 0, relayOpen: Bool = false,
+    pastSuspectDays: Int = 0
+  ) {
     self.meter = meter
     self.customer = customer
     self.energy = energy
     self.history = history
+    self.grade = grade
+    self.clockDriftSeconds = clockDriftSeconds
+    self.missedReads = missedReads
+    self.expectedReads = expectedReads
+    self.relayOpen = relayOpen
+    self.pastSuspectDays = pastSuspectDays
   }
 }
 
@@ -54,12 +85,23 @@ public struct BalanceThresholds: Hashable, Sendable {
   /// A loss rate above this (basis points) is flagged as high loss.
   public var highLossBasisPoints: Int64 = 800
   /// A day at or below this share (basis points) of the meter's median is a sudden
-  /// drop (so a bypass carrying half the load is caught).
-  public var suddenDropBasisPoints: Int64 = 5_000
+  /// drop. 65 %, so a bypass carrying half the load is caught also on a day the
+  /// customer uses up to 30 % more than usual (at 50 % it would be caught only on days
+  /// at or below the median).
+  public var suddenDropBasisPoints: Int64 = 6_500
   /// The fewest history days the stopped and drop rules need.
   public var minimumHistoryDays: Int = 3
   /// A meter whose median day is below this is too small to call stopped or dropped.
   public var minimumMedianEnergy = Energy(wattHours: 500)
+  /// A meter clock further off than this (seconds, either way) is a clock-drift anomaly.
+  public var maximumClockDriftSeconds: Int64 = 60
+  /// A meter missing at least this share (basis points) of its expected reads in the
+  /// window is a missed-reads anomaly.
+  public var missedReadsBasisPoints: Int64 = 2_000
+  /// Added to a suspect's score for each credit grade below the best (B +1×, C +2×, …).
+  public var gradeWeight: Int64 = 250
+  /// Added to a suspect's score for each history day it was already a suspect.
+  public var repeatWeight: Int64 = 250
 
   public init() {}
 }
@@ -147,22 +189,35 @@ public struct MeterAnomaly: Hashable, Sendable, CustomStringConvertible {
     case reverseEnergy
     /// The day is at or below the drop threshold of the meter's own median.
     case suddenDrop
+    /// The meter's clock is off by more than the limit: its freezes fall at the
+    /// wrong time (and a tampered clock shifts energy between tariffs).
+    case clockDrift
+    /// The meter missed at least the limit's share of its collections in the window.
+    case missedReads
+    /// The meter registered energy while its relay was open: the supply goes around
+    /// the relay (a bypass) or the relay failed.
+    case energyWhileOpen
 
-    /// `stopped`, `reverse-energy`, `sudden-drop`.
+    /// `stopped`, `reverse-energy`, `sudden-drop`, `clock-drift`, `missed-reads`,
+    /// `energy-while-open`.
     public var code: String {
       switch self {
       case .stopped: return "stopped"
       case .reverseEnergy: return "reverse-energy"
       case .suddenDrop: return "sudden-drop"
+      case .clockDrift: return "clock-drift"
+      case .missedReads: return "missed-reads"
+      case .energyWhileOpen: return "energy-while-open"
       }
     }
 
     /// How much the rule weighs in a suspect's score (basis points added to its share).
     public var weight: Int64 {
       switch self {
-      case .reverseEnergy: return 3_000
+      case .reverseEnergy, .energyWhileOpen: return 3_000
       case .stopped: return 2_000
       case .suddenDrop: return 1_000
+      case .clockDrift, .missedReads: return 500
       }
     }
   }
@@ -174,6 +229,27 @@ public struct MeterAnomaly: Hashable, Sendable, CustomStringConvertible {
   public let median: Energy
   /// How many history days the median is over.
   public let historyDays: Int
+  /// For `clockDrift`: the clock's offset in seconds, and the limit.
+  public let driftSeconds: Int64
+  /// For `missedReads`: reads missed and expected in the window; for `clockDrift`
+  /// and `missedReads`, `limit` is the threshold (seconds, basis points).
+  public let missed: Int
+  public let expected: Int
+  public let limit: Int64
+
+  init(
+    rule: Rule, energy: Energy, median: Energy, historyDays: Int, driftSeconds: Int64 = 0, missed: Int = 0,
+    expected: Int = 0, limit: Int64 = 0
+  ) {
+    self.rule = rule
+    self.energy = energy
+    self.median = median
+    self.historyDays = historyDays
+    self.driftSeconds = driftSeconds
+    self.missed = missed
+    self.expected = expected
+    self.limit = limit
+  }
 
   public var description: String {
     switch rule {
@@ -186,6 +262,18 @@ public struct MeterAnomaly: Hashable, Sendable, CustomStringConvertible {
       return "sudden drop: " + String(energy.wattHours) + " Wh is "
         + percentText(ratioBasisPoints(energy.wattHours, median.wattHours)) + " of its median "
         + String(median.wattHours) + " Wh over the previous " + String(historyDays) + " day(s)"
+    case .clockDrift:
+      return "clock drift: the meter's clock is " + String(driftSeconds.magnitude) + " s "
+        + (driftSeconds > 0 ? "ahead of" : "behind") + " the concentrator's (limit " + String(limit)
+        + " s): its freezes and tariff periods fall at the wrong time"
+    case .energyWhileOpen:
+      return "energy while the relay is open: " + String(energy.wattHours)
+        + " Wh registered while the supply was cut"
+    case .missedReads:
+      return "missed reads: " + String(missed) + " of " + String(expected)
+        + " collections in the window found no reading ("
+        + percentText(ratioBasisPoints(Int64(missed), Int64(expected)))
+        + ", limit " + percentText(limit) + ")"
     }
   }
 }
@@ -199,9 +287,13 @@ public struct Suspect: Hashable, Sendable {
   /// The share of the area's loss that drop would explain, in basis points (0…10,000;
   /// 0 when there is no positive loss).
   public let explainedBasisPoints: Int64
-  /// explained share + the weights of the rules that fired.
+  /// explained share + the weights of the rules that fired + the credit grade's weight.
   public let score: Int64
   public let anomalies: [MeterAnomaly]
+  /// The customer's credit grade, when known.
+  public let grade: CreditGrade?
+  /// On how many of the history days it was already a suspect.
+  public let pastSuspectDays: Int
 }
 
 /// The balance of one area for one day.
@@ -280,20 +372,55 @@ public struct EnergyBalance: Hashable, Sendable {
     let positiveLoss = max(loss?.wattHours ?? 0, 0)
     for customer in input.customers {
       guard let energy = customer.energy else { continue }
-      let anomalies = Self.anomalies(energy: energy, history: customer.history, thresholds: thresholds)
+      let anomalies = Self.anomalies(customer, energy: energy, thresholds: thresholds)
       guard !anomalies.isEmpty else { continue }
       let median = anomalies[0].median
       let drop = max(median.wattHours - energy.wattHours, 0)
       let explained = positiveLoss > 0 ? min(drop, positiveLoss) * 10_000 / positiveLoss : 0
       var score = explained
       for anomaly in anomalies { score += anomaly.rule.weight }
+      if let grade = customer.grade { score += Int64(max(grade.rank - 1, 0)) * thresholds.gradeWeight }
+      score += Int64(max(customer.pastSuspectDays, 0)) * thresholds.repeatWeight
       suspects.append(
         Suspect(
           meter: customer.meter, customer: customer.customer, drop: Energy(wattHours: drop),
-          explainedBasisPoints: explained, score: score, anomalies: anomalies))
+          explainedBasisPoints: explained, score: score, anomalies: anomalies, grade: customer.grade,
+          pastSuspectDays: customer.pastSuspectDays))
     }
     suspects.sort { $0.score != $1.score ? $0.score > $1.score : $0.meter < $1.meter }
     self.suspects = suspects
+  }
+
+  /// Every rule that fires for `meter` with the period's `energy`: the energy rules
+  /// (`anomalies(energy:history:thresholds:)`; stopped and sudden drop not while the
+  /// relay is open), then energy while the relay is open, clock drift and missed reads.
+  public static func anomalies(_ meter: MeterDay, energy: Energy, thresholds: BalanceThresholds)
+    -> [MeterAnomaly]
+  {
+    var out = anomalies(energy: energy, history: meter.history, thresholds: thresholds)
+    let median = Self.median(meter.history)
+    // A cut supply explains a stopped or dropped meter; energy is what is suspect then.
+    if meter.relayOpen { out.removeAll { $0.rule == .stopped || $0.rule == .suddenDrop } }
+    if meter.relayOpen, energy.wattHours > 0 {
+      out.append(
+        MeterAnomaly(rule: .energyWhileOpen, energy: energy, median: median, historyDays: meter.history.count)
+      )
+    }
+    if let drift = meter.clockDriftSeconds, drift.magnitude > thresholds.maximumClockDriftSeconds.magnitude {
+      out.append(
+        MeterAnomaly(
+          rule: .clockDrift, energy: energy, median: median, historyDays: meter.history.count,
+          driftSeconds: drift, limit: thresholds.maximumClockDriftSeconds))
+    }
+    if meter.expectedReads > 0, meter.missedReads > 0,
+      Int64(meter.missedReads) * 10_000 >= Int64(meter.expectedReads) * thresholds.missedReadsBasisPoints
+    {
+      out.append(
+        MeterAnomaly(
+          rule: .missedReads, energy: energy, median: median, historyDays: meter.history.count,
+          missed: meter.missedReads, expected: meter.expectedReads, limit: thresholds.missedReadsBasisPoints))
+    }
+    return out
   }
 
   /// The rules that fire for a meter's day `energy` against its `history`.

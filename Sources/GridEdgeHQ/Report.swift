@@ -32,7 +32,38 @@ public enum Report {
     ORDER BY ids.device_id
     """
 
-  /// Prints the table, or a JSON array with `json`. - Returns: the exit code.
+  /// The newest `balance.daily` summary per device and area, with the number of
+  /// inspection work orders proposed for that area and day (one row each).
+  static let balances = """
+    WITH daily AS (
+      SELECT device_id, json_extract(body, '$.area') AS area, json_extract(body, '$.day') AS day, body,
+        row_number() OVER (PARTITION BY device_id, json_extract(body, '$.area')
+          ORDER BY json_extract(body, '$.day') DESC) AS n
+      FROM records WHERE class = 'events' AND json_extract(body, '$.type') = 'balance.daily'),
+    orders AS (
+      SELECT device_id, json_extract(body, '$.area') AS area, json_extract(body, '$.day') AS day,
+        count(*) AS n
+      FROM records WHERE class = 'events' AND json_extract(body, '$.type') = 'workorder.proposed'
+      GROUP BY 1, 2, 3)
+    SELECT d.device_id AS device, d.area AS area, d.day AS day,
+      json_extract(body, '$.supplied_wh') AS supplied_wh, json_extract(body, '$.sold_wh') AS sold_wh,
+      json_extract(body, '$.loss_wh') AS loss_wh, json_extract(body, '$.loss_rate_bp') AS loss_rate_bp,
+      coalesce(json_extract(body, '$.withheld.code'),
+        CASE WHEN json_type(body, '$.error') IS NOT NULL THEN 'archive-error' END) AS withheld,
+      json_extract(body, '$.completeness_bp') AS completeness_bp,
+      coalesce(json_array_length(body, '$.missing'), 0) AS missing,
+      coalesce((SELECT group_concat(json_extract(value, '$.code'), ',') FROM json_each(body, '$.flags')), '')
+        AS flags,
+      coalesce(json_extract(body, '$.suspects_total'), 0) AS suspects,
+      coalesce(json_extract(body, '$.suspects[0].meter'), '') AS top_suspect,
+      coalesce(o.n, 0) AS work_orders, json_extract(body, '$.error') AS error
+    FROM daily d LEFT JOIN orders o USING (device_id, area, day)
+    WHERE d.n = 1
+    ORDER BY d.device_id, d.area
+    """
+
+  /// Prints the table, or a JSON array with `json` (each device with its `balances`:
+  /// the newest daily energy balance per area). - Returns: the exit code.
   public static func run(databasePath: String, json: Bool) -> Int32 {
     guard Files.exists(databasePath) else {
       Log.error("report", "no database at " + databasePath)
@@ -42,14 +73,20 @@ public enum Report {
       let store = try HQStore(path: databasePath)
       if json {
         let rows = try store.db.query(
-          """
-          SELECT json_group_array(json_object('device', device, 'state', state, 'epoch', epoch,
-            'births', births, 'batches', batches, 'records', records,
-            'duplicate_batches', duplicate_batches, 'duplicate_records', duplicate_records,
-            'conflicting_batches', conflicting_batches, 'malformed', malformed,
-            'missing_seqs', missing_seqs, 'stores', stores, 'last_seen', last_seen, 'reason', reason))
-          FROM (
-          """ + query + ")")
+          "WITH balances AS (" + balances + ")"
+            + """
+            SELECT json_group_array(json_object('device', device, 'state', state, 'epoch', epoch,
+              'births', births, 'batches', batches, 'records', records,
+              'duplicate_batches', duplicate_batches, 'duplicate_records', duplicate_records,
+              'conflicting_batches', conflicting_batches, 'malformed', malformed,
+              'missing_seqs', missing_seqs, 'stores', stores, 'last_seen', last_seen, 'reason', reason,
+              'balances', (SELECT json_group_array(json_object('area', area, 'day', day,
+                'supplied_wh', supplied_wh, 'sold_wh', sold_wh, 'loss_wh', loss_wh,
+                'loss_rate_bp', loss_rate_bp, 'withheld', withheld, 'completeness_bp', completeness_bp,
+                'missing', missing, 'flags', flags, 'suspects', suspects, 'top_suspect', top_suspect,
+                'work_orders', work_orders, 'error', error)) FROM balances b WHERE b.device = devices.device)))
+            FROM (
+            """ + query + ") AS devices")
         Console.writeLine(rows.first?.text(0) ?? "[]")
         return 0
       }
@@ -66,11 +103,51 @@ public enum Report {
             + pad(String(row.int64(10) ?? 0), 9) + formatUTC(milliseconds: row.int64(12) ?? 0))
       }
       Console.writeLine(String(rows.count) + " device(s)")
+      let areas = try store.db.query(balances)
+      guard !areas.isEmpty else { return 0 }
+      Console.writeLine("")
+      Console.writeLine("energy balance, newest day per device and area (kWh):")
+      Console.writeLine(
+        "device                            area          day         supplied      sold          loss rate  "
+          + "complete  missing  flags                    suspects  orders  top suspect")
+      for row in areas {
+        Console.writeLine(
+          pad(row.text(0) ?? "", 34) + pad(row.text(1) ?? "", 14) + pad(row.text(2) ?? "", 12)
+            + pad(kWh(row.int64(3)), 14) + pad(kWh(row.int64(4)), 14)
+            + pad(row.int64(6).map(percent) ?? "-", 11) + pad(row.int64(8).map(percent) ?? "-", 10)
+            + pad(String(row.int64(9) ?? 0), 9) + pad(flagText(row.text(10) ?? "", row.text(7)), 25)
+            + pad(String(row.int64(11) ?? 0), 10) + pad(String(row.int64(13) ?? 0), 8) + (row.text(12) ?? ""))
+      }
       return 0
     } catch {
       Log.error("report", "database " + databasePath + ": " + error.description)
       return 1
     }
+  }
+
+  /// `1234.56` for 1,234,560 Wh (two decimals, truncated toward zero); `-` for none.
+  static func kWh(_ wattHours: Int64?) -> String {
+    guard let wattHours else { return "-" }
+    let magnitude = wattHours.magnitude
+    let hundredths = magnitude / 10 % 100
+    return (wattHours < 0 ? "-" : "") + String(magnitude / 1000) + "." + (hundredths < 10 ? "0" : "")
+      + String(hundredths)
+  }
+
+  /// `13.46%` for 1,346 basis points.
+  static func percent(_ basisPoints: Int64) -> String {
+    let magnitude = basisPoints.magnitude
+    let hundredths = magnitude % 100
+    return (basisPoints < 0 ? "-" : "") + String(magnitude / 100) + "." + (hundredths < 10 ? "0" : "")
+      + String(hundredths) + "%"
+  }
+
+  /// The flags, and why the rate is withheld (or the area's error), in one column.
+  private static func flagText(_ flags: String, _ withheld: String?) -> String {
+    let parts = [flags, withheld.map { "withheld: " + $0 } ?? ""].filter { !$0.isEmpty }
+    var out = ""
+    for part in parts { out += (out.isEmpty ? "" : ", ") + part }
+    return out.isEmpty ? "none" : out
   }
 
   private static func pad(_ text: String, _ width: Int) -> String {

@@ -18,11 +18,26 @@ public struct MeterFaults: Hashable, Sendable {
   /// The relay is bridged (a jumper across its contacts): opening it does not stop the
   /// load, and the meter goes on registering it.
   public var relayBypassed = false
+  /// True time (unix ms) from which the theft, stopped and reverse faults act; before
+  /// it the meter registers honestly, so its own history shows the change
+  /// (`--faults-from`). `Int64.min`: from the start.
+  public var activeFromMilliseconds = Int64.min
 
   public init() {}
 
-  /// True when nothing is injected.
-  public var isNone: Bool { self == MeterFaults() }
+  /// How the meter registers at true time `time`: the share of the true energy in ‰,
+  /// whether its registers stand still, whether it is wired backwards.
+  func registering(at time: Int64) -> (permille: Int64, stopped: Bool, reverse: Bool) {
+    guard time >= activeFromMilliseconds else { return (1_000, false, false) }
+    return (registeredPermille, stopped, reverse)
+  }
+
+  /// True when nothing is injected (whenever it would act).
+  public var isNone: Bool {
+    var plain = self
+    plain.activeFromMilliseconds = Int64.min
+    return plain == MeterFaults()
+  }
 }
 
 /// Which meters a fault option names: meter numbers (1…N, the n-th address) and
@@ -123,9 +138,14 @@ public struct FaultRule: Hashable, Sendable {
 }
 
 /// The faults of every customer meter (index 0 = meter number 1), after applying
-/// `rules` in order (a later rule overrides an earlier one's value).
-func resolveFaults(_ rules: [FaultRule], meterCount: Int, seed: UInt64) -> [MeterFaults] {
-  var faults = [MeterFaults](repeating: MeterFaults(), count: meterCount)
+/// `rules` in order (a later rule overrides an earlier one's value); the
+/// registration faults act from `activeFrom` (true unix ms).
+func resolveFaults(_ rules: [FaultRule], meterCount: Int, seed: UInt64, activeFrom: Int64 = Int64.min)
+  -> [MeterFaults]
+{
+  var none = MeterFaults()
+  none.activeFromMilliseconds = activeFrom
+  var faults = [MeterFaults](repeating: none, count: meterCount)
   for rule in rules {
     for number in rule.meterNumbers(meterCount: meterCount, seed: seed) {
       rule.apply(to: &faults[number - 1])

@@ -39,6 +39,9 @@ public struct SimulatorOptions: Sendable {
   public var password = try! Password(level: 0x02, code: 0)
   /// Injected faults, applied in order.
   public var faults: [FaultRule] = []
+  /// Simulated time (unix ms) from which theft, stopped and reverse act, or nil for
+  /// from the start.
+  public var faultsFromMilliseconds: Int64? = nil
   /// The share of replies sent with a wrong checksum, in ‰.
   public var corruptPermille: Int64 = 0
 
@@ -98,7 +101,7 @@ extension SimulatorOptions {
   public static let valued: Set<String> = [
     "meters", "seed", "start", "history-days", "speed", "baud", "profile", "first-address", "area-address",
     "loss", "price", "password", "theft", "stopped", "reverse", "silent", "drift", "slow", "relay-bypass",
-    "corrupt",
+    "corrupt", "faults-from",
   ]
   /// Flags (no value).
   public static let flags: Set<String> = ["no-area"]
@@ -176,6 +179,11 @@ extension SimulatorOptions {
     }
     if let text = arguments.value("corrupt") {
       corruptPermille = try integer(text, "corrupt", 0...1_000, "a share of replies in permille, 0 to 1000")
+    }
+    if let text = arguments.value("faults-from") {
+      let seconds: Int64 = try integer(
+        text, "faults-from", 946_684_800...4_102_444_799, "unix seconds in 2000…2099")
+      faultsFromMilliseconds = seconds * 1000
     }
     try validate()
   }

@@ -164,8 +164,9 @@ public struct SimulatedMeter: Sendable {
   /// area meter adds the loss).
   public var measuredWatts: Int64 {
     if isArea { return areaLoadWatts * (1_000 + areaLossPermille) / 1_000 }
-    let watts = trueLoadWatts * faults.registeredPermille / 1_000
-    return faults.reverse ? -watts : watts
+    let registering = faults.registering(at: now)
+    let watts = trueLoadWatts * registering.permille / 1_000
+    return registering.reverse ? -watts : watts
   }
 
   // MARK: Advancing
@@ -175,6 +176,9 @@ public struct SimulatedMeter: Sendable {
   /// its own load and faults.
   mutating func advance(to target: Int64, areaRatePermille: Int64 = 0) {
     guard target > now else { return }
+    let from = faults.activeFromMilliseconds
+    if now < from && from < target { advance(to: from, areaRatePermille: areaRatePermille) }
+    let registering = faults.registering(at: now)
     let load = trueLoadWatts
     var forwardRate: Int64 = 0
     var reverseRate: Int64 = 0
@@ -182,9 +186,9 @@ public struct SimulatedMeter: Sendable {
       forwardRate = areaRatePermille
     } else {
       trueEnergy.add(ratePermille: load * 1_000, milliseconds: target - now)
-      if !faults.stopped {
-        let rate = load * faults.registeredPermille
-        if faults.reverse { reverseRate = rate } else { forwardRate = rate }
+      if !registering.stopped {
+        let rate = load * registering.permille
+        if registering.reverse { reverseRate = rate } else { forwardRate = rate }
       }
     }
     // Split at the meter clock's 15-minute boundaries: the tariff changes only there,

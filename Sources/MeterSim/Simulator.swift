@@ -46,7 +46,9 @@ public final class Simulator {
   public init(options: SimulatorOptions) {
     self.options = options
     let epoch = options.epochMilliseconds
-    let faults = resolveFaults(options.faults, meterCount: options.meterCount, seed: options.seed)
+    let faults = resolveFaults(
+      options.faults, meterCount: options.meterCount, seed: options.seed,
+      activeFrom: options.faultsFromMilliseconds ?? Int64.min)
     var meters: [SimulatedMeter] = []
     meters.reserveCapacity(options.meterCount)
     for number in 1...options.meterCount {

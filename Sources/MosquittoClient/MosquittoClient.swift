@@ -83,6 +83,9 @@ public final class Client {
     try check(
       mosquitto_int_option(h, MOSQ_OPT_SEND_MAXIMUM, options.maxInflightMessages),
       "set max in-flight messages \(options.maxInflightMessages)")
+    // Small packets (PUBACKs, acks, commands) must not wait for Nagle's algorithm and
+    // the peer's delayed ACK (up to 40 ms each on Linux).
+    try check(mosquitto_int_option(h, MOSQ_OPT_TCP_NODELAY, 1), "set TCP_NODELAY")
     if let username = options.username {
       let rc = withOptionalCString(username) { user in
         withOptionalCString(options.password) { password in

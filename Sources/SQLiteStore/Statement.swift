@@ -167,7 +167,13 @@ public final class Statement {
   public func blob(at i: Int32) -> [UInt8] {
     guard let bytes = sqlite3_column_blob(handle, i) else { return [] }
     let count = Int(sqlite3_column_bytes(handle, i))
-    return Array(UnsafeRawBufferPointer(start: bytes, count: count))
+    // One memcpy (batch payloads are kilobytes; a generic sequence copy goes byte by byte).
+    return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+      if let base = buffer.baseAddress, count > 0 {
+        UnsafeMutableRawPointer(base).copyMemory(from: bytes, byteCount: count)
+      }
+      initialized = count
+    }
   }
 
   /// Whether column `i` is NULL.

@@ -12,7 +12,9 @@ struct Main {
           subscribe to every device's state (as $share/G/... with --group) and
           keep it in FILE (default gridedge-hq.db) until SIGTERM/SIGINT
       gridedge-hq report [--db FILE] [--json]
-          per device: state, boot epoch, births, last seen
+          per device: state, boot epoch, births, batches, records, duplicates,
+          gaps, last seen; and the newest daily energy balance of each area
+          (loss rate, completeness, flags, suspects, proposed work orders)
       gridedge-hq keygen --out DIR [--kid K]
           make an Ed25519 command key: DIR/K.key (private seed, mode 0600) and
           the public line added to DIR/trusted-keys (K defaults to the key's

@@ -22,9 +22,11 @@ struct Main {
       gridedge relays --config FILE [--json]
                                         every meter's relay operation: wanted and
                                         verified state, why, tries, last error
-      gridedge balance --config FILE --area AREA --day YYYY-MM-DD [--json]
+      gridedge balance --config FILE --area AREA --day YYYY-MM-DD [--hour H] [--json]
                                         the energy balance (line loss) of a transformer
-                                        area for one local day, with suspects
+                                        area for one local day (from the daily freezes)
+                                        or one hour H, 0-23 (from the 15-minute
+                                        readings), with suspects
       gridedge audit verify --config FILE
                                         walk the audit hash chain (ledger entries,
                                         command outcomes, relay operations): finds
@@ -47,7 +49,7 @@ struct Main {
     let arguments: Arguments
     do {
       arguments = try Arguments(
-        words, valued: ["config", "meter", "from", "to", "customer", "area", "day"],
+        words, valued: ["config", "meter", "from", "to", "customer", "area", "day", "hour"],
         flags: ["help", "version", "json"])
     } catch {
       Console.writeError("gridedge: " + error.description + "\n\n" + usage + "\n")
@@ -121,7 +123,8 @@ struct Main {
         Console.writeError("gridedge balance: --area AREA and --day YYYY-MM-DD are required\n")
         return ExitCode.config
       }
-      return BalanceReport.run(config: config, area: area, day: day, json: arguments.has("json"))
+      return BalanceReport.run(
+        config: config, area: area, day: day, hour: arguments.value("hour"), json: arguments.has("json"))
     case "audit":
       return LedgerReport.verifyAudit(config: config)
     default:

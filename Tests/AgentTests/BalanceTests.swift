@@ -36,11 +36,18 @@ import Testing
   }
 
   /// Writes the archive and the freezes; `skip` names (meter, day index) freezes left out.
-  private func setup(_ label: String, skip: Set<String> = []) throws -> Setup {
+  /// - Parameters:
+  ///   - start: local midnight (ms) of day index 0; the freezes are of days 0…8 and
+  ///     meter 03's drop is on day 7.
+  ///   - extraConfig: lines added to the configuration file.
+  func setup(_ label: String, skip: Set<String> = [], start: Int64 = newYear, extraConfig: String = "")
+    throws -> Setup
+  {
     let dir = try makeTemporaryDirectory(label)
     let path = dir.appendingPathComponent("agent.db").path
     let config = dir.appendingPathComponent("agent.conf").path
-    try "device.id = TA-1\nstore.path = \(path)\n".write(toFile: config, atomically: true, encoding: .utf8)
+    try "device.id = TA-1\nstore.path = \(path)\n\(extraConfig)\n".write(
+      toFile: config, atomically: true, encoding: .utf8)
     let store = try AgentStore(path: path, deviceID: "TA-1", now: 1)
     let outbox = try Outbox(store: store)
     let readings = try Readings(store: store, outbox: outbox)
@@ -58,7 +65,7 @@ import Testing
       var register: Int64 = 1_000_000
       for i in 0...8 {
         // Freezes a few seconds after local midnight (the meter's freeze time).
-        let ts = newYear + Int64(i) * 86_400_000 + 7_000
+        let ts = start + Int64(i) * 86_400_000 + 7_000
         if !skip.contains(meter + "@" + String(i)) {
           batch.append(
             Reading(
@@ -71,10 +78,10 @@ import Testing
       // A realtime reading at midnight must not be taken for a freeze.
       batch.append(
         Reading(
-          meter: Address(meter)!, identifier: .forwardActiveBlock, timestamp: newYear + 7 * 86_400_000,
-          value: 99_999_999, quality: .measured, readAt: newYear + 7 * 86_400_000 + 1_000))
+          meter: Address(meter)!, identifier: .forwardActiveBlock, timestamp: start + 7 * 86_400_000,
+          value: 99_999_999, quality: .measured, readAt: start + 7 * 86_400_000 + 1_000))
     }
-    try readings.store(batch, now: newYear)
+    try readings.store(batch, now: start)
     return Setup(dir: dir, config: config, store: store)
   }
 
@@ -183,5 +190,61 @@ import Testing
     #expect(result.stderr.contains("area 'TA-9' has no meters in the meter archive"))
     result = try runProduct("gridedge", ["balance", "--config", s.config, "--area", "TA-1"], in: s.dir)
     #expect(result.status == 2)
+  }
+
+  @Test func clockDriftMissedFreezesAndTheCreditGradeComeFromTheDatabase() throws {
+    // Meter 02's clock was found 300 s ahead; meter 05 lacks the freezes of days 2 and 3
+    // (2 of the window's 9); meter 03's customer has grade C.
+    let s = try setup("balance-rules", skip: ["000000000005@2", "000000000005@3"])
+    try s.store.db.run("INSERT INTO meter_state (meter, clock_drift) VALUES ('000000000002', 300)")
+    try s.store.db.run("UPDATE archive_meters SET grade = 'C' WHERE address = '000000000003'")
+    let result = try runProduct(
+      "gridedge", ["balance", "--config", s.config, "--area", "TA-1", "--day", "2026-01-08", "--json"],
+      in: s.dir)
+    #expect(result.status == 0, "\(result.stderr)")
+    let suspects = try #require(try jsonObject(result.stdout)["suspects"] as? [[String: Any]])
+    #expect(suspects.map { $0["meter"] as? String } == ["000000000003", "000000000002", "000000000005"])
+    // 7,142 explained + 1,000 sudden drop + 2 × 250 for grade C.
+    #expect((suspects[0]["score"] as? NSNumber)?.int64Value == 8_642)
+    #expect(suspects[0]["grade"] as? String == "C")
+    let drift = try #require((suspects[1]["anomalies"] as? [[String: Any]])?.first)
+    #expect(drift["rule"] as? String == "clock-drift")
+    #expect((drift["drift_s"] as? NSNumber)?.int64Value == 300)
+    let missed = try #require((suspects[2]["anomalies"] as? [[String: Any]])?.first)
+    #expect(missed["rule"] as? String == "missed-reads")
+    #expect((missed["missed"] as? NSNumber)?.intValue == 2)
+    #expect((missed["expected"] as? NSNumber)?.intValue == 9)
+  }
+
+  @Test func aSuspectOfEarlierDaysRanksHigher() throws {
+    let s = try setup("balance-repeat")
+    // Meter 03 was a suspect on 2026-01-06 and -07 (in the 7-day history), on
+    // 2025-12-01 (outside it) and in another area.
+    for (area, day) in [("TA-1", 6), ("TA-1", 7), ("TA-9", 5)] {
+      try s.store.db.run(
+        "INSERT INTO balance_suspects VALUES (?1, ?2, '000000000003', 1000, 'sudden-drop')",
+        [.text(area), .integer(CivilDate(year: 2026, month: 1, day: day)!.daysSinceEpoch)])
+    }
+    try s.store.db.run(
+      "INSERT INTO balance_suspects VALUES ('TA-1', ?1, '000000000003', 1000, 'sudden-drop')",
+      [.integer(CivilDate(year: 2025, month: 12, day: 1)!.daysSinceEpoch)])
+    let b = try Balance.compute(db: s.store.db, area: "TA-1", day: Self.day, offset: .china).balance
+    #expect(b.suspects.first?.pastSuspectDays == 2)
+    // 8,142 + 2 × 250.
+    #expect(b.suspects.first?.score == 8_642)
+  }
+
+  @Test func areaWithoutAnyReadingsHasEveryMeterMissing() throws {
+    let dir = try makeTemporaryDirectory("balance-empty")
+    let store = try AgentStore(path: dir.appendingPathComponent("agent.db").path, deviceID: "TA-1", now: 1)
+    try store.db.begin()
+    _ = try Archive.apply(body: Self.archive, db: store.db, now: 1)
+    try store.db.commit()
+    let b = try Balance.compute(db: store.db, area: "TA-1", day: Self.day, offset: .china).balance
+    #expect(b.withheld?.code == "area-meter-missing")
+    #expect(b.missing.count == 6)
+    #expect(b.suspects.isEmpty)
+    let hour = try Balance.computeHour(db: store.db, area: "TA-1", day: Self.day, hour: 0, offset: .china)
+    #expect(hour.balance.missing.count == 6)
   }
 }

@@ -56,7 +56,8 @@ func fillOutbox(
     for i in 0..<250 {
       try outbox.enqueue(.readings, record: readingRecord(meter: i, ts: 1), retention: .telemetry, now: 5)
     }
-    let formed = try outbox.formBatches(count: 10, maxRecords: 100, liveAfter: 0, backlogBudget: 0, now: 9)
+    let formed = try outbox.formBatches(
+      count: 10, maxRecords: 100, liveAfter: .zero, backlogBudget: 0, now: 9)
     #expect(formed.batches.map(\.seq) == [1, 2, 3])
     #expect(formed.batches.map(\.records) == [100, 100, 50])
     #expect(try outbox.counts().pendingRecords == 0)
@@ -91,7 +92,7 @@ func fillOutbox(
     for i in 0..<30 {
       try outbox.enqueue(.readings, record: readingRecord(meter: i, ts: 1), retention: .telemetry, now: 0)
     }
-    let mark = try outbox.newestID()
+    let mark = try outbox.marks()
     for i in 100..<105 {
       try outbox.enqueue(.readings, record: readingRecord(meter: i, ts: 2), retention: .telemetry, now: 0)
     }
@@ -111,7 +112,7 @@ func fillOutbox(
     for i in 0..<50 {
       try outbox.enqueue(.readings, record: readingRecord(meter: i, ts: 1), retention: .telemetry, now: 0)
     }
-    _ = try outbox.formBatches(count: 5, maxRecords: 10, liveAfter: 0, backlogBudget: 0, now: 0)
+    _ = try outbox.formBatches(count: 5, maxRecords: 10, liveAfter: .zero, backlogBudget: 0, now: 0)
     let released = try outbox.release(Ack(store: store.storeID, ranges: [2...3, 5...9]))
     #expect(released.seqs == [2, 3, 5])
     #expect(released.records == 30)
@@ -122,16 +123,132 @@ func fillOutbox(
   @Test func seqIsNeverReusedEvenWhenEveryBatchWasAckedAndTheStoreReopened() throws {
     let (store, outbox, path) = try makeStore("outbox-seq")
     try outbox.enqueue(.events, record: #"{"id":"a"}"#, retention: .billing, now: 0)
-    _ = try outbox.formBatches(count: 1, maxRecords: 10, liveAfter: 0, backlogBudget: 0, now: 0)
+    _ = try outbox.formBatches(count: 1, maxRecords: 10, liveAfter: .zero, backlogBudget: 0, now: 0)
     _ = try outbox.release(Ack(store: store.storeID, ranges: [1...1]))
     store.db.close()
     let reopened = try AgentStore(path: path, deviceID: "TA-OUT-1", now: 0)
     let again = try Outbox(store: reopened)
     try again.enqueue(.events, record: #"{"id":"b"}"#, retention: .billing, now: 0)
     #expect(
-      try again.formBatches(count: 1, maxRecords: 10, liveAfter: 0, backlogBudget: 0, now: 0).batches.map(
+      try again.formBatches(count: 1, maxRecords: 10, liveAfter: .zero, backlogBudget: 0, now: 0).batches.map(
         \.seq) == [2])
     #expect(try again.newRecordID("event") != (try again.newRecordID("event")))
+  }
+
+  @Test func recordsStayUntilTheAckAndAResendIsRebuiltByteIdenticalAfterAReopen() throws {
+    let (store, outbox, path) = try makeStore("outbox-keep")
+    for i in 0..<250 {
+      try outbox.enqueue(.readings, record: readingRecord(meter: i, ts: 1), retention: .telemetry, now: 5)
+    }
+    let formed = try outbox.formBatches(
+      count: 10, maxRecords: 100, liveAfter: .zero, backlogBudget: 0, now: 9)
+    #expect(formed.batches.map(\.records) == [100, 100, 50])
+    // Formed records stay in the outbox, taken: nothing more to form.
+    #expect(try store.db.scalarInt("SELECT count(*) FROM outbox") == 250)
+    #expect(
+      try outbox.formBatches(count: 10, maxRecords: 100, liveAfter: .zero, backlogBudget: 0, now: 9).batches
+        .isEmpty)
+    store.db.close()
+
+    let reopened = try AgentStore(path: path, deviceID: "TA-OUT-1", now: 0)
+    let again = try Outbox(store: reopened)
+    for batch in formed.batches {
+      #expect(try again.batch(batch.seq)?.payload == batch.payload)
+    }
+    // The ack deletes the batch and exactly its records.
+    #expect(try again.release([2...2]).records == 100)
+    #expect(try reopened.db.scalarInt("SELECT count(*) FROM outbox") == 150)
+    #expect(try again.batch(1)?.payload == formed.batches[0].payload)
+    #expect(try again.batch(3)?.payload == formed.batches[2].payload)
+    // New records form a batch of their own; the taken ones are not taken twice.
+    for i in 300..<310 {
+      try again.enqueue(.readings, record: readingRecord(meter: i, ts: 2), retention: .telemetry, now: 10)
+    }
+    let next = try again.formBatches(count: 10, maxRecords: 100, liveAfter: .zero, backlogBudget: 0, now: 11)
+    #expect(next.batches.map(\.records) == [10])
+    let json = try JSONSerialization.jsonObject(with: Data(next.batches[0].payload)) as! [String: Any]
+    #expect(((json["records"] as! [[String: Any]])[0]["meter"] as? String) == "000000000300")
+    #expect(try again.counts().pendingRecords == 0)
+  }
+
+  @Test func recordsBetweenTakenRangesAreFormedInIdOrder() throws {
+    let (_, outbox, _) = try makeStore("outbox-gaps")
+    for i in 0..<30 {
+      try outbox.enqueue(.readings, record: readingRecord(meter: i, ts: 1), retention: .telemetry, now: 0)
+    }
+    // Live first: records 21...30 are taken while 1...20 are backlog.
+    var mark = Outbox.Marks.zero
+    mark = try outbox.marks()
+    for i in 30..<35 {
+      try outbox.enqueue(.readings, record: readingRecord(meter: i, ts: 2), retention: .telemetry, now: 0)
+    }
+    let live = try outbox.formBatches(count: 1, maxRecords: 10, liveAfter: mark, backlogBudget: 0, now: 0)
+    #expect(live.batches.map(\.records) == [5])
+    // Then everything else, lowest ids first, around the taken range.
+    let rest = try outbox.formBatches(count: 10, maxRecords: 10, liveAfter: .zero, backlogBudget: 0, now: 0)
+    #expect(rest.batches.map(\.records) == [10, 10, 10])
+    let metersOf = { (batch: Outbox.Batch) -> [String] in
+      let json = try! JSONSerialization.jsonObject(with: Data(batch.payload)) as! [String: Any]
+      return (json["records"] as! [[String: Any]]).map { $0["meter"] as! String }
+    }
+    #expect(metersOf(rest.batches[0]).first == "000000000000")
+    #expect(metersOf(rest.batches[2]).last == "000000000029")
+    #expect(metersOf(live.batches[0]) == (30..<35).map { String($0).leftPadded(to: 12) })
+  }
+
+  @Test func evictionNeverTakesRecordsOfAnUnacknowledgedBatch() throws {
+    let (store, outbox, _) = try makeStore("outbox-evict-formed")
+    let filler = String(repeating: "y", count: 300)
+    try store.db.transaction { () throws(SQLiteError) in
+      for i in 0..<1000 {
+        try outbox.enqueue(
+          .readings,
+          record: readingRecord(meter: i, ts: 1).replacingOccurrences(
+            of: "}", with: #","pad":"\#(filler)"}"#),
+          retention: .telemetry, now: Int64(i))
+      }
+    }
+    let formed = try outbox.formBatches(count: 1, maxRecords: 100, liveAfter: .zero, backlogBudget: 0, now: 0)
+    let state = try outbox.enforceBudget(capBytes: 8192, step: 200, now: 1)
+    #expect(state.full)
+    #expect(state.evicted == 900)
+    #expect(try store.db.scalarInt("SELECT count(*) FROM outbox") == 100)
+    #expect(try outbox.batch(formed.batches[0].seq)?.payload == formed.batches[0].payload)
+  }
+
+  @Test func aBatchFormedBeforeMigration8IsSentFromItsStoredPayload() throws {
+    let dir = try makeTemporaryDirectory("outbox-migrate")
+    let path = dir.appendingPathComponent("agent.db").path
+    // A database as version 0.2.0 left it: migrations 1-7, an old-style batch with its
+    // payload and a pending record in the single outbox table.
+    do {
+      let db = try Connection(path: path)
+      _ = try Migrator(Array(AgentStore.migrations.prefix(7))).migrate(db)
+      try db.run(
+        "INSERT INTO device (singleton, device_id, store_id, created_at) VALUES (1, 'TA-OUT-1', '00000000000000ab', 0)"
+      )
+      try db.run(
+        "INSERT INTO batches (seq, class, payload, records, created_at) VALUES (7, 'events', CAST(?1 AS BLOB), 1, 0)",
+        [
+          .text(
+            #"{"v":1,"dev":"TA-OUT-1","store":"00000000000000ab","seq":7,"class":"events","records":[{"id":"x"}]}"#
+          )
+        ])
+      try db.run(
+        "INSERT INTO outbox (class, billing, record, created_at) VALUES ('ledger', 1, '{\"id\":\"l1\"}', 0)")
+      try db.run("UPDATE sync_state SET last_seq = 7, reserved_until = 7")
+      db.close()
+    }
+    let store = try AgentStore(path: path, deviceID: "TA-OUT-1", now: 0)
+    let outbox = try Outbox(store: store)
+    let old = try outbox.batch(7)
+    #expect(
+      old.map { String(decoding: $0.payload, as: UTF8.self) }?.hasSuffix(#""records":[{"id":"x"}]}"#) == true)
+    #expect(try store.db.scalarInt("SELECT count(*) FROM outbox_ledger") == 1)
+    let formed = try outbox.formBatches(count: 5, maxRecords: 10, liveAfter: .zero, backlogBudget: 0, now: 0)
+    #expect(formed.batches.map(\.uplink) == [.ledger])
+    #expect(try outbox.release([7...7]).records == 1)
+    #expect(try outbox.unackedSeqs() == formed.batches.map(\.seq))
   }
 
   @Test func budgetEvictsOldestTelemetryOnlyCountsItAndSaysWhenFull() throws {
@@ -214,7 +331,7 @@ func fillOutbox(
     for i in 0..<30 {
       try outbox.enqueue(.readings, record: readingRecord(meter: i, ts: 1), retention: .telemetry, now: 0)
     }
-    let first = try outbox.formBatches(count: 3, maxRecords: 10, liveAfter: 0, backlogBudget: 0, now: 0)
+    let first = try outbox.formBatches(count: 3, maxRecords: 10, liveAfter: .zero, backlogBudget: 0, now: 0)
     #expect(first.batches.map(\.seq) == [1, 2, 3])
     // The same boot (a process restart): nothing is skipped.
     #expect(try outbox.recoverSeqs(bootID: "boot-a", now: 0) == nil)
@@ -226,7 +343,7 @@ func fillOutbox(
     )
     #expect(event.first?.values == [.text("sync.seqs_skipped"), .integer(4), .integer(Outbox.seqBlock)])
     try outbox.enqueue(.readings, record: readingRecord(meter: 99, ts: 2), retention: .telemetry, now: 0)
-    let next = try outbox.formBatches(count: 2, maxRecords: 10, liveAfter: 0, backlogBudget: 0, now: 0)
+    let next = try outbox.formBatches(count: 2, maxRecords: 10, liveAfter: .zero, backlogBudget: 0, now: 0)
     #expect(next.batches.map(\.seq) == [Outbox.seqBlock + 1, Outbox.seqBlock + 2])
   }
 }

@@ -5,14 +5,14 @@
  * the agent's own tables, the way a competent C programmer writes "store a reading
  * and its outbox record in one transaction":
  *
- *   - the schema of `readings` (WITHOUT ROWID, key (ts, meter, di)) and `outbox`
- *     (AUTOINCREMENT, its two indexes) is copied from the agent's database
- *     (sqlite_master), so both sides write the same tables;
+ *   - the schema of `readings` (WITHOUT ROWID, key (ts, meter, di)) and
+ *     `outbox_readings` (the readings class's outbox table, AUTOINCREMENT) is copied
+ *     from the agent's database (sqlite_master), so both sides write the same tables;
  *   - WAL, synchronous=NORMAL, foreign_keys=ON, SQLITE_DBCONFIG_DEFENSIVE, as the
  *     agent's connection sets them;
  *   - the same two prepared statements as the agent's Readings.store and
  *     Outbox.enqueue (INSERT ... ON CONFLICT DO NOTHING, then the outbox row with
- *     json(?3)), the outbox row only when the reading was new;
+ *     json(?2)), the outbox row only when the reading was new;
  *   - the outbox record formatted here with snprintf from the reading's fields
  *     (meter number, identifier, timestamp, value, tariff registers, quality,
  *     read_at), the same text the agent writes (the script compares them after);
@@ -104,7 +104,7 @@ static struct reading *load(const char *path, size_t *count, char ***schema, int
 	check(sqlite3_open_v2(path, &src, SQLITE_OPEN_READONLY, NULL), "open the agent's database");
 	sqlite3_stmt *st;
 	const char *schema_sql =
-		"SELECT sql FROM sqlite_master WHERE tbl_name IN ('readings', 'outbox') AND sql IS NOT NULL "
+		"SELECT sql FROM sqlite_master WHERE tbl_name IN ('readings', 'outbox_readings') AND sql IS NOT NULL "
 		"ORDER BY type = 'table' DESC, rowid";
 	if (sqlite3_prepare_v2(src, schema_sql, -1, &st, NULL) != SQLITE_OK)
 		bench_fatal(prog, "reading the schema: %s", sqlite3_errmsg(src));
@@ -113,7 +113,7 @@ static struct reading *load(const char *path, size_t *count, char ***schema, int
 	while (sqlite3_step(st) == SQLITE_ROW && *schema_count < 16)
 		(*schema)[(*schema_count)++] = strdup((const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
-	if (*schema_count < 2) bench_fatal(prog, "%s has no readings/outbox tables", path);
+	if (*schema_count < 2) bench_fatal(prog, "%s has no readings/outbox_readings tables", path);
 
 	const char *rows_sql =
 		"SELECT json_extract(record, '$.ts'), json_extract(record, '$.meter'), json_extract(record, '$.di'), "
@@ -246,7 +246,7 @@ int main(int argc, char **argv)
 		      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
 		      -1, &insert, NULL),
 		"prepare insert");
-	check(sqlite3_prepare_v2(db, "INSERT INTO outbox (class, billing, record, created_at) VALUES (?1, ?2, json(?3), ?4)", -1,
+	check(sqlite3_prepare_v2(db, "INSERT INTO outbox_readings (billing, record, created_at) VALUES (?1, json(?2), ?3)", -1,
 		      &enqueue, NULL),
 		"prepare enqueue");
 
@@ -283,10 +283,9 @@ int main(int argc, char **argv)
 				n += format_array(record + n, sizeof record - n, x);
 			}
 			snprintf(record + n, sizeof record - n, ",\"q\":\"%s\",\"read_at\":%lld}", x->quality, x->read_at);
-			sqlite3_bind_text(enqueue, 1, "readings", -1, SQLITE_STATIC);
-			sqlite3_bind_int(enqueue, 2, x->billing);
-			sqlite3_bind_text(enqueue, 3, record, -1, SQLITE_TRANSIENT);
-			sqlite3_bind_int64(enqueue, 4, x->created_at);
+			sqlite3_bind_int(enqueue, 1, x->billing);
+			sqlite3_bind_text(enqueue, 2, record, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_int64(enqueue, 3, x->created_at);
 			check(sqlite3_step(enqueue), "enqueue record");
 			sqlite3_reset(enqueue);
 			stored++;

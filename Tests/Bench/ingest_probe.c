@@ -11,7 +11,7 @@
  *   - wall time (CLOCK_MONOTONIC) and this thread's CPU time
  *     (CLOCK_THREAD_CPUTIME_ID) from just before BEGIN to just after COMMIT;
  *   - rows inserted into readings (sqlite3_changes after each step) and steps of
- *     "INSERT INTO outbox" statements.
+ *     "INSERT INTO outbox" statements (outbox_<class> tables included).
  * Transactions that insert no reading (events, batches, ledger) are not counted.
  * fsync/fdatasync calls (WAL checkpoints) are counted and timed apart, inside counted
  * transactions and outside them (a checkpoint runs in whichever commit fills the WAL).

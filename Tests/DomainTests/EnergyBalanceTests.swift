@@ -169,13 +169,13 @@ import Testing
     #expect(b.suspects.first?.drop == Energy(wattHours: 10_300))
   }
 
-  @Test func suddenDropIsAtOrBelowHalfTheMedian() {
+  @Test func suddenDropIsAtOrBelowSixtyFivePercentOfTheMedian() {
     let history = Self.normalHistory
     let t = BalanceThresholds()
     #expect(
-      EnergyBalance.anomalies(energy: Energy(wattHours: 5_010), history: history, thresholds: t).isEmpty)
+      EnergyBalance.anomalies(energy: Energy(wattHours: 6_510), history: history, thresholds: t).isEmpty)
     #expect(
-      EnergyBalance.anomalies(energy: Energy(wattHours: 5_000), history: history, thresholds: t).map(\.rule)
+      EnergyBalance.anomalies(energy: Energy(wattHours: 6_500), history: history, thresholds: t).map(\.rule)
         == [
           .suddenDrop
         ])
@@ -200,5 +200,76 @@ import Testing
     #expect(EnergyBalance.median([]) == .zero)
     #expect(EnergyBalance.percent(-1_234) == "-12.34%")
     #expect(EnergyBalance.percent(5) == "0.05%")
+  }
+
+  @Test func clockDriftBeyondTheLimitIsAnAnomalyWithItsEvidence() throws {
+    let t = BalanceThresholds()
+    func rules(_ drift: Int64?) -> [MeterAnomaly] {
+      EnergyBalance.anomalies(
+        MeterDay(
+          meter: Self.meter(1), energy: Energy(wattHours: 10_000), history: Self.normalHistory,
+          clockDriftSeconds: drift),
+        energy: Energy(wattHours: 10_000), thresholds: t)
+    }
+    #expect(rules(nil).isEmpty)
+    #expect(rules(60).isEmpty)
+    #expect(rules(-60).isEmpty)
+    let ahead = try #require(rules(300).first)
+    #expect(ahead.rule == .clockDrift)
+    #expect(ahead.driftSeconds == 300)
+    #expect(
+      ahead.description
+        == "clock drift: the meter's clock is 300 s ahead of the concentrator's (limit 60 s): its freezes and tariff periods fall at the wrong time"
+    )
+    #expect(rules(-61).first?.description.hasPrefix("clock drift: the meter's clock is 61 s behind") == true)
+  }
+
+  @Test func missedReadsAtTheLimitShareAreAnAnomaly() throws {
+    let t = BalanceThresholds()  // 20 %
+    func rules(missed: Int, of expected: Int) -> [MeterAnomaly] {
+      EnergyBalance.anomalies(
+        MeterDay(
+          meter: Self.meter(1), energy: Energy(wattHours: 10_000), history: Self.normalHistory,
+          missedReads: missed, expectedReads: expected),
+        energy: Energy(wattHours: 10_000), thresholds: t)
+    }
+    #expect(rules(missed: 1, of: 9).isEmpty)
+    #expect(rules(missed: 0, of: 0).isEmpty)
+    #expect(rules(missed: 2, of: 10).map(\.rule) == [.missedReads])
+    let found = try #require(rules(missed: 2, of: 9).first)
+    #expect(found.missed == 2 && found.expected == 9)
+    #expect(
+      found.description
+        == "missed reads: 2 of 9 collections in the window found no reading (22.22%, limit 20.00%)")
+  }
+
+  @Test func worseCreditGradeRanksAnEqualSuspectHigher() throws {
+    // Meters 03 and 04 both register half their day; 04's customer has grade C.
+    var input = Self.area(areaRegister: 4_700, today: [3: 5_000, 4: 5_000])
+    input.customers[3].grade = CreditGrade(rank: 3)
+    input.customers[2].grade = CreditGrade(rank: 1)
+    let b = EnergyBalance(input)
+    #expect(b.suspects.map(\.meter) == [Self.meter(4), Self.meter(3)])
+    #expect(b.suspects[0].score == b.suspects[1].score + 500)
+    #expect(b.suspects[0].grade?.letter == "C")
+  }
+
+  @Test func energyWhileTheRelayIsOpenIsAnAnomaly() throws {
+    let t = BalanceThresholds()
+    func rules(_ wattHours: Int64, open: Bool) -> [MeterAnomaly] {
+      EnergyBalance.anomalies(
+        MeterDay(
+          meter: Self.meter(1), energy: Energy(wattHours: wattHours), history: Self.normalHistory,
+          relayOpen: open),
+        energy: Energy(wattHours: wattHours), thresholds: t)
+    }
+    #expect(rules(10_000, open: false).isEmpty)
+    // Open and nothing registered: as it should be (a cut supply is not a stopped meter).
+    #expect(rules(0, open: true).isEmpty)
+    #expect(rules(0, open: false).map(\.rule) == [.stopped])
+    let found = try #require(rules(4_000, open: true).first { $0.rule == .energyWhileOpen })
+    #expect(
+      found.description == "energy while the relay is open: 4000 Wh registered while the supply was cut")
+    #expect(found.rule.weight == 3_000)
   }
 }

@@ -153,6 +153,40 @@ import Testing
     #expect(abs(honestRegistered - honestUsed) <= 5)
   }
 
+  @Test func faultsFromATimeLeaveTheMeterHonestBeforeIt() throws {
+    // Theft on meter 1 and a stopped meter 2 from day 2; meter 3 stays honest.
+    let from = testStart + 2 * day + 5 * hour + 123
+    let simulator = Simulator(
+      options: makeOptions(meters: 3) {
+        $0.faults = [
+          FaultRule(kind: .theft, selection: .numbers(1...1), value: 500),
+          FaultRule(kind: .stopped, selection: .numbers(2...2)),
+        ]
+        $0.faultsFromMilliseconds = from
+      })
+    let start = simulator.meters
+    simulator.advance(to: from - 1)
+    #expect(simulator.meters[0].measuredWatts == simulator.meters[0].trueLoadWatts)
+    simulator.advance(to: from)
+    let atFrom = simulator.meters
+    simulator.advance(to: testStart + 5 * day)
+    let end = simulator.meters
+    for i in 0..<3 {
+      let registered = atFrom[i].registers.forwardWattHours - start[i].registers.forwardWattHours
+      let used = atFrom[i].trueEnergy.wattHours - start[i].trueEnergy.wattHours
+      #expect(used > 1_000)
+      #expect(abs(registered - used) <= 5, "meter \(i + 1) before the faults")
+    }
+    let theftRegistered = end[0].registers.forwardWattHours - atFrom[0].registers.forwardWattHours
+    let theftUsed = end[0].trueEnergy.wattHours - atFrom[0].trueEnergy.wattHours
+    #expect(abs(theftRegistered * 2 - theftUsed) <= 10)
+    #expect(end[0].measuredWatts == end[0].trueLoadWatts / 2)
+    #expect(end[1].registers.forwardWattHours == atFrom[1].registers.forwardWattHours)
+    #expect(end[1].trueEnergy.wattHours > atFrom[1].trueEnergy.wattHours)
+    #expect(!end[0].faults.isNone)
+    #expect(end[2].faults.isNone)
+  }
+
   @Test func stoppedMeterRegistersNothingButStillShowsCurrentAndPower() throws {
     let simulator = Simulator(
       options: makeOptions(meters: 1) { $0.faults = [FaultRule(kind: .stopped, selection: .numbers(1...1))] })
