@@ -9,7 +9,9 @@
 #      keeps reading and charging;
 #   4. a signed top-up, a replayed token and a repeated purchase refused; the
 #      results at HQ, the ledger and the audit chain verified; the energy balance;
-#   5. what is not there yet.
+#   5. a customer in arrears cut (0x1C, the relay read back) and restored by a
+#      top-up, a keep-power customer left on, a signed disconnect refused;
+#   6. what is not there yet.
 # Stops everything it started on exit (also on Ctrl-C or an error). Takes 2-3
 # minutes after the build.
 #
@@ -122,6 +124,12 @@ send() { # send TYPE BODY: gridedge-hq send; prints its first line, keeps the to
   head -n 1 "$DEMO_DIR/send.out"
   last_token=$(sed -n 2p "$DEMO_DIR/send.out")
 }
+relay_state() { # relay_state ADDRESS: the relay of a simulated meter, from gridedge-sim's truth file
+  python3 -c '
+import json, sys
+meter = [m for m in json.load(open(sys.argv[1]))["customers"] if m["address"] == sys.argv[2]][0]
+print("open (supply cut)" if meter["relay_open"] else "closed")' "$DEMO_DIR/truth.json" "$1"
+}
 local_date() { date -u -d "@$(($(date +%s) + 8 * 3600 + $1 * 86400))" "+${2:-%F}"; } # device.utc_offset 480
 
 step "Building the Embedded Swift binaries for this machine"
@@ -148,7 +156,8 @@ log "the agent starts a reading cycle at every multiple of acquisition.interval 
 log "here, the shortest allowed. gridedge-sim --speed 15 makes the meters register 15 minutes of energy in"
 log "each real minute, so every 1-minute cycle reads what a real 15-minute interval holds; it runs the"
 log "meters' clocks 15 times fast too, so this demo turns the clock check off (acquisition.clock_check = 0)"
-"$BIN/gridedge-sim" serve --tcp "$SIM_PORT" "${SIM_MODEL[@]}" --speed 15 --history-days 3 >"$DEMO_DIR/sim.log" 2>&1 &
+"$BIN/gridedge-sim" serve --tcp "$SIM_PORT" "${SIM_MODEL[@]}" --speed 15 --history-days 3 \
+  --truth-file "$DEMO_DIR/truth.json" --truth-every 500 >"$DEMO_DIR/sim.log" 2>&1 &
 pids+=($!)
 follow "$DEMO_DIR/sim.log" "   sim │ "
 wait_for 10 "$DEMO_DIR/sim.log" "listening on tcp"
@@ -189,6 +198,11 @@ acquisition.interval = 1
 acquisition.backfill_days = 2
 acquisition.clock_check = 0
 commands.trusted_keys = $DEMO_DIR/trusted-keys
+prepaid.overdraft_limit = -1
+control.no_disconnect_hours = none
+control.no_disconnect_days = none
+control.grace = A:86400,*:0
+control.valid_for = 1440
 CONF
 sed 's/^/  /' "$CONF"
 "$BIN/gridedge" check-config --config "$CONF"
@@ -238,10 +252,26 @@ area = sys.argv[1]
 sim = json.load(sys.stdin)
 meters = [{"address": m["address"], "customer": "C-%04d" % m["number"], "area": area,
            "category": m["profile"], "bus": "1"} for m in sim["customers"]]
+# The first two commercial customers without faults get grade D (no grace): one to
+# be cut for arrears, one flagged keep-power.
+honest = [i for i, m in enumerate(sim["customers"]) if m["profile"] == "commercial"
+          and m["faults"]["registered_permille"] == 1000 and not m["faults"]["stopped"]
+          and not m["faults"]["reverse"] and not m["faults"]["silent"]]
+for i in honest[:2]:
+    meters[i]["grade"] = "D"
+meters[honest[1]]["keep_power"] = True
+with open(sys.argv[2], "w") as f:
+    f.write(" ".join(sim["customers"][i]["address"] for i in honest[:2]) + "\n")
 meters.append({"address": sim["area"]["address"], "customer": area, "area": area,
                "phase": "ABC", "category": "area", "bus": "1", "area_meter": True})
 print(json.dumps({"op": "snapshot", "version": 1, "meters": meters}, separators=(",", ":")))
-' "$AREA" >"$DEMO_DIR/archive.json"
+' "$AREA" "$DEMO_DIR/control.txt" >"$DEMO_DIR/archive.json"
+read -r CUT_METER KEEP_METER <"$DEMO_DIR/control.txt"
+CUT_CUSTOMER=$(printf 'C-%04d' $((10#$CUT_METER)))
+KEEP_CUSTOMER=$(printf 'C-%04d' $((10#$KEEP_METER)))
+log "grades: every customer A (a day's grace below the overdraft limit), but $CUT_CUSTOMER and $KEEP_CUSTOMER"
+log "  (commercial) D, no grace; $KEEP_CUSTOMER is keep-power. Everyone starts at 0.00 with the overdraft limit"
+log "  at -0.01 CNY here (prepaid.overdraft_limit), so $CUT_CUSTOMER's first charge makes it liable to be cut"
 log "body: $(head -c 150 "$DEMO_DIR/archive.json")… ($(wc -c <"$DEMO_DIR/archive.json") bytes)"
 send archive "$(cat "$DEMO_DIR/archive.json")"
 RESIDENTIAL='{"id":"RES-2026","category":"residential","effective_from":"2026-01-01","flat":4883,"tiers":{"cycle":"annual","reset_month":1,"reset_day":1,"blocks":[[2160000,0],[4200000,500],[null,3000]]}}'
@@ -357,6 +387,41 @@ log "balance to HQ (balance.daily) with work orders proposed for its top suspect
 nap "$PAUSE"
 
 # ---------------------------------------------------------------------------
+step "5. Disconnect and reconnect: DL/T 645 0x1C between the polls, the relay read back"
+log "no-disconnect hours and days are off in this demo (control.no_disconnect_hours, _days: none); the"
+log "meters' clocks run 15 times fast, so each 0x1C request is valid for a day (control.valid_for = 1440)"
+wait_for 240 "$DEMO_DIR/agent.log" "meter $CUT_METER ($CUT_CUSTOMER): trip done"
+log "the simulator's relay of meter $CUT_METER ($CUT_CUSTOMER): $(relay_state "$CUT_METER")"
+wait_for 30 "$DEMO_DIR/agent.log" "meter $KEEP_METER ($KEEP_CUSTOMER): disconnection refused by local policy: keep-power"
+log "the simulator's relay of meter $KEEP_METER ($KEEP_CUSTOMER, keep-power, as deep in arrears): $(relay_state "$KEEP_METER")"
+status_lines "relays"
+TOPUP_CUT="{\"customer\":\"$CUT_CUSTOMER\",\"purchase\":1,\"amount\":10000}"
+log "$CUT_CUSTOMER tops up 100.00 CNY: the balance reaches the close-permit amount (0.00), the relay closes at once"
+send topup "$TOPUP_CUT"
+wait_for 30 "$DEMO_DIR/agent.log" "meter $CUT_METER ($CUT_CUSTOMER): close done"
+sleep 1
+log "the simulator's relay of meter $CUT_METER: $(relay_state "$CUT_METER")"
+log "HQ orders $KEEP_CUSTOMER disconnected by signed command: refused by the local policy, and the result says why"
+results=$(hq_sql "SELECT count(*) FROM records WHERE class = 'results'")
+send disconnect "{\"customer\":\"$KEEP_CUSTOMER\"}"
+wait_for 15 "$DEMO_DIR/agent.log" "(disconnect) rejected: keep-power"
+wait_results 30 $((results + 1))
+step "The relay events and the last command results HQ received"
+hq_sql -header -column "
+  SELECT json_extract(body, '$.type') AS type, json_extract(body, '$.meter') AS meter,
+    json_extract(body, '$.action') AS action, json_extract(body, '$.why') AS why,
+    coalesce(json_extract(body, '$.relay'), json_extract(body, '$.reason'), '') AS relay_or_reason
+  FROM records WHERE class = 'events' AND json_extract(body, '$.type') LIKE 'relay.%' ORDER BY id"
+hq_sql -header -column "
+  SELECT json_extract(body, '$.ctr') AS ctr, json_extract(body, '$.typ') AS typ,
+    json_extract(body, '$.outcome') AS outcome, json_extract(body, '$.reason') AS reason,
+    substr(json_extract(body, '$.detail'), 1, 72) AS detail
+  FROM records WHERE class = 'results' ORDER BY id DESC LIMIT 2"
+log "every relay decision, refusal and verified state is in the audit chain:"
+"$BIN/gridedge" audit verify --config "$CONF"
+nap "$PAUSE"
+
+# ---------------------------------------------------------------------------
 step "Stopping the agent (SIGTERM): it publishes offline and exits 0"
 kill -TERM "$agent_pid"
 rc=0
@@ -370,10 +435,8 @@ step "gridedge-hq report (what HQ knows)"
 [ "$rc" -eq 0 ] || fatal "the agent did not exit cleanly"
 
 # ---------------------------------------------------------------------------
-step "5. Not there yet"
-log "disconnect / reconnect: the commands are refused as unsupported; no DL/T 645 0x1C goes to a meter,"
-log "  no relay state is read back, and an exhausted balance does not cut the supply"
-log "credit grades on the device (thresholds per grade), outage events"
+step "6. Not there yet"
+log "credit grades computed on the device (the archive's grade is used; thresholds per grade), outage events"
 log "energy balance rules for energy while the relay is open, clock drift and frequent missing reads"
 log "handheld mode (work orders, inspection records, photos, readings on site)"
 log "the archive from HQ does not drive acquisition yet: the meters read come from meter.file"

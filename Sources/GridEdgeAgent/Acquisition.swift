@@ -149,6 +149,11 @@ public final class Acquisition {
     let bus: Int
     let ticket: Int64
   }
+  /// Relay control exchanges in flight (`submitControl`): (bus, ticket) -> meter.
+  private var controlFlights: [FlightKey: Address] = [:]
+  private var controlCompletions: [MeterBus.Completion] = []
+  /// The newest real-time total read from each meter in this run: Wh and when read (wall ms).
+  private var latestEnergy: [Address: (wattHours: Int64, readAt: Int64)] = [:]
   private var cycleID: Int64 = 0
   private var cycleSlot: Int64? = nil
   private var cycleStartedAt: Int64 = 0
@@ -350,6 +355,39 @@ public final class Acquisition {
 
   /// True while a cycle is running.
   public var isCycleRunning: Bool { cycleSlot != nil }
+
+  // MARK: - Relay control
+
+  /// The tag of relay control exchanges (cycles are numbered from 1, so a cycle's end
+  /// never cancels them).
+  static let controlTag: Int64 = -1
+
+  /// True when `meter` is in the meter list (so it has a bus).
+  public func knows(_ meter: Address) -> Bool { meterIndex[meter] != nil }
+
+  /// Queues a relay control exchange (0x1C, or the reads that verify it) for `meter`
+  /// at the head of its bus's queue: it goes between the polls of a cycle, before
+  /// them. Its completion comes back from `takeControlCompletions()`, not to the cycle.
+  /// - Returns: the bus ticket its completion carries; nil when `meter` is not in the
+  ///   meter list.
+  @discardableResult
+  public func submitControl(_ request: Request, to meter: Address) -> Int64? {
+    guard let i = meterIndex[meter] else { return nil }
+    let bus = meters[i].bus
+    let ticket = buses[bus].submit(request, to: meter, tag: Self.controlTag, first: true)
+    controlFlights[FlightKey(bus: bus, ticket: ticket)] = meter
+    return ticket
+  }
+
+  /// The relay control exchanges finished since the last call.
+  public func takeControlCompletions() -> [MeterBus.Completion] {
+    defer { controlCompletions.removeAll(keepingCapacity: true) }
+    return controlCompletions
+  }
+
+  /// The newest real-time energy total read from `meter` since start-up (Wh) and when it
+  /// was read (wall ms), if any.
+  public func latestEnergy(_ meter: Address) -> (wattHours: Int64, readAt: Int64)? { latestEnergy[meter] }
 
   /// Stores what is pending and closes the buses (the agent is stopping).
   public func close(monotonic: Int64, wall: Int64) {
@@ -638,6 +676,10 @@ public final class Acquisition {
   }
 
   private func handle(_ completion: MeterBus.Completion, bus: Int, monotonic: Int64, wall: Int64) {
+    if controlFlights.removeValue(forKey: FlightKey(bus: bus, ticket: completion.ticket)) != nil {
+      controlCompletions.append(completion)
+      return
+    }
     guard let i = inFlight.removeValue(forKey: FlightKey(bus: bus, ticket: completion.ticket)) else {
       if case .sent = completion.outcome {
         Log.debug("acquisition", "broadcast time sent (for meter " + completion.meter.description + ")")
@@ -769,6 +811,7 @@ public final class Acquisition {
         meter: meters[i].entry.address, identifier: identifier, timestamp: slotStart, value: total * 10,
         tariffs: tariffs.map { $0 * 10 }, quality: clockSuspect(i) ? .clockSuspect : .measured, readAt: wall))
     meters[i].hasRealtime = true
+    latestEnergy[meters[i].entry.address] = (total * 10, wall)
   }
 
   /// After freeze record n (of local day `day`): read further back while wanted days

@@ -33,6 +33,8 @@ public final class Agent<C: Clock> {
   let commands: CommandHandler
   /// Meter reading over the meter buses; nil when no meter list is configured.
   let acquisition: Acquisition?
+  /// Disconnection and reconnection over the meter buses; nil without them.
+  let relay: RelayControl?
   let capBytes: Int64
   let signals: TerminationSignals
   let epoch: Int64
@@ -179,6 +181,21 @@ public final class Agent<C: Clock> {
       throw AgentError("database " + path + ": " + error.description, exitCode: ExitCode.database)
     }
     self.acquisition = try Acquisition.make(config: config, store: store, outbox: outbox)
+    let relaySettings: RelaySettings
+    do {
+      relaySettings = try RelaySettings(config: config)
+    } catch {
+      throw AgentError(error.description, exitCode: ExitCode.config)
+    }
+    if let acquisition {
+      let relay = RelayControl(
+        store: store, outbox: outbox, thresholds: thresholds, settings: relaySettings,
+        acquisition: acquisition)
+      self.relay = relay
+      commands.relay = relay
+    } else {
+      self.relay = nil
+    }
   }
 
   /// Runs until a stop signal, then says goodbye to the broker.
@@ -204,6 +221,7 @@ public final class Agent<C: Clock> {
           unbilled = true
         }
       }
+      tickRelay()
       if link == .connected && stopReason == nil { pump() }
       var requests = [PollRequest(fd: signals.fd)]
       let socket = client.socket
@@ -214,6 +232,9 @@ public final class Agent<C: Clock> {
       if let deadline = sync.nextDeadline(monotonic: now) { limit = max(0, min(limit, deadline - now)) }
       if let deadline = acquisition?.nextDeadline(monotonic: now, wall: clock.wallMilliseconds) {
         limit = max(0, min(limit, deadline - now))
+      }
+      if let deadline = relay?.nextDeadline(wall: clock.wallMilliseconds) {
+        limit = max(0, min(limit, deadline - clock.wallMilliseconds))
       }
       let results: [PollResult]
       do {
@@ -235,6 +256,7 @@ public final class Agent<C: Clock> {
           unbilled = true
         }
       }
+      tickRelay()
     }
     acquisition?.close(monotonic: clock.monotonicMilliseconds, wall: clock.wallMilliseconds)
     do {
@@ -440,6 +462,13 @@ public final class Agent<C: Clock> {
     do {
       try commands.handle(payload, wall: clock.wallMilliseconds, monotonic: clock.monotonicMilliseconds)
       sync.recordsEnqueued()
+      // A top-up may permit a reconnection, a command may have queued an operation:
+      // decide now, so the close goes out in this loop turn.
+      if let relay {
+        relay.reload()
+        relay.evaluate(wall: clock.wallMilliseconds)
+        tickRelay()
+      }
     } catch {
       // Nothing was committed: the broker redelivers nothing (QoS 1 was acked), so HQ
       // sees no result and sends the command again.
@@ -464,9 +493,21 @@ public final class Agent<C: Clock> {
     }
   }
 
-  /// Charges the readings stored since the last pass (every 10 s when there are any).
+  /// Relay operations: completions in, due tries out.
+  private func tickRelay() {
+    guard let relay else { return }
+    relay.tick(wall: clock.wallMilliseconds)
+    if relay.takeEnqueued() { sync.recordsEnqueued() }
+  }
+
+  /// Charges the readings stored since the last pass (every 10 s when there are any),
+  /// then takes the disconnect / reconnect decisions.
   private func bill() {
     timers.schedule(.billing, at: clock.monotonicMilliseconds + 10_000)
+    defer {
+      relay?.evaluate(wall: clock.wallMilliseconds)
+      tickRelay()
+    }
     guard unbilled else { return }
     unbilled = false
     do {

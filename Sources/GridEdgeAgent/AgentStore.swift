@@ -295,6 +295,45 @@ public final class AgentStore {
         ) STRICT, WITHOUT ROWID;
         CREATE INDEX readings_daily_freezes ON readings (ts, meter, value) WHERE di = '05060101';
         """),
+    Migration(
+      id: 10, name: "relay control",
+      sql: """
+        CREATE TABLE relay (
+          meter TEXT PRIMARY KEY,
+          customer TEXT NOT NULL,
+          desired TEXT NOT NULL CHECK (desired IN ('open', 'closed')),
+          why TEXT NOT NULL,
+          command TEXT,
+          command_ctr TEXT,
+          requested_at INTEGER NOT NULL,
+          state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'failed')),
+          attempts INTEGER NOT NULL,
+          next_attempt_at INTEGER NOT NULL,
+          last_error TEXT,
+          verified TEXT CHECK (verified IN ('open', 'closed')),
+          verified_at INTEGER,
+          verified_wh INTEGER,
+          anomaly_at INTEGER
+        ) STRICT;
+        CREATE INDEX relay_pending ON relay (state) WHERE state = 'pending';
+        CREATE TABLE relay_log (
+          id INTEGER PRIMARY KEY,
+          ts INTEGER NOT NULL,
+          meter TEXT NOT NULL,
+          customer TEXT NOT NULL,
+          action TEXT NOT NULL,
+          why TEXT NOT NULL,
+          outcome TEXT NOT NULL,
+          detail TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX relay_log_by_time ON relay_log (action, ts);
+        CREATE TABLE arrears (
+          customer TEXT PRIMARY KEY,
+          beyond_since INTEGER NOT NULL,
+          held_by TEXT,
+          refused TEXT
+        ) STRICT;
+        """),
   ]
 
   /// Opens (creating if needed) the database at `path` for device `deviceID`.

@@ -15,8 +15,9 @@ import SQLiteStore
 ///   malformed) are counted per local day; above `maxSignatureFailures` control
 ///   commands are suspended for the rest of that day, by the monotonic clock (a clock
 ///   set back does not lift it) and by the stored day (a restart does not either).
-/// - Applying the effect of each command type comes with the fee-control and
-///   handheld work; until a type has a handler it is refused as `unsupported`.
+/// - Handlers: `archive`, `tariff`, `topup`, and `disconnect` / `reconnect` (through
+///   `RelayControl`, which checks the local policy); a type without a handler is
+///   refused as `unsupported`.
 public final class CommandHandler {
   /// What happened to one command.
   public struct Outcome: Equatable, Sendable {
@@ -36,6 +37,9 @@ public final class CommandHandler {
   let thresholds: PrepaidThresholds?
   /// Monotonic time until which control commands are suspended.
   private var suspendedUntil: Int64 = 0
+  /// Relay control for `disconnect` and `reconnect`; nil without meter buses (the
+  /// commands are then refused as `unsupported`).
+  public var relay: RelayControl? = nil
 
   /// - Parameters:
   ///   - trustedKeys: nil when `commands.trusted_keys` is unset: every command is refused.
@@ -199,6 +203,16 @@ public final class CommandHandler {
   private func apply(_ verified: VerifiedCommand, digest: String, wall: Int64) throws(SQLiteError) -> Outcome
   {
     let command = verified.command
+    if command.type == .disconnect || command.type == .reconnect {
+      guard let relay else {
+        return Outcome(
+          outcome: "rejected", reason: "unsupported",
+          detail: "no meter bus is configured (meter.file), so relays cannot be operated")
+      }
+      return try relay.command(
+        open: command.type == .disconnect, body: command.body, digest: digest, counter: command.counter,
+        wall: wall)
+    }
     let run: (() throws(Archive.Refusal) -> String)?
     switch command.type.name {
     case "archive":

@@ -204,6 +204,46 @@ public enum ConfigSchema {
       "prepaid.close_permit", .integer(-100_000_000, 100_000_000_000), default: "0", unit: "fen",
       "A balance at or above this after a top-up permits reconnecting the supply."),
     ConfigKey(
+      "control.password", .text, default: "02:000000",
+      "The meters' 0x1C control password as LEVEL:CODE in hex (PA, then P2 P1 P0)."),
+    ConfigKey(
+      "control.operator", .text, default: "00000000",
+      "The operator code (8 hex digits) the meters record with each 0x1C relay command."),
+    ConfigKey(
+      "control.valid_for", .integer(1, 1440), default: "10", unit: "min",
+      "Each 0x1C trip or close carries a valid-until this far after the local time it is sent."),
+    ConfigKey(
+      "control.close", .choice(["permit", "direct"]), default: "permit",
+      "How a reconnection closes the relay: close-permit (1B, the customer presses the button) or direct close (1C)."
+    ),
+    ConfigKey(
+      "control.attempts", .integer(1, 20), default: "5",
+      "Tries of one relay operation (command, then the relay read back) before it is reported as relay.failed."
+    ),
+    ConfigKey(
+      "control.retry_min", .integer(100, 3_600_000), default: "5000", unit: "ms",
+      "Wait before the second try of a relay operation; doubled for each further try."),
+    ConfigKey(
+      "control.retry_max", .integer(100, 86_400_000), default: "300000", unit: "ms",
+      "The longest wait between tries of a relay operation."),
+    ConfigKey(
+      "control.max_per_hour", .integer(0, 100_000), default: "20",
+      "At most this many disconnections are started in any hour (all meters of this device)."),
+    ConfigKey(
+      "control.no_disconnect_hours", .text, default: "18:00-08:00",
+      "Local daily windows without disconnections, 'HH:MM-HH:MM' separated by commas (may cross midnight), or none."
+    ),
+    ConfigKey(
+      "control.no_disconnect_days", .text, default: "sat,sun",
+      "Days of the week without disconnections (mon,tue,wed,thu,fri,sat,sun separated by commas), or none."),
+    ConfigKey(
+      "control.holidays", .text,
+      "Local dates without disconnections, 'YYYY-MM-DD' separated by commas; unset: none."),
+    ConfigKey(
+      "control.grace", .text, default: "A:86400,B:21600,C:3600,*:0",
+      "Seconds a balance must stay below the overdraft limit before a disconnection, per credit grade ('GRADE:SECONDS', * for others)."
+    ),
+    ConfigKey(
       "balance.min_completeness", .integer(0, 10_000), default: "9800", unit: "bp",
       "The energy balance gives a loss rate only when this share of the area's meters has data."),
     ConfigKey(

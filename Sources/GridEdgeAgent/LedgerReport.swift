@@ -2,8 +2,9 @@ import GridEdgeCore
 import Runtime
 import SQLiteStore
 
-/// `gridedge ledger` and `gridedge audit verify`: the prepaid accounts and their
-/// entries, recomputed and checked, read from the agent's database.
+/// `gridedge ledger`, `gridedge audit verify` and `gridedge relays`: the prepaid
+/// accounts and their entries, recomputed and checked, and the relay operations, read
+/// from the agent's database.
 public enum LedgerReport {
   private static func open(_ config: Config) -> Connection? {
     let path = config.string("store.path") ?? ""
@@ -108,6 +109,51 @@ public enum LedgerReport {
       return problems.isEmpty ? ExitCode.ok : ExitCode.failure
     } catch {
       Log.error("audit", error.description)
+      return ExitCode.failure
+    }
+  }
+
+  /// `gridedge relays [--json]`: every meter with a relay operation, its desired and
+  /// last verified state, why, tries and the last error (from table `relay`).
+  public static func relays(config: Config, json: Bool) -> Int32 {
+    guard let db = open(config) else { return ExitCode.database }
+    do {
+      if json {
+        Console.writeLine(
+          try db.query(
+            """
+            SELECT json_group_array(json_object('meter', meter, 'customer', customer, 'desired', desired,
+              'why', why, 'ctr', command_ctr, 'requested_at', requested_at, 'state', state, 'attempts', attempts,
+              'next_attempt_at', next_attempt_at, 'last_error', last_error, 'verified', verified,
+              'verified_at', verified_at, 'verified_wh', verified_wh, 'energy_while_open_at', anomaly_at))
+            FROM (SELECT * FROM relay ORDER BY meter)
+            """
+          ).first?.text(0) ?? "[]")
+        return ExitCode.ok
+      }
+      let rows = try db.query(
+        """
+        SELECT meter, customer, desired, why, state, attempts, verified, verified_at, last_error, anomaly_at
+        FROM relay ORDER BY meter
+        """)
+      Console.writeLine("meter         customer    wanted  why        state    tries  verified")
+      for row in rows {
+        var line =
+          pad(row.text(0) ?? "", 14) + pad(row.text(1) ?? "", 12) + pad(row.text(2) ?? "", 8)
+          + pad(row.text(3) ?? "", 11) + pad(row.text(4) ?? "", 9) + pad(String(row.int64(5) ?? 0), 7)
+        if let verified = row.text(6) {
+          line += verified + " at " + formatUTC(milliseconds: row.int64(7) ?? 0)
+        } else {
+          line += "-"
+        }
+        if row.int64(9) != nil { line += "; ENERGY WHILE OPEN" }
+        if let error = row.text(8) { line += "; last error: " + error }
+        Console.writeLine(line)
+      }
+      Console.writeLine(String(rows.count) + " meter(s) with relay operations")
+      return ExitCode.ok
+    } catch {
+      Log.error("relays", error.description)
       return ExitCode.failure
     }
   }

@@ -62,6 +62,21 @@ public enum StatusReport {
       let cycle = try? db.query(
         "SELECT slot, finished_at, meters, answered, missing, errors, stored FROM acquisition_cycles ORDER BY id DESC LIMIT 1"
       ).first
+      // Relay control (migration 10): meters cut, operations pending or failed.
+      let relays = try? db.query(
+        """
+        SELECT count(*) FILTER (WHERE desired = 'open' AND state = 'done'),
+          count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'failed'),
+          (SELECT group_concat(meter, ', ') FROM (SELECT meter FROM relay WHERE state = 'failed' ORDER BY meter LIMIT 5))
+        FROM relay
+        """
+      ).first
+      var relayJSON = "null"
+      if let relays {
+        relayJSON =
+          "{\"open\":" + String(relays.int64(0) ?? 0) + ",\"pending\":" + String(relays.int64(1) ?? 0)
+          + ",\"failed\":" + String(relays.int64(2) ?? 0) + "}"
+      }
       var cycleJSON = "null"
       if let cycle {
         let names = ["slot", "finished_at", "meters", "answered", "missing", "errors", "stored"]
@@ -78,13 +93,15 @@ public enum StatusReport {
             'epoch', ?6, 'pid', ?7, 'link', ?8, 'broker', ?9, 'detail', ?10, 'updated_at', ?11,
             'boots', ?12, 'last_stop', ?13, 'database', ?14,
             'outbox', json_object('pending_records', ?15, 'unacked_batches', ?16, 'last_seq', ?17,
-              'evicted_records', ?18, 'used_bytes', ?19, 'cap_bytes', ?20), 'last_cycle', json(?21))
+              'evicted_records', ?18, 'used_bytes', ?19, 'cap_bytes', ?20), 'last_cycle', json(?21),
+            'relays', json(?22))
           """,
           [
             row[0], row[1], .text(config.string("device.profile") ?? ""), .text(state),
             .text(alive ? "true" : "false"), row[2], row[3], row[5], row[6], row[7], row[8], row[9],
             row[10], .text(path), .integer(pending), .integer(unacked), .integer(lastSeq),
             .integer(evicted), .integer(used), .integer(config.integer("store.max_bytes")), .text(cycleJSON),
+            .text(relayJSON),
           ])
         Console.writeLine(out.first?.text(0) ?? "{}")
         return ExitCode.ok
@@ -120,6 +137,16 @@ public enum StatusReport {
           ))
       } else if config.string("meter.file") != nil {
         lines.append(("meters", "no acquisition cycle finished yet"))
+      }
+      if let relays, (relays.int64(0) ?? 0) + (relays.int64(1) ?? 0) + (relays.int64(2) ?? 0) > 0 {
+        let failed = relays.int64(2) ?? 0
+        lines.append(
+          (
+            "relays",
+            String(relays.int64(0) ?? 0) + " meter(s) cut (verified open), " + String(relays.int64(1) ?? 0)
+              + " operation(s) pending, " + String(failed) + " failed"
+              + (failed > 0 ? " (" + (relays.text(3) ?? "") + (failed > 5 ? ", ..." : "") + ")" : "")
+          ))
       }
       lines.append(
         (

@@ -15,6 +15,9 @@ public struct MeterFaults: Hashable, Sendable {
   public var driftMillisecondsPerDay: Int64 = 0
   /// Extra reply delay in milliseconds (real time).
   public var extraDelayMilliseconds: Int64 = 0
+  /// The relay is bridged (a jumper across its contacts): opening it does not stop the
+  /// load, and the meter goes on registering it.
+  public var relayBypassed = false
   /// True time (unix ms) from which the theft, stopped and reverse faults act; before
   /// it the meter registers honestly, so its own history shows the change
   /// (`--faults-from`). `Int64.min`: from the start.
@@ -61,6 +64,8 @@ public enum FaultKind: UInt8, Hashable, Sendable, CaseIterable {
   case drift = 5
   /// `--slow SEL:MS`: the value is in ms.
   case slow = 6
+  /// `--relay-bypass SEL`.
+  case relayBypass = 7
 
   /// The option that injects this fault, without `--`.
   public var optionName: String {
@@ -71,6 +76,7 @@ public enum FaultKind: UInt8, Hashable, Sendable, CaseIterable {
     case .silent: return "silent"
     case .drift: return "drift"
     case .slow: return "slow"
+    case .relayBypass: return "relay-bypass"
     }
   }
 
@@ -78,7 +84,7 @@ public enum FaultKind: UInt8, Hashable, Sendable, CaseIterable {
   var takesValue: Bool {
     switch self {
     case .theft, .drift, .slow: return true
-    case .stopped, .reverse, .silent: return false
+    case .stopped, .reverse, .silent, .relayBypass: return false
     }
   }
 }
@@ -126,6 +132,7 @@ public struct FaultRule: Hashable, Sendable {
     case .silent: faults.silent = true
     case .drift: faults.driftMillisecondsPerDay = value
     case .slow: faults.extraDelayMilliseconds = value
+    case .relayBypass: faults.relayBypassed = true
     }
   }
 }

@@ -100,8 +100,8 @@ extension SimulatorOptions {
   /// Options that take a value, for `Runtime.Arguments` (with `ServeOptions.valued`).
   public static let valued: Set<String> = [
     "meters", "seed", "start", "history-days", "speed", "baud", "profile", "first-address", "area-address",
-    "loss", "price", "password", "theft", "stopped", "reverse", "silent", "drift", "slow", "corrupt",
-    "faults-from",
+    "loss", "price", "password", "theft", "stopped", "reverse", "silent", "drift", "slow", "relay-bypass",
+    "corrupt", "faults-from",
   ]
   /// Flags (no value).
   public static let flags: Set<String> = ["no-area"]

@@ -154,10 +154,10 @@ public struct SimulatedMeter: Sendable {
   public var relayOpen: Bool { status.relayOpen }
 
   /// What the customer really draws now, in W: the slot's demand, or 0 while the
-  /// relay is open. For the area meter, the customers' total.
+  /// relay is open (unless it is bypassed). For the area meter, the customers' total.
   public var trueLoadWatts: Int64 {
     if isArea { return areaLoadWatts }
-    return relayOpen ? 0 : slotLoadWatts
+    return relayOpen && !faults.relayBypassed ? 0 : slotLoadWatts
   }
 
   /// The power the meter measures now, in W (negative when wired backwards; the

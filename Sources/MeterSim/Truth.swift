@@ -93,7 +93,8 @@ extension Simulator {
     out += ",\"stopped\":" + bool(faults.stopped) + ",\"reverse\":" + bool(faults.reverse)
     out +=
       ",\"silent\":" + bool(faults.silent) + ",\"drift_ms_per_day\":" + String(faults.driftMillisecondsPerDay)
-    out += ",\"slow_ms\":" + String(faults.extraDelayMilliseconds) + "}"
+    out += ",\"slow_ms\":" + String(faults.extraDelayMilliseconds)
+    out += ",\"relay_bypass\":" + bool(faults.relayBypassed) + "}"
     guard state else {
       out += "}"
       return

@@ -43,6 +43,7 @@ struct Main {
       --silent SEL             never answers
       --drift SEL:SECONDS      clock gains SECONDS per day (negative: loses)
       --slow SEL:MS            replies MS milliseconds late
+      --relay-bypass SEL       the relay is bridged: the meter still registers the load when open
       --corrupt PERMILLE       that share of all replies has a wrong checksum
       --faults-from T          theft, stopped and reverse act from simulated unix second T
                                (before it the meters register honestly; default: always)

@@ -19,6 +19,9 @@ struct Main {
                                         prepaid accounts, or one customer's entries
       gridedge ledger verify --config FILE
                                         recompute every balance from its entries
+      gridedge relays --config FILE [--json]
+                                        every meter's relay operation: wanted and
+                                        verified state, why, tries, last error
       gridedge balance --config FILE --area AREA --day YYYY-MM-DD [--hour H] [--json]
                                         the energy balance (line loss) of a transformer
                                         area for one local day (from the daily freezes)
@@ -26,7 +29,8 @@ struct Main {
                                         readings), with suspects
       gridedge audit verify --config FILE
                                         walk the audit hash chain (ledger entries,
-                                        command outcomes): finds edited or deleted rows
+                                        command outcomes, relay operations): finds
+                                        edited or deleted rows
       gridedge check-config --config FILE
                                         validate a configuration file (and the
                                         meter list and buses it names) and exit
@@ -70,7 +74,9 @@ struct Main {
       Console.writeError("gridedge: did you mean 'gridedge audit verify'?\n")
       return ExitCode.config
     }
-    guard ["run", "status", "readings", "ledger", "balance", "audit", "check-config"].contains(command) else {
+    guard
+      ["run", "status", "readings", "ledger", "relays", "balance", "audit", "check-config"].contains(command)
+    else {
       Console.writeError("gridedge: unknown command '" + command + "'\n\n" + usage + "\n")
       return ExitCode.config
     }
@@ -110,6 +116,8 @@ struct Main {
       if verify { return LedgerReport.verify(config: config) }
       return LedgerReport.show(
         config: config, customer: arguments.value("customer"), json: arguments.has("json"))
+    case "relays":
+      return LedgerReport.relays(config: config, json: arguments.has("json"))
     case "balance":
       guard let area = arguments.value("area"), let day = arguments.value("day") else {
         Console.writeError("gridedge balance: --area AREA and --day YYYY-MM-DD are required\n")

@@ -64,20 +64,15 @@ import Testing
     try list.enumerated().map { ($1["address"] as? String ?? "") + " \($0 % 2 + 1) area=TA-E2E" }
       .joined(separator: "\n").write(to: meterFile, atomically: true, encoding: .utf8)
 
-    let sim = try Child("gridedge-sim", ["serve"] + model + ["--tcp", "0", "--log-level", "info"], in: dir)
-    try sim.waitForLog("listening on tcp 127.0.0.1:")
-    let simPort = try #require(
-      sim.log.components(separatedBy: "listening on tcp 127.0.0.1:").last?.prefix { $0.isNumber })
-    let broker = try MosquittoBroker()
-    let hqDB = dir.appendingPathComponent("hq.db").path
-    let hq = try Child("gridedge-hq", ["serve", "--port", String(broker.port), "--db", hqDB], in: dir)
-    try hq.waitForLog("connected to")
+    let (sim, simPort) = try startSimulator(model, in: dir)
+    let rig = try HQUnderTest(in: dir)
+    let hqDB = rig.db
     let agentDB = dir.appendingPathComponent("agent.db").path
     let config = dir.appendingPathComponent("agent.conf").path
     try """
     device.id = TA-E2E
     store.path = \(agentDB)
-    mqtt.port = \(broker.port)
+    mqtt.port = \(rig.port)
     meter.file = \(meterFile.path)
     bus.1 = tcp 127.0.0.1:\(simPort) 9600 8E1
     bus.2 = tcp 127.0.0.1:\(simPort) 9600 8E1
@@ -214,6 +209,6 @@ import Testing
     #expect(shown?.count == 4, "\(report.stdout) \(report.stderr)")
     let status = try runProduct("gridedge", ["status", "--config", config], in: dir)
     #expect(status.stdout.contains("of \(count + 1) answered, \(silent.count) missing"), "\(status.stdout)")
-    _ = hq
+    withExtendedLifetime(rig) {}
   }
 }

@@ -24,6 +24,8 @@ final class AcquisitionHarness {
   var settings: Acquisition.Settings
   let busSettings: MeterBus.Settings
   private let clock = Locked<(wall: Int64, mono: Double)>((0, 0))
+  /// Called once per loop turn of `run`, after the acquisition (e.g. relay control).
+  var onTurn: (() -> Void)? = nil
 
   init(
     _ label: String, meters: [FakeMeter], start: Int64, settings: Acquisition.Settings = .init(),
@@ -98,6 +100,7 @@ final class AcquisitionHarness {
       let results =
         (try? Poller.wait(requests, timeoutMilliseconds: Int32(max(0, min(20, deadline - mono))))) ?? []
       acquisition.service(results[...], monotonic: monotonicMilliseconds(), wall: wall)
+      onTurn?()
     }
   }
 

@@ -146,3 +146,60 @@ func jsonObject(_ text: String) throws -> [String: Any] {
   }
   return object
 }
+
+/// `gridedge-sim serve <arguments> --tcp 0` started in `dir`, once it listens.
+/// - Returns: the simulator and its TCP port.
+func startSimulator(_ arguments: [String], in dir: URL) throws -> (sim: Child, port: String) {
+  let sim = try Child("gridedge-sim", ["serve"] + arguments + ["--tcp", "0", "--log-level", "info"], in: dir)
+  try sim.waitForLog("listening on tcp 127.0.0.1:")
+  let port = sim.log.components(separatedBy: "listening on tcp 127.0.0.1:").last?.prefix { $0.isNumber } ?? ""
+  guard !port.isEmpty else { throw TestFailure("gridedge-sim did not say its port: \(sim.log)") }
+  return (sim, String(port))
+}
+
+/// A mosquitto broker and `gridedge-hq serve` on it, its database in a test's folder.
+/// Both stop when this is released: keep it to the end of the test
+/// (`withExtendedLifetime`).
+final class HQUnderTest {
+  let broker: MosquittoBroker
+  let hq: Child
+  /// HQ's database.
+  let db: String
+  var port: Int32 { broker.port }
+
+  init(in dir: URL) throws {
+    broker = try MosquittoBroker()
+    db = dir.appendingPathComponent("hq.db").path
+    hq = try Child("gridedge-hq", ["serve", "--port", String(broker.port), "--db", db], in: dir)
+    try hq.waitForLog("connected to")
+  }
+}
+
+/// The configuration lines every command-taking agent of the end-to-end tests has:
+/// device, database in `dir`, the broker with quick reconnects, HQ's keys in `keys`.
+func agentBaseConfig(device: String, dir: URL, port: Int32, keys: String) -> String {
+  """
+  device.id = \(device)
+  store.path = \(dir.appendingPathComponent("agent.db").path)
+  mqtt.port = \(port)
+  mqtt.reconnect_min = 100
+  mqtt.reconnect_max = 1000
+  sync.backlog_rate = 0
+  commands.trusted_keys = \(keys)/trusted-keys
+
+  """
+}
+
+/// `gridedge-hq send`: signs device `device`'s next command with `keys`/hq1.key and
+/// publishes it through the broker on `port`.
+func hqSend(
+  _ type: String, _ body: String, device: String, keys: String, hqDB: String, port: Int32, in dir: URL
+) throws -> CommandResult {
+  try runProduct(
+    "gridedge-hq",
+    [
+      "send", "--db", hqDB, "--port", String(port), "--key", "\(keys)/hq1.key", "--kid", "hq1", "--dev",
+      device,
+      "--typ", type, "--body", body,
+    ], in: dir)
+}

@@ -53,16 +53,9 @@ import Testing
     let device = "TA-CMD-1"
     let hqDB = dir.appendingPathComponent("hq.db").path
     let config = dir.appendingPathComponent("agent.conf").path
-    try """
-    device.id = \(device)
-    store.path = \(dir.appendingPathComponent("agent.db").path)
-    mqtt.port = \(broker.port)
-    mqtt.reconnect_min = 100
-    mqtt.reconnect_max = 1000
-    sync.backlog_rate = 0
-    commands.trusted_keys = \(keys)/trusted-keys
-    commands.max_signature_failures = 3
-    """.write(toFile: config, atomically: true, encoding: .utf8)
+    try
+      (agentBaseConfig(device: device, dir: dir, port: broker.port, keys: keys)
+      + "commands.max_signature_failures = 3\n").write(toFile: config, atomically: true, encoding: .utf8)
     let hq = try Child("gridedge-hq", ["serve", "--port", String(broker.port), "--db", hqDB], in: dir)
     try hq.waitForLog("connected to")
     var agent = try Child("gridedge", ["run", "--config", config], in: dir)
@@ -70,12 +63,7 @@ import Testing
 
     // 1. Genuine commands: the meter archive, then a top-up for one of its customers.
     func send(_ type: String, _ body: String) throws -> CommandResult {
-      try runProduct(
-        "gridedge-hq",
-        [
-          "send", "--db", hqDB, "--port", String(broker.port), "--key", "\(keys)/hq1.key", "--kid", "hq1",
-          "--dev", device, "--typ", type, "--body", body,
-        ], in: dir)
+      try hqSend(type, body, device: device, keys: keys, hqDB: hqDB, port: broker.port, in: dir)
     }
     let archive = try send(
       "archive",
@@ -168,12 +156,7 @@ import Testing
     try agent.waitForLog("control commands suspended until local midnight")
 
     // 6. A genuine control command is now refused until midnight.
-    let after = try runProduct(
-      "gridedge-hq",
-      [
-        "send", "--db", hqDB, "--port", String(broker.port), "--key", "\(keys)/hq1.key", "--kid", "hq1",
-        "--dev", device, "--typ", "disconnect", "--body", #"{"meter":"000000000001"}"#,
-      ], in: dir)
+    let after = try send("disconnect", #"{"meter":"000000000001"}"#)
     #expect(after.stdout.hasPrefix("sent command 3 (disconnect)"), "\(after.stderr)")
     result = try waitForResult(hqDB, count: 11, logs: [agent, hq])
     #expect(result["ctr"] as? String == "3")

@@ -26,6 +26,14 @@ final class FakeMeter {
   var obeysBroadcastTime = true
   /// Reads this meter received (each attempt counts).
   var reads: [DataIdentifier] = []
+  /// The relay is open (supply cut).
+  var relayOpen = false
+  /// The relay does not move whatever the meter is told (a welded contact).
+  var relayStuck = false
+  /// The 0x1C password the meter accepts.
+  var password = try! Password(level: 0x02, code: 0)
+  /// 0x1C commands accepted (N1), in order.
+  var relayCommands: [RelayCommand] = []
 
   init(_ address: String) {
     self.address = Address(address)!
@@ -125,6 +133,20 @@ final class FakeMeterLine: @unchecked Sendable {
       return []
     }
     guard let meter = meters[frame.address], !meter.silent else { return [] }
+    if case .control(let control) = request {
+      let reply: Reply
+      if control.password != meter.password {
+        reply = .controlRefused(.unauthorized)
+      } else {
+        meter.relayCommands.append(control.command)
+        if !meter.relayStuck {
+          if control.command == .trip { meter.relayOpen = true }
+          if control.command == .closePermit || control.command == .directClose { meter.relayOpen = false }
+        }
+        reply = .controlAccepted
+      }
+      return (try! reply.frame(from: meter.address)).encoded(wakeUpBytes: replyWakeUpBytes)
+    }
     guard case .read(let identifier) = request else { return [] }
     meter.reads.append(identifier)
     var from = meter.address
@@ -154,6 +176,11 @@ final class FakeMeterLine: @unchecked Sendable {
     switch identifier {
     case .forwardActiveBlock: return .energyRegisters(meter.registers)
     case .forwardActiveTotal: return .energy(centiKilowattHours: meter.registers.total)
+    case .runStatusWord3:
+      var word = RunStatusWord3(rawValue: 0x0200)
+      word.relayOpen = meter.relayOpen
+      word.relayCommandOpen = meter.relayCommands.last == .trip
+      return .runStatusWord3(word)
     case .date, .time:
       let t = localNow(offset: meter.clockOffsetSeconds)
       if identifier == .date {

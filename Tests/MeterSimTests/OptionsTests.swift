@@ -59,7 +59,8 @@ import Testing
   @Test func faultListsTakeNumbersRangesAndShares() throws {
     let options = try parse([
       "--meters", "100", "--theft", "3:0.5,10-12:0.25", "--stopped", "5%", "--drift", "7:-30,8:45",
-      "--slow", "1:300", "--silent", "99", "--reverse", "0.5%", "--corrupt", "20",
+      "--slow", "1:300", "--silent", "99", "--reverse", "0.5%", "--corrupt", "20", "--relay-bypass",
+      "4,20-21",
     ])
     #expect(options.corruptPermille == 20)
     let faults = resolveFaults(options.faults, meterCount: 100, seed: options.seed)
@@ -71,6 +72,7 @@ import Testing
     #expect(faults[98].silent && !faults[97].silent)
     #expect(faults.filter(\.stopped).count == 5)
     #expect(faults.filter(\.reverse).count == 1)  // 0.5 % of 100, rounded
+    #expect(faults.indices.filter { faults[$0].relayBypassed } == [3, 19, 20])
   }
 
   @Test func aShareIsPickedFromTheSeedAndDiffersPerFaultKind() {
@@ -91,6 +93,7 @@ import Testing
     #expect(parseError(["--theft", "1:1.5"])?.contains("FACTOR") == true)
     #expect(parseError(["--theft", "1"])?.contains("SELECTION:VALUE") == true)
     #expect(parseError(["--stopped", "1:2"]) != nil)
+    #expect(parseError(["--relay-bypass", "1:1"]) != nil)
     #expect(parseError(["--stopped", "0"]) != nil)
     #expect(parseError(["--stopped", "3-2"]) != nil)
     #expect(parseError(["--drift", "1:4000"]) != nil)

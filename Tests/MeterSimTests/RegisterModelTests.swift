@@ -244,6 +244,20 @@ import Testing
     #expect(try readForwardBlock(simulator, from: address).total > before.total)
   }
 
+  @Test func bypassedRelayOpenStillRegistersTheLoad() throws {
+    let simulator = Simulator(
+      options: makeOptions(meters: 1) {
+        $0.faults = [FaultRule(kind: .relayBypass, selection: .numbers(1...1))]
+      })
+    let address = meterAddress(1)
+    #expect(try exchange(simulator, controlRequest(.trip), to: address).reply == .controlAccepted)
+    #expect(try readStatus(simulator, from: address).relayOpen)
+    let before = try readForwardBlock(simulator, from: address)
+    simulator.advance(to: testStart + day)
+    #expect(try readForwardBlock(simulator, from: address).total > before.total)
+    #expect(simulator.truthJSON().contains("\"relay_bypass\":true"))
+  }
+
   @Test func prepaidRemainingAmountGoesDownWithEnergyAtTheFlatPrice() throws {
     let simulator = Simulator(options: makeOptions(meters: 1, profile: .residential))
     let address = meterAddress(1)
