@@ -16,6 +16,9 @@ public enum InspectCommand {
                                         (closed|open), theft (none|bypass|magnet|tampered-seal|
                                         reversed-wiring|meter-damage|other), notes (text)
       gridedge inspect photo ORDER PATH --config FILE [--json]
+      gridedge inspect read ORDER (--port DEVICE [--baud 2400] | --gateway HOST:PORT) --config FILE [--json]
+                                        read the order's meter on site (optical probe,
+                                        RS-485 adapter or TCP gateway) and compare
       gridedge inspect confirm ORDER --by NAME --rating 1-5 --config FILE [--json]
       gridedge inspect handback ORDER --reason TEXT --config FILE [--json]
       gridedge inspect correct ORDER ITEM VALUE --note TEXT --config FILE [--json]
@@ -25,7 +28,7 @@ public enum InspectCommand {
   /// Runs `gridedge inspect <words>`.
   /// - Parameters:
   ///   - words: the positional words after `inspect`.
-  ///   - options: `by`, `rating`, `reason`, `note` option values.
+  ///   - options: `by`, `rating`, `reason`, `note`, `port`, `baud`, `gateway` option values.
   /// - Returns: the exit code: 0 done, 2 bad input (nothing written), 1 failure, 3 no database.
   public static func run(
     config: Config, words: [String], options: [String: String], all: Bool, json: Bool, now: Int64
@@ -36,7 +39,7 @@ public enum InspectCommand {
     }
     let arity: [String: Int] = [
       "list": 0, "show": 1, "accept": 1, "arrive": 1, "complete": 1, "finding": 3, "photo": 2, "confirm": 1,
-      "handback": 1, "correct": 3,
+      "handback": 1, "correct": 3, "read": 1,
     ]
     guard let needed = arity[sub] else {
       Console.writeError("gridedge inspect: unknown subcommand '" + sub + "'\n" + usage + "\n")
@@ -105,6 +108,26 @@ public enum InspectCommand {
         text =
           "photo " + photo.id + " attached to " + order + ": " + String(photo.size) + " bytes, SHA-256 "
           + photo.sha256 + ", " + String(photo.chunks) + " chunk(s) queued"
+      case "read":
+        let transport: any MeterTransport
+        if let gateway = options["gateway"] {
+          let parts = gateway.split(separator: ":")
+          guard parts.count == 2, let port = UInt16(parts[1]) else {
+            throw InspectionError("bad-value", "--gateway must be HOST:PORT, not '" + gateway + "'")
+          }
+          transport = TCPGateway(host: String(parts[0]), port: port)
+        } else if let device = options["port"] {
+          guard let baud = Int(options["baud"] ?? "2400"), [1200, 2400, 4800, 9600].contains(baud) else {
+            throw InspectionError("bad-value", "--baud must be 1200, 2400, 4800 or 9600")
+          }
+          transport = SerialPort(path: device, baud: baud)
+        } else {
+          throw InspectionError(
+            "bad-value", "read needs --port DEVICE (optical probe, RS-485) or --gateway HOST:PORT")
+        }
+        let reading = try inspection.readMeter(order, transport: transport, clock: SystemClock(), now: now)
+        out = "{\"order\":\"" + order + "\",\"item\":\"reading\",\"value\":" + reading + "}"
+        text = order + ": reading = " + reading
       case "confirm":
         try inspection.confirm(order, by: options["by"] ?? "", rating: options["rating"] ?? "", now: now)
         out = "{\"order\":\"" + order + "\",\"confirmed\":true}"

@@ -1,3 +1,4 @@
+import DLT645
 import GridEdgeContract
 import Runtime
 import SQLiteStore
@@ -140,14 +141,63 @@ public final class Inspection {
     let order = try load(id)
     try order.require(["arrived"], to: "record findings for")
     let json = try Self.validate(item: item, value: value, order: order)
-    try write { () throws(SQLiteError) in
-      try self.store.db.run(
-        """
-        INSERT INTO work_order_findings (order_id, item, value, recorded_at) VALUES (?1, ?2, json(?3), ?4)
-        ON CONFLICT (order_id, item) DO UPDATE SET value = excluded.value, recorded_at = excluded.recorded_at
-        """, [.text(id), .text(item), .text(json), .integer(now)])
-    }
+    try write { () throws(SQLiteError) in try self.storeFinding(id, item, json, now: now) }
     return json
+  }
+
+  private func storeFinding(_ id: String, _ item: String, _ json: String, now: Int64) throws(SQLiteError) {
+    try store.db.run(
+      """
+      INSERT INTO work_order_findings (order_id, item, value, recorded_at) VALUES (?1, ?2, json(?3), ?4)
+      ON CONFLICT (order_id, item) DO UPDATE SET value = excluded.value, recorded_at = excluded.recorded_at
+      """, [.text(id), .text(item), .text(json), .integer(now)])
+  }
+
+  /// Reads the order's meter on site over `transport` and records finding `reading`
+  /// (`wh`, `relay` when the meter reports it, HQ's `last_wh`, `difference_wh` and
+  /// `discrepancy` — true when the register is below HQ's last value — and, when the
+  /// display was recorded, `display_wh` and `display_matches`). A discrepancy is also
+  /// recorded as finding `discrepancy`.
+  /// - Returns: the `reading` finding as JSON.
+  public func readMeter(
+    _ id: String, transport: any MeterTransport, clock: some Clock, timeoutMilliseconds: Int64 = 10_000,
+    now: Int64
+  ) throws(InspectionError) -> String {
+    let order = try load(id)
+    try order.require(["arrived"], to: "read the meter of")
+    guard let meterText = order.meter, let meter = Address(meterText) else {
+      throw InspectionError("bad-value", "work order " + id + " names no meter to read")
+    }
+    let read = try OnSiteReading.read(
+      meter: meter, transport: transport, clock: clock, timeoutMilliseconds: timeoutMilliseconds)
+    let display = try sqlError { () throws(SQLiteError) -> Int64? in
+      try store.db.query(
+        "SELECT json_extract(value, '$.wh') FROM work_order_findings WHERE order_id = ?1 AND item = 'display'",
+        [.text(id)]
+      ).first?.int64(0)
+    }
+    var json = "{\"wh\":" + String(read.wattHours) + ",\"source\":\"meter\""
+    if let open = read.relayOpen { json += ",\"relay\":\"" + (open ? "open" : "closed") + "\"" }
+    var discrepancy = false
+    if let last = order.lastWh {
+      discrepancy = read.wattHours < last
+      json +=
+        ",\"last_wh\":" + String(last) + ",\"difference_wh\":" + String(read.wattHours - last)
+        + ",\"discrepancy\":" + (discrepancy ? "true" : "false")
+    }
+    if let display {
+      // The display shows 0.01 kWh: it matches the register within 10 Wh.
+      json +=
+        ",\"display_wh\":" + String(display) + ",\"display_matches\":"
+        + (abs(display - read.wattHours) < 10 ? "true" : "false")
+    }
+    json += "}"
+    let reading = json
+    try write { () throws(SQLiteError) in
+      try self.storeFinding(id, "reading", reading, now: now)
+      if discrepancy { try self.storeFinding(id, "discrepancy", reading, now: now) }
+    }
+    return reading
   }
 
   /// Attaches the photo at `path`: size-limited, SHA-256, enqueued in chunks in class

@@ -130,7 +130,9 @@ struct Main {
       return LedgerReport.verifyAudit(config: config)
     case "inspect":
       var options: [String: String] = [:]
-      for name in ["by", "rating", "reason", "note"] { options[name] = arguments.value(name) }
+      for name in ["by", "rating", "reason", "note", "port", "baud", "gateway"] {
+        options[name] = arguments.value(name)
+      }
       return InspectCommand.run(
         config: config, words: Array(arguments.positional.dropFirst()), options: options,
         all: arguments.has("all"),

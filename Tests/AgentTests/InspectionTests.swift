@@ -1,6 +1,7 @@
 import Foundation
 import GridEdgeContract
 import GridEdgeCore
+import Runtime
 import SQLiteStore
 import TestSupport
 import Testing
@@ -256,5 +257,60 @@ import Testing
       #expect(error.code == "cancelled", "\(error)")
     }
     #expect(try f.send(#"{"id":"R-9","cancel":true}"#).reason == "unknown-order")
+  }
+
+  @Test func theMeterReadOnSiteOverASerialPortIsComparedWithHQsLastValue() throws {
+    let f = try Fixture("inspect-read")
+    let start = Int64(Date().timeIntervalSince1970)
+    let model = ["--meters", "2", "--start", String(start), "--seed", "7"]
+    let sim = try Child("gridedge-sim", ["serve"] + model + ["--pty", "--log-level", "info"], in: f.dir)
+    try sim.waitForLog("pty /dev/")
+    let pty = try #require(sim.log.components(separatedBy: "pty ").last?.prefix { !$0.isWhitespace })
+    func truth(_ at: Int64) throws -> (wh: Int64, relayOpen: Bool) {
+      let out = try runProduct("gridedge-sim", ["truth"] + model + ["--at", String(at)], in: f.dir)
+      let customers = try jsonObject(out.stdout)["customers"] as? [[String: Any]] ?? []
+      let meter = try #require(customers.first { $0["address"] as? String == "000000000002" })
+      // What the meter registers: forward active total in 0.01 kWh.
+      let register = (meter["forward_centi_kwh"] as? [Int])?.first ?? -1
+      return (Int64(register) * 10, meter["relay_open"] as? Bool ?? true)
+    }
+    // HQ's last value is above what the meter holds: a discrepancy.
+    let above = try truth(start).wh + 50_000
+    try f.send(
+      #"{"id":"MC-1","kind":"meter-check","priority":3,"customer":"C-2","address":"A","meter":"000000000002","last":{"wh":"#
+        + String(above) + #","ts":1}}"#)
+    _ = try f.inspection.accept("MC-1", now: f.now)
+    _ = try f.inspection.arrive("MC-1", now: f.now)
+    let before = Int64(Date().timeIntervalSince1970)
+    let json = try f.inspection.readMeter(
+      "MC-1", transport: SerialPort(path: String(pty), baud: 2400), clock: SystemClock(), now: f.now)
+    let after = Int64(Date().timeIntervalSince1970) + 1
+    let reading = try jsonObject(json)
+    let wh = Int64(reading["wh"] as? Int ?? -1)
+    let low = try truth(before)
+    let high = try truth(after).wh
+    #expect(wh >= low.wh && wh <= high, "\(json)")
+    #expect(reading["relay"] as? String == (low.relayOpen ? "open" : "closed"))
+    #expect(reading["discrepancy"] as? Bool == true && reading["difference_wh"] as? Int == Int(wh - above))
+    let findings = try f.store.db.query(
+      "SELECT item FROM work_order_findings WHERE order_id = 'MC-1' ORDER BY item"
+    ).map { $0.text(0) }
+    #expect(findings == ["discrepancy", "reading"])
+    // A meter that is not on the line: a clear error, nothing written.
+    try f.send(
+      #"{"id":"MC-2","kind":"meter-check","priority":3,"customer":"C-9","address":"A","meter":"000000000099"}"#
+    )
+    _ = try f.inspection.accept("MC-2", now: f.now)
+    _ = try f.inspection.arrive("MC-2", now: f.now)
+    do throws(InspectionError) {
+      _ = try f.inspection.readMeter(
+        "MC-2", transport: SerialPort(path: String(pty), baud: 2400), clock: SystemClock(), now: f.now)
+      Issue.record("an absent meter gave a reading")
+    } catch {
+      #expect(error.code == "meter" && error.description.contains("000000000099 on serial"), "\(error)")
+    }
+    #expect(try f.store.db.scalarInt("SELECT count(*) FROM work_order_findings WHERE order_id = 'MC-2'") == 0)
+    sim.signal(SIGTERM)
+    _ = try sim.wait(timeout: 10)
   }
 }
