@@ -74,7 +74,7 @@ public final class Inspection {
       """
       SELECT json_group_array(json_object('id', id, 'kind', kind, 'state', state, 'priority', priority,
         'grade', grade, 'due', due, 'customer', customer, 'address', address, 'meter', meter,
-        'cancelled', cancelled_at IS NOT NULL))
+        'cancelled', json(CASE WHEN cancelled_at IS NULL THEN 'false' ELSE 'true' END)))
       FROM (SELECT * FROM work_orders WHERE ?1 OR (state NOT IN ('completed', 'handed-back')
         AND cancelled_at IS NULL)
         ORDER BY coalesce(grade, 'Z'), priority, coalesce(due, 9223372036854775807), id)

@@ -169,6 +169,9 @@ public final class HQStore {
       }
       // Its records are still real data: keep those not held yet (by natural key).
       let stored = try storeRecords(header, payload: payload, receivedAt: now)
+      if header.uplink == .attachments {
+        try assemblePhotos(header.device, payload: payload, receivedAt: now)
+      }
       try count(
         header.device,
         "conflicting_batches = conflicting_batches + 1, records = records + " + String(stored)

@@ -81,6 +81,7 @@ import Testing
     #expect(
       list.map { $0["id"] as? String } == ["WO-1", "WO-2"], "grade A before a higher priority of grade C")
     #expect(list[0]["meter"] as? String == "000000000007")
+    #expect(list[0]["cancelled"] as? Bool == false)
 
     let again = try f.send(Self.order)
     #expect(again.reason == "duplicate")
