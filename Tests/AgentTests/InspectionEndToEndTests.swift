@@ -187,6 +187,15 @@ import Testing
         hqDB,
         "SELECT count(*), count(DISTINCT key) FROM records WHERE class = 'records' AND key LIKE '%-wo-WO-77-%'"
       ).first.map { [$0.int64(0), $0.int64(1)] } == [3, 3])
+    // HQ cancels the order it has not seen completed yet: the device reports the clash.
+    try s.send(#"{"id":"WO-77","cancel":true,"reason":"customer request"}"#)
+    #expect(
+      waitUntil(timeout: 20) {
+        hqQuery(
+          hqDB,
+          "SELECT json_extract(body, '$.closing_record') FROM records WHERE class = 'events' AND json_extract(body, '$.type') = 'workorder.cancel_after_close'"
+        ).first?.text(0) == recordID
+      }, "HQ did not hear that the cancelled order was already completed\n\(agent.log.suffix(2000))")
     let report = try runProduct("gridedge-hq", ["report", "--db", hqDB], in: dir)
     #expect(
       report.stdout.contains("photos received") && report.stdout.contains(photos[0].sha), "\(report.stdout)")
