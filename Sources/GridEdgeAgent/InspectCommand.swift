@@ -29,7 +29,8 @@ public enum InspectCommand {
   /// - Parameters:
   ///   - words: the positional words after `inspect`.
   ///   - options: `by`, `rating`, `reason`, `note`, `port`, `baud`, `gateway` option values.
-  /// - Returns: the exit code: 0 done, 2 bad input (nothing written), 1 failure, 3 no database.
+  /// - Returns: the exit code: 0 done, 2 bad input (nothing written), 1 failure (the
+  ///   database, or a meter read on site), 3 no database.
   public static func run(
     config: Config, words: [String], options: [String: String], all: Bool, json: Bool, now: Int64
   ) -> Int32 {
@@ -153,7 +154,7 @@ public enum InspectCommand {
           "{\"error\":\"" + error.code + "\",\"message\":" + jsonString(error.description) + "}")
       }
       Console.writeError("gridedge inspect " + sub + ": " + error.description + "\n")
-      return error.code == "database" ? ExitCode.failure : ExitCode.config
+      return error.code == "database" || error.code == "meter" ? ExitCode.failure : ExitCode.config
     }
   }
 

@@ -606,7 +606,8 @@ func jsonString(_ text: String) -> String {
 
 /// Why an inspection step was refused; nothing was written.
 public struct InspectionError: Error, CustomStringConvertible, Sendable {
-  /// `unknown-order`, `wrong-state`, `cancelled`, `missing-items`, `bad-value`, `photo` or `database`.
+  /// `unknown-order`, `wrong-state`, `cancelled`, `missing-items`, `bad-value`, `photo`, `meter` or
+  /// `database`.
   public let code: String
   public let description: String
   public init(_ code: String, _ description: String) {
