@@ -82,13 +82,17 @@ public enum InspectCommand {
       case "list":
         do {
           out = try inspection.listJSON(all: all)
+          text = try listText(out, inspection.store.db)
         } catch {
           throw InspectionError("database", error.description)
         }
-        text = out
       case "show":
         out = try inspection.showJSON(order)
-        text = out
+        do {
+          text = try showText(out, inspection.store.db)
+        } catch {
+          throw InspectionError("database", error.description)
+        }
       case "accept":
         let record = try inspection.accept(order, now: now)
         (out, text) = (done(order, "accepted", record), "work order " + order + " accepted")
@@ -156,6 +160,59 @@ public enum InspectCommand {
       Console.writeError("gridedge inspect " + sub + ": " + error.description + "\n")
       return error.code == "database" || error.code == "meter" ? ExitCode.failure : ExitCode.config
     }
+  }
+
+  /// One line per order: id, kind, state, grade and priority, due, customer, address, meter.
+  private static func listText(_ json: String, _ db: Connection) throws(SQLiteError) -> String {
+    var lines = [
+      "order             kind         state                  grade prio  due (UTC)          customer    meter         address"
+    ]
+    for row in try db.query(
+      """
+      SELECT json_extract(value, '$.id'), json_extract(value, '$.kind'), json_extract(value, '$.state')
+          || CASE WHEN json_extract(value, '$.cancelled') THEN ' (cancelled)' ELSE '' END,
+        coalesce(json_extract(value, '$.grade'), '-'), json_extract(value, '$.priority'),
+        json_extract(value, '$.due'), json_extract(value, '$.customer'), coalesce(json_extract(value, '$.meter'), '-'),
+        json_extract(value, '$.address')
+      FROM json_each(?1) ORDER BY key
+      """, [.text(json)])
+    {
+      let due = row.int64(5).map { String(formatUTC(milliseconds: $0).prefix(16)) } ?? "-"
+      lines.append(
+        pad(row.text(0) ?? "", 18) + pad(row.text(1) ?? "", 13) + pad(row.text(2) ?? "", 23)
+          + pad(row.text(3) ?? "", 6) + pad(String(row.int64(4) ?? 0), 6) + pad(due, 19)
+          + pad(row.text(6) ?? "", 12)
+          + pad(row.text(7) ?? "", 14) + (row.text(8) ?? ""))
+    }
+    lines.append(String(lines.count - 1) + " work order(s)")
+    var text = ""
+    for (i, line) in lines.enumerated() { text += (i == 0 ? "" : "\n") + line }
+    return text
+  }
+
+  /// One line per member of the order: `key: value` (null members left out).
+  private static func showText(_ json: String, _ db: Connection) throws(SQLiteError) -> String {
+    var text = ""
+    for row in try db.query(
+      """
+      SELECT key, CASE
+        WHEN type IN ('object', 'array') THEN json(value)
+        WHEN type IN ('true', 'false') THEN type
+        WHEN type = 'integer' AND (key = 'due' OR key LIKE '%_at')
+          THEN strftime('%Y-%m-%dT%H:%M:%SZ', value / 1000, 'unixepoch')
+        ELSE CAST(value AS TEXT) END
+      FROM json_each(?1) WHERE type <> 'null'
+      """, [.text(json)])
+    {
+      text += (text.isEmpty ? "" : "\n") + pad((row.text(0) ?? "") + ":", 17) + (row.text(1) ?? "")
+    }
+    return text
+  }
+
+  private static func pad(_ text: String, _ width: Int) -> String {
+    var out = text
+    while out.utf8.count < width { out += " " }
+    return out
   }
 
   private static func done(_ order: String, _ state: String, _ record: String) -> String {

@@ -99,7 +99,8 @@ public final class Inspection {
           'handback_reason', handback_reason, 'record', closing_record, 'cancelled_at', cancelled_at,
           'findings', (SELECT json_group_object(item, json(value)) FROM work_order_findings WHERE order_id = ?1),
           'photos', (SELECT json_group_array(json_object('id', id, 'sha256', sha256, 'size', size,
-            'chunks', chunks, 'source', source)) FROM work_order_photos WHERE order_id = ?1),
+            'chunks', chunks, 'source', source))
+            FROM (SELECT * FROM work_order_photos WHERE order_id = ?1 ORDER BY rowid)),
           'corrections', (SELECT json_group_array(json_object('id', id, 'item', item, 'value', json(value),
             'note', note)) FROM work_order_corrections WHERE order_id = ?1),
           'missing', json(?2))
@@ -391,7 +392,8 @@ public final class Inspection {
     var closingRecord: String?
 
     func require(_ states: [String], to verb: String) throws(InspectionError) {
-      if let cancelledAt {
+      let closed = state == "completed" || state == "handed-back"
+      if !closed, let cancelledAt {
         throw InspectionError(
           "cancelled",
           "work order " + id + " was cancelled at HQ (" + formatUTC(milliseconds: cancelledAt)
@@ -547,7 +549,7 @@ public final class Inspection {
               'findings', (SELECT json_group_object(item, json(value)) FROM work_order_findings
                 WHERE order_id = o.id),
               'photos', (SELECT json_group_array(json_object('id', id, 'sha256', sha256, 'size', size,
-                'chunks', chunks)) FROM (SELECT * FROM work_order_photos WHERE order_id = o.id ORDER BY added_at, id)),
+                'chunks', chunks)) FROM (SELECT * FROM work_order_photos WHERE order_id = o.id ORDER BY rowid)),
               'confirmation', json_object('by', o.confirmed_by, 'rating', o.rating),
               'cancelled_at_hq', o.cancelled_at) ELSE '{}' END)
           FROM work_orders o WHERE o.id = ?7

@@ -116,12 +116,16 @@ import Testing
     let list = try runProduct("gridedge", ["inspect", "list", "--config", config, "--json"], in: dir)
     let orders = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]]
     #expect(orders?.first?["id"] as? String == "WO-77", "\(list)")
+    let table = try runProduct("gridedge", ["inspect", "list", "--config", config], in: dir)
+    #expect(table.stdout.contains("WO-77") && table.stdout.contains("1 work order(s)"), "\(table)")
     #expect(try inspect(["accept", "WO-77"])["state"] as? String == "accepted")
     #expect(try inspect(["arrive", "WO-77"])["state"] as? String == "arrived")
     _ = try inspect(["finding", "WO-77", "seals", "S-7701:broken,S-7702:intact"])
     _ = try inspect(["finding", "WO-77", "wiring", "tampered"])
     let shown = try inspect(["show", "WO-77"])
     #expect(shown["missing"] as? [String] == ["theft", "confirmation"], "\(shown)")
+    let details = try runProduct("gridedge", ["inspect", "show", "WO-77", "--config", config], in: dir)
+    #expect(details.stdout.contains(#"missing:         ["theft","confirmation"]"#), "\(details)")
     // A mandatory item missing: a clear error, nothing written.
     let refused = try inspect(["complete", "WO-77"], status: 2)
     #expect(refused["error"] as? String == "missing-items")

@@ -249,6 +249,12 @@ import Testing
     #expect(event["type"] as? String == "workorder.cancel_after_close")
     #expect(event["closing_record"] as? String == completed)
     #expect(try f.records("records").contains { $0["id"] as? String == completed })
+    do {
+      _ = try f.inspection.finding("R-1", item: "notes", value: "late", now: f.now)
+      Issue.record("a completed, cancelled order took a finding")
+    } catch {
+      #expect(error.code == "wrong-state" && error.description.contains("immutable"), "\(error)")
+    }
     // A cancellation before any work: the order can no longer be worked on.
     #expect(try f.send(#"{"id":"R-2","cancel":true}"#).outcome == "applied")
     do {
