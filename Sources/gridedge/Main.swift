@@ -51,7 +51,7 @@ struct Main {
         words,
         valued: [
           "config", "meter", "from", "to", "customer", "area", "day", "hour", "by", "rating", "reason",
-          "note",
+          "note", "port", "baud", "gateway",
         ],
         flags: ["help", "version", "json", "all"])
     } catch {

@@ -270,7 +270,8 @@ import Testing
     let f = try Fixture("inspect-read")
     let start = Int64(Date().timeIntervalSince1970)
     let model = ["--meters", "2", "--start", String(start), "--seed", "7"]
-    let sim = try Child("gridedge-sim", ["serve"] + model + ["--pty", "--log-level", "info"], in: f.dir)
+    let sim = try Child(
+      "gridedge-sim", ["serve"] + model + ["--pty", "--tcp", "0", "--log-level", "info"], in: f.dir)
     try sim.waitForLog("pty /dev/")
     let pty = try #require(sim.log.components(separatedBy: "pty ").last?.prefix { !$0.isWhitespace })
     func truth(_ at: Int64) throws -> (wh: Int64, relayOpen: Bool) {
@@ -317,6 +318,29 @@ import Testing
       #expect(error.code == "meter" && error.description.contains("000000000099 on serial"), "\(error)")
     }
     #expect(try f.store.db.scalarInt("SELECT count(*) FROM work_order_findings WHERE order_id = 'MC-2'") == 0)
+
+    // The same through the command line and a serial-to-TCP gateway.
+    try sim.waitForLog("listening on tcp 127.0.0.1:")
+    let port = try #require(
+      sim.log.components(separatedBy: "listening on tcp 127.0.0.1:").last?.prefix { $0.isNumber })
+    try f.send(
+      #"{"id":"MC-3","kind":"meter-check","priority":3,"customer":"C-1","address":"A","meter":"000000000001"}"#
+    )
+    _ = try f.inspection.accept("MC-3", now: f.now)
+    _ = try f.inspection.arrive("MC-3", now: f.now)
+    let config = f.dir.appendingPathComponent("handheld.conf").path
+    try "device.id = HH-1\ndevice.profile = handheld\nstore.path = \(f.store.db.path)\n".write(
+      toFile: config, atomically: true, encoding: .utf8)
+    let cli = try runProduct(
+      "gridedge",
+      ["inspect", "read", "MC-3", "--gateway", "127.0.0.1:\(port)", "--config", config, "--json"], in: f.dir)
+    #expect(cli.status == 0, "\(cli.stderr)")
+    let value = try jsonObject(cli.stdout)["value"] as? [String: Any]
+    #expect((value?["wh"] as? Int ?? 0) > 0 && value?["source"] as? String == "meter", "\(cli.stdout)")
+    #expect(value?["discrepancy"] == nil, "no last value from HQ: nothing to compare")
+    let bad = try runProduct(
+      "gridedge", ["inspect", "read", "MC-3", "--config", config, "--json"], in: f.dir)
+    #expect(bad.status == 2 && bad.stdout.contains("--port DEVICE"), "\(bad)")
     sim.signal(SIGTERM)
     _ = try sim.wait(timeout: 10)
   }
