@@ -344,4 +344,40 @@ import Testing
     sim.signal(SIGTERM)
     _ = try sim.wait(timeout: 10)
   }
+
+  @Test func handBackAndCorrectionThroughTheCommandLineWithClearErrors() throws {
+    let f = try Fixture("inspect-cli")
+    let config = f.dir.appendingPathComponent("handheld.conf").path
+    try "device.id = HH-1\ndevice.profile = handheld\nstore.path = \(f.store.db.path)\n".write(
+      toFile: config, atomically: true, encoding: .utf8)
+    func inspect(_ words: [String], status: Int32 = 0) throws -> [String: Any] {
+      let out = try runProduct("gridedge", ["inspect"] + words + ["--config", config, "--json"], in: f.dir)
+      #expect(out.status == status, "inspect \(words): \(out.stderr)")
+      return try jsonObject(out.stdout)
+    }
+    try f.send(#"{"id":"H-1","kind":"repair","priority":2,"customer":"C-1","address":"A"}"#)
+    try f.send(
+      #"{"id":"R-1","kind":"reading","priority":5,"customer":"C-2","address":"B","meter":"000000000002"}"#)
+    #expect(try inspect(["handback", "H-1"], status: 2)["error"] as? String == "bad-value")
+    #expect(try inspect(["accept", "H-1"])["state"] as? String == "accepted")
+    let back = try inspect(["handback", "H-1", "--reason", "gate locked, nobody home"])
+    #expect(back["state"] as? String == "handed-back")
+    #expect(try inspect(["arrive", "H-1"], status: 2)["error"] as? String == "wrong-state")
+    #expect(try inspect(["accept", "NOPE"], status: 2)["error"] as? String == "unknown-order")
+    _ = try inspect(["accept", "R-1"])
+    _ = try inspect(["arrive", "R-1"])
+    _ = try inspect(["finding", "R-1", "display", "77.7"])
+    #expect(
+      try inspect(["correct", "R-1", "display", "77.8", "--note", "x"], status: 2)["error"] as? String
+        == "wrong-state")
+    _ = try inspect(["complete", "R-1"])
+    #expect(try inspect(["correct", "R-1", "display", "77.8"], status: 2)["error"] as? String == "bad-value")
+    let corrected = try inspect(["correct", "R-1", "display", "77.8", "--note", "digit misread"])
+    #expect((corrected["record"] as? String ?? "").hasSuffix("-wo-R-1-correction-1"))
+    let records = try f.records("records")
+    let handback = try #require(records.first { $0["type"] as? String == "workorder.handed-back" })
+    #expect(handback["reason"] as? String == "gate locked, nobody home")
+    #expect(records.last?["type"] as? String == "workorder.correction")
+    #expect(try AuditChain.verify(f.store.db).problems.isEmpty)
+  }
 }
