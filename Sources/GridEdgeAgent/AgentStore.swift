@@ -334,6 +334,81 @@ public final class AgentStore {
           refused TEXT
         ) STRICT;
         """),
+    Migration(
+      id: 11, name: "work orders, findings, photos and corrections (handheld mode)",
+      sql: """
+        CREATE TABLE work_orders (
+          id TEXT PRIMARY KEY,
+          kind TEXT NOT NULL CHECK (kind IN ('inspection', 'anti-theft', 'meter-check', 'repair', 'reading')),
+          priority INTEGER NOT NULL,
+          grade TEXT,
+          due INTEGER,
+          customer TEXT NOT NULL,
+          address TEXT NOT NULL,
+          meter TEXT,
+          last_wh INTEGER,
+          last_at INTEGER,
+          body TEXT NOT NULL,
+          state TEXT NOT NULL
+            CHECK (state IN ('open', 'accepted', 'arrived', 'completed', 'handed-back')),
+          received_at INTEGER NOT NULL,
+          accepted_at INTEGER,
+          arrived_at INTEGER,
+          confirmed_by TEXT,
+          rating INTEGER CHECK (rating BETWEEN 1 AND 5),
+          closed_at INTEGER,
+          handback_reason TEXT,
+          closing_record TEXT,
+          cancelled_at INTEGER,
+          cancel_reason TEXT
+        ) STRICT;
+        CREATE TABLE work_order_findings (
+          order_id TEXT NOT NULL REFERENCES work_orders (id),
+          item TEXT NOT NULL,
+          value TEXT NOT NULL,
+          recorded_at INTEGER NOT NULL,
+          PRIMARY KEY (order_id, item)
+        ) STRICT, WITHOUT ROWID;
+        CREATE TABLE work_order_photos (
+          id TEXT PRIMARY KEY,
+          order_id TEXT NOT NULL REFERENCES work_orders (id),
+          sha256 TEXT NOT NULL,
+          size INTEGER NOT NULL,
+          chunks INTEGER NOT NULL,
+          source TEXT NOT NULL,
+          added_at INTEGER NOT NULL,
+          UNIQUE (order_id, sha256)
+        ) STRICT;
+        CREATE TABLE work_order_corrections (
+          id TEXT PRIMARY KEY,
+          order_id TEXT NOT NULL REFERENCES work_orders (id),
+          refers_to TEXT NOT NULL,
+          item TEXT NOT NULL,
+          value TEXT NOT NULL,
+          note TEXT NOT NULL,
+          recorded_at INTEGER NOT NULL
+        ) STRICT;
+        CREATE TRIGGER work_orders_closed_immutable BEFORE UPDATE ON work_orders
+        WHEN OLD.state IN ('completed', 'handed-back') AND (NEW.state IS NOT OLD.state
+          OR NEW.closed_at IS NOT OLD.closed_at OR NEW.confirmed_by IS NOT OLD.confirmed_by
+          OR NEW.rating IS NOT OLD.rating OR NEW.arrived_at IS NOT OLD.arrived_at
+          OR NEW.closing_record IS NOT OLD.closing_record OR NEW.body IS NOT OLD.body)
+        BEGIN SELECT RAISE(ABORT, 'a closed work order is immutable'); END;
+        CREATE TRIGGER work_order_findings_closed_insert BEFORE INSERT ON work_order_findings
+        WHEN (SELECT state FROM work_orders WHERE id = NEW.order_id) IN ('completed', 'handed-back')
+        BEGIN SELECT RAISE(ABORT, 'a closed work order is immutable'); END;
+        CREATE TRIGGER work_order_findings_closed_update BEFORE UPDATE ON work_order_findings
+        WHEN (SELECT state FROM work_orders WHERE id = OLD.order_id) IN ('completed', 'handed-back')
+        BEGIN SELECT RAISE(ABORT, 'a closed work order is immutable'); END;
+        CREATE TRIGGER work_order_findings_closed_delete BEFORE DELETE ON work_order_findings
+        WHEN (SELECT state FROM work_orders WHERE id = OLD.order_id) IN ('completed', 'handed-back')
+        BEGIN SELECT RAISE(ABORT, 'a closed work order is immutable'); END;
+        CREATE TRIGGER work_order_photos_closed_insert BEFORE INSERT ON work_order_photos
+        WHEN (SELECT state FROM work_orders WHERE id = NEW.order_id) IN ('completed', 'handed-back')
+        BEGIN SELECT RAISE(ABORT, 'a closed work order is immutable'); END;
+        CREATE TRIGGER work_order_photos_delete BEFORE DELETE ON work_order_photos
+        BEGIN SELECT RAISE(ABORT, 'a photo is never deleted'); END;
+        """),
   ]
 
   /// Opens (creating if needed) the database at `path` for device `deviceID`.

@@ -229,6 +229,10 @@ public final class CommandHandler {
           body: command.body, store: self.store, outbox: self.outbox, hoardingLimit: self.hoardingLimit,
           command: digest, now: wall, thresholds: self.thresholds)
       }
+    case "workorder":
+      run = { () throws(Archive.Refusal) -> String in
+        try WorkOrders.apply(body: command.body, store: self.store, outbox: self.outbox, now: wall)
+      }
     default:
       run = nil
     }

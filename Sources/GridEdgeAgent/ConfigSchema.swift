@@ -281,6 +281,13 @@ public enum ConfigSchema {
       "The most suspects per area in the daily summary, and so the most work orders proposed per area and day."
     ),
     ConfigKey(
+      "inspection.photo_max_bytes", .integer(1, 67_108_864), default: "10485760", unit: "bytes",
+      "The largest photo file gridedge inspect photo attaches to a work order."),
+    ConfigKey(
+      "inspection.photo_chunk_bytes", .integer(1024, 131_072), default: "49152", unit: "bytes",
+      "Photos go to HQ in chunks of this many bytes (class attachments), so a cut link resumes at the next chunk."
+    ),
+    ConfigKey(
       "log.level", .choice(["debug", "info", "warn", "error"]), default: "info",
       "The least severe log level written to stderr (journald)."),
   ]

@@ -82,6 +82,10 @@ public final class Outbox {
   /// Sequence numbers are reserved durably in blocks of this many.
   public static let seqBlock: Int64 = 1024
 
+  /// The most records in an `attachments` batch: photo chunks are up to 128 KiB
+  /// (`inspection.photo_chunk_bytes`), so a batch stays under the contract's 4 MiB.
+  public static let attachmentBatchRecords = 16
+
   /// The classes in the order batches are formed: small, important ones first.
   public static let priority: [UplinkClass] = [
     .results, .events, .ledger, .records, .readings, .attachments,
@@ -324,7 +328,8 @@ public final class Outbox {
         for uplink in Self.priority {
           let after = mark(liveAfter, uplink)
           while formation.batches.count < count {
-            let limit = live ? maxRecords : min(maxRecords, backlogBudget - formation.backlogRecords)
+            let most = uplink == .attachments ? min(maxRecords, Self.attachmentBatchRecords) : maxRecords
+            let limit = live ? most : min(most, backlogBudget - formation.backlogRecords)
             guard limit > 0 else { break }
             if taken[uplink] == nil { taken[uplink] = try formedRanges(uplink) }
             guard seq < reserved else {

@@ -76,6 +76,25 @@ public final class HQStore {
           PRIMARY KEY (device_id, counter)
         ) STRICT;
         """),
+    Migration(
+      id: 4, name: "photos reassembled from attachment chunks",
+      sql: """
+        CREATE INDEX records_attachment_photo ON records (device_id, json_extract(body, '$.photo'))
+          WHERE class = 'attachments';
+        CREATE TABLE photos (
+          device_id TEXT NOT NULL,
+          photo_id TEXT NOT NULL,
+          order_id TEXT NOT NULL,
+          sha256 TEXT NOT NULL,
+          size INTEGER NOT NULL,
+          chunks INTEGER NOT NULL,
+          verified INTEGER NOT NULL CHECK (verified IN (0, 1)),
+          problem TEXT,
+          data BLOB,
+          received_at INTEGER NOT NULL,
+          PRIMARY KEY (device_id, photo_id)
+        ) STRICT, WITHOUT ROWID;
+        """),
   ]
 
   /// Opens (creating if needed) the receiver database at `path`.
@@ -150,6 +169,9 @@ public final class HQStore {
       }
       // Its records are still real data: keep those not held yet (by natural key).
       let stored = try storeRecords(header, payload: payload, receivedAt: now)
+      if header.uplink == .attachments {
+        try assemblePhotos(header.device, payload: payload, receivedAt: now)
+      }
       try count(
         header.device,
         "conflicting_batches = conflicting_batches + 1, records = records + " + String(stored)
@@ -157,6 +179,9 @@ public final class HQStore {
       return .conflictingBatch
     }
     let stored = try storeRecords(header, payload: payload, receivedAt: now)
+    if header.uplink == .attachments {
+      try assemblePhotos(header.device, payload: payload, receivedAt: now)
+    }
     try count(
       header.device,
       "batches = batches + 1, records = records + " + String(stored)
@@ -183,6 +208,74 @@ public final class HQStore {
         .text(header.store), .integer(header.seq), .integer(now),
       ])
     return db.changes
+  }
+
+  /// Reassembles every photo of an `attachments` batch whose chunks are now all held:
+  /// decodes them in index order, checks size and SHA-256, and keeps the photo in
+  /// `photos` (verified, or with the problem found and no data). Call inside the
+  /// batch's transaction.
+  private func assemblePhotos(_ device: String, payload: [UInt8], receivedAt now: Int64) throws(SQLiteError) {
+    let photos = try db.query(
+      """
+      SELECT DISTINCT json_extract(value, '$.photo') FROM json_each(?1, '$.records')
+      WHERE json_type(value, '$.photo') = 'text'
+        AND json_extract(value, '$.photo') NOT IN (SELECT photo_id FROM photos WHERE device_id = ?2)
+      """, [.text(String(decoding: payload, as: UTF8.self)), .text(device)])
+    for row in photos {
+      guard let photo = row.text(0) else { continue }
+      let chunks = try db.query(
+        """
+        SELECT json_extract(body, '$.index'), json_extract(body, '$.count'), json_extract(body, '$.sha256'),
+          json_extract(body, '$.size'), json_extract(body, '$.order'), json_extract(body, '$.data')
+        FROM records
+        WHERE device_id = ?1 AND class = 'attachments' AND json_extract(body, '$.photo') = ?2
+        ORDER BY json_extract(body, '$.index')
+        """, [.text(device), .text(photo)])
+      guard let first = chunks.first, let count = first.int64(1), Int64(chunks.count) == count else {
+        continue
+      }
+      let sha = first.text(2) ?? ""
+      let size = first.int64(3) ?? -1
+      var bytes: [UInt8] = []
+      var problem: String? = nil
+      for (i, chunk) in chunks.enumerated() {
+        guard chunk.int64(0) == Int64(i), chunk.text(2) == sha, chunk.int64(3) == size,
+          chunk.int64(1) == count
+        else {
+          problem = "chunk " + String(i) + " does not match the photo's other chunks"
+          break
+        }
+        do {
+          bytes += try Base64URL.decode(chunk.text(5) ?? "")
+        } catch {
+          problem = "chunk " + String(i) + ": " + error.description
+          break
+        }
+      }
+      if problem == nil && Int64(bytes.count) != size {
+        problem = "reassembled " + String(bytes.count) + " bytes, expected " + String(size)
+      }
+      if problem == nil && hexString(SHA256.hash(bytes)) != sha { problem = "SHA-256 does not match" }
+      try db.run(
+        """
+        INSERT INTO photos (device_id, photo_id, order_id, sha256, size, chunks, verified, problem, data,
+          received_at)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+        """,
+        [
+          .text(device), .text(photo), .text(first.text(4) ?? ""), .text(sha), .integer(size),
+          .integer(count),
+          .integer(problem == nil ? 1 : 0), text(problem), problem == nil ? .blob(bytes) : .null,
+          .integer(now),
+        ])
+      if let problem {
+        Log.error("hq", "photo " + photo + " of " + device + " is corrupt: " + problem)
+      } else {
+        Log.info(
+          "hq", "photo " + photo + " of " + device + " received: " + String(size) + " bytes, SHA-256 verified"
+        )
+      }
+    }
   }
 
   /// Counts a malformed message from `device` (never stored, never acked).

@@ -84,7 +84,10 @@ public enum Report {
                 'supplied_wh', supplied_wh, 'sold_wh', sold_wh, 'loss_wh', loss_wh,
                 'loss_rate_bp', loss_rate_bp, 'withheld', withheld, 'completeness_bp', completeness_bp,
                 'missing', missing, 'flags', flags, 'suspects', suspects, 'top_suspect', top_suspect,
-                'work_orders', work_orders, 'error', error)) FROM balances b WHERE b.device = devices.device)))
+                'work_orders', work_orders, 'error', error)) FROM balances b WHERE b.device = devices.device),
+              'photos', (SELECT json_group_array(json_object('photo', photo_id, 'order', order_id,
+                'sha256', sha256, 'size', size, 'chunks', chunks, 'verified', verified = 1, 'problem', problem))
+                FROM (SELECT * FROM photos p WHERE p.device_id = devices.device ORDER BY received_at, photo_id))))
             FROM (
             """ + query + ") AS devices")
         Console.writeLine(rows.first?.text(0) ?? "[]")
@@ -103,6 +106,24 @@ public enum Report {
             + pad(String(row.int64(10) ?? 0), 9) + formatUTC(milliseconds: row.int64(12) ?? 0))
       }
       Console.writeLine(String(rows.count) + " device(s)")
+      let photos = try store.db.query(
+        """
+        SELECT device_id, order_id, photo_id, size, sha256, verified, coalesce(problem, '')
+        FROM photos ORDER BY device_id, received_at, photo_id
+        """)
+      if !photos.isEmpty {
+        Console.writeLine("")
+        Console.writeLine("photos received (work orders):")
+        Console.writeLine(
+          "device                            order               photo                            bytes      sha256 / problem"
+        )
+        for row in photos {
+          Console.writeLine(
+            pad(row.text(0) ?? "", 34) + pad(row.text(1) ?? "", 20) + pad(row.text(2) ?? "", 33)
+              + pad(String(row.int64(3) ?? 0), 11)
+              + (row.int64(5) == 1 ? row.text(4) ?? "" : "CORRUPT: " + (row.text(6) ?? "")))
+        }
+      }
       let areas = try store.db.query(balances)
       guard !areas.isEmpty else { return 0 }
       Console.writeLine("")

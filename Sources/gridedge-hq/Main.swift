@@ -14,7 +14,8 @@ struct Main {
       gridedge-hq report [--db FILE] [--json]
           per device: state, boot epoch, births, batches, records, duplicates,
           gaps, last seen; and the newest daily energy balance of each area
-          (loss rate, completeness, flags, suspects, proposed work orders)
+          (loss rate, completeness, flags, suspects, proposed work orders);
+          the work-order photos received, reassembled and checked (SHA-256)
       gridedge-hq keygen --out DIR [--kid K]
           make an Ed25519 command key: DIR/K.key (private seed, mode 0600) and
           the public line added to DIR/trusted-keys (K defaults to the key's
@@ -27,7 +28,9 @@ struct Main {
           [--db FILE] [--host H] [--port P]
           sign device D's next command (its counter kept in FILE) and publish it
           on gridedge/v1/D/down/cmd at QoS 1; the outcome comes back in class
-          results
+          results. A work order: --typ workorder --body '{"id":"WO-1","kind":
+          "inspection","priority":1,"customer":"C-1","address":"..."}' (README);
+          its cancellation: --body '{"id":"WO-1","cancel":true,"reason":"..."}'
       gridedge-hq --help | --version
     """
 

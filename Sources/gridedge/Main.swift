@@ -29,16 +29,19 @@ struct Main {
                                         readings), with suspects
       gridedge audit verify --config FILE
                                         walk the audit hash chain (ledger entries,
-                                        command outcomes, relay operations): finds
-                                        edited or deleted rows
-      gridedge check-config --config FILE
-                                        validate a configuration file (and the
-                                        meter list and buses it names) and exit
-      gridedge --help | --version
+                                        command outcomes, relay operations, work order
+                                        records): finds edited or deleted rows
+      gridedge inspect SUBCOMMAND ...   the inspector's work orders (handheld mode):
+    """ + "\n" + InspectCommand.usage + """
 
-    exit codes: 0 ok, 1 runtime failure, 2 bad command line or configuration,
-                3 database refused (corrupt: quarantined, or another device's)
-    """
+        gridedge check-config --config FILE
+                                          validate a configuration file (and the
+                                          meter list and buses it names) and exit
+        gridedge --help | --version
+
+      exit codes: 0 ok, 1 runtime failure, 2 bad command line or configuration,
+                  3 database refused (corrupt: quarantined, or another device's)
+      """
 
   static func main() {
     Process.prepare()
@@ -49,8 +52,12 @@ struct Main {
     let arguments: Arguments
     do {
       arguments = try Arguments(
-        words, valued: ["config", "meter", "from", "to", "customer", "area", "day", "hour"],
-        flags: ["help", "version", "json"])
+        words,
+        valued: [
+          "config", "meter", "from", "to", "customer", "area", "day", "hour", "by", "rating", "reason",
+          "note", "port", "baud", "gateway",
+        ],
+        flags: ["help", "version", "json", "all"])
     } catch {
       Console.writeError("gridedge: " + error.description + "\n\n" + usage + "\n")
       return ExitCode.config
@@ -66,7 +73,7 @@ struct Main {
     let verify =
       ["ledger", "audit"].contains(command) && arguments.positional.count == 2
       && arguments.positional[1] == "verify"
-    guard arguments.positional.count == 1 || verify else {
+    guard arguments.positional.count == 1 || verify || command == "inspect" else {
       Console.writeError("gridedge: unexpected argument '" + arguments.positional[1] + "'\n")
       return ExitCode.config
     }
@@ -75,7 +82,9 @@ struct Main {
       return ExitCode.config
     }
     guard
-      ["run", "status", "readings", "ledger", "relays", "balance", "audit", "check-config"].contains(command)
+      ["run", "status", "readings", "ledger", "relays", "balance", "audit", "inspect", "check-config"]
+        .contains(
+          command)
     else {
       Console.writeError("gridedge: unknown command '" + command + "'\n\n" + usage + "\n")
       return ExitCode.config
@@ -127,6 +136,15 @@ struct Main {
         config: config, area: area, day: day, hour: arguments.value("hour"), json: arguments.has("json"))
     case "audit":
       return LedgerReport.verifyAudit(config: config)
+    case "inspect":
+      var options: [String: String] = [:]
+      for name in ["by", "rating", "reason", "note", "port", "baud", "gateway"] {
+        options[name] = arguments.value(name)
+      }
+      return InspectCommand.run(
+        config: config, words: Array(arguments.positional.dropFirst()), options: options,
+        all: arguments.has("all"),
+        json: arguments.has("json"), now: SystemClock().wallMilliseconds)
     default:
       do {
         let agent = try Agent(config: config, clock: SystemClock())
