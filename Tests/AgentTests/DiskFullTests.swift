@@ -29,11 +29,7 @@ import Testing
     let meterFile = dir.appendingPathComponent("meters.txt")
     try meters.map { $0 + " 1" }.joined(separator: "\n").write(
       to: meterFile, atomically: true, encoding: .utf8)
-    let sim = try Child("gridedge-sim", ["serve"] + model + ["--tcp", "0", "--log-level", "info"], in: dir)
-    try sim.waitForLog("listening on tcp 127.0.0.1:")
-    let simPort = try #require(
-      sim.log.components(separatedBy: "listening on tcp 127.0.0.1:").last?.prefix { $0.isNumber })
-
+    let (sim, simPort) = try startSimulator(model, in: dir)
     // The database on the small filesystem; the logs stay outside it. No broker: the
     // agent keeps everything in its outbox.
     let agentDB = small.appendingPathComponent("agent.db").path
@@ -78,6 +74,7 @@ import Testing
       #expect(b - a == 60_000, "a cycle is missing between \(a) and \(b): \(slots)")
     }
     #expect(agent.child.isRunning)
+    #expect(sim.child.isRunning)
 
     agent.signal()
     #expect(try agent.wait(timeout: 20) == 0)
