@@ -34,7 +34,7 @@ public final class CommandHandler {
   let offset: UTCOffset
   let maxSignatureFailures: Int64
   let hoardingLimit: Money
-  let thresholds: PrepaidThresholds?
+  let thresholds: GradeThresholds?
   /// Monotonic time until which control commands are suspended.
   private var suspendedUntil: Int64 = 0
   /// Relay control for `disconnect` and `reconnect`; nil without meter buses (the
@@ -46,9 +46,9 @@ public final class CommandHandler {
   public init(
     store: AgentStore, outbox: Outbox, trustedKeys: TrustedKeys?, clockSkewSeconds: Int64,
     offset: UTCOffset, maxSignatureFailures: Int64, hoardingLimit: Money = Money(fen: 500_000),
-    thresholds: PrepaidThresholds? = nil
+    thresholds: GradeThresholds? = nil
   ) throws(SQLiteError) {
-    self.hoardingLimit = thresholds?.hoardingLimit ?? hoardingLimit
+    self.hoardingLimit = thresholds?.base.hoardingLimit ?? hoardingLimit
     self.thresholds = thresholds
     self.store = store
     self.outbox = outbox

@@ -204,6 +204,10 @@ public enum ConfigSchema {
       "prepaid.close_permit", .integer(-100_000_000, 100_000_000_000), default: "0", unit: "fen",
       "A balance at or above this after a top-up permits reconnecting the supply."),
     ConfigKey(
+      "prepaid.grades", .text,
+      "Thresholds per credit grade, 'GRADE:FIELD=FEN/...' separated by commas (alarm1, alarm2, overdraft, close_permit, hoarding); unset: prepaid.* for all."
+    ),
+    ConfigKey(
       "control.password", .text, default: "02:000000",
       "The meters' 0x1C control password as LEVEL:CODE in hex (PA, then P2 P1 P0)."),
     ConfigKey(

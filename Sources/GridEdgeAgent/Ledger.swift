@@ -12,12 +12,13 @@ public enum Ledger {
   /// Applies a top-up command body `{"customer":C,"purchase":N,"amount":fen}` inside
   /// the command's transaction. Idempotent by purchase count: last + 1 is applied; an
   /// equal or lower count is a duplicate, a higher one a gap, above the hoarding limit
-  /// refused; the balance never changes on a refusal.
+  /// refused (the customer's grade's limit with `thresholds`, else `hoardingLimit`);
+  /// the balance never changes on a refusal.
   /// - Returns: a one-line summary of what was applied.
   /// - Throws: `Archive.Refusal` with the reason code for HQ.
   public static func topUp(
     body: String, store: AgentStore, outbox: Outbox, hoardingLimit: Money, command: String, now: Int64,
-    thresholds: PrepaidThresholds? = nil
+    thresholds: GradeThresholds? = nil
   ) throws(Archive.Refusal) -> String {
     let db = store.db
     func sql<R>(_ work: () throws(SQLiteError) -> R) throws(Archive.Refusal) -> R {
@@ -51,6 +52,10 @@ public enum Ledger {
     guard let account, let balance = account.int64(0), let last = account.int64(1) else {
       throw Archive.Refusal("unknown-customer", "customer " + customer + " is not in the meter archive")
     }
+    let own = try sql { () throws(SQLiteError) -> PrepaidThresholds? in
+      try thresholds?.thresholds(customer: customer, db: db)
+    }
+    let hoardingLimit = own?.hoardingLimit ?? hoardingLimit
     let decision = TopUpDecision.decide(
       lastAppliedPurchaseCount: UInt32(truncatingIfNeeded: last), purchaseCount: UInt32(purchase),
       amount: Money(fen: amount), balance: Money(fen: balance), hoardingLimit: hoardingLimit)
@@ -63,7 +68,7 @@ public enum Ledger {
         try appendEntry(
           store: store, outbox: outbox, customer: customer, kind: "topup", amount: Money(fen: amount),
           balanceAfter: newBalance, ref: "purchase:" + String(purchase), detail: "command " + command,
-          now: now, thresholds: thresholds)
+          now: now, thresholds: own)
       }
       return "top-up " + String(purchase) + " of " + customer + ": +" + Money(fen: amount).yuanText
         + ", balance "
