@@ -384,6 +384,7 @@ public final class Agent<C: Clock> {
       bill()
     case .balance:
       summariseBalance()
+      assessCredit()
     }
   }
 
@@ -538,6 +539,23 @@ public final class Agent<C: Clock> {
           + String(done.workOrders) + " proposed work order(s) enqueued for HQ")
     } catch {
       Log.error("balance", "daily summary: " + error.description)
+    }
+  }
+
+  /// Grades every customer with HQ's credit model once a day at `credit.assess_at`
+  /// (`Credit`); checked every minute with the daily balance.
+  private func assessCredit() {
+    // Checked at load (Config.load), so the fallback (02:30) is never used.
+    let assessAt = (try? Credit.assessAt(config)) ?? 9000
+    do {
+      guard
+        let changed = try Credit.assessIfDue(
+          store: store, outbox: outbox, offset: offset, now: clock.wallMilliseconds, assessAt: assessAt)
+      else { return }
+      if changed > 0 { sync.recordsEnqueued() }
+      Log.info("credit", "daily credit grading: " + String(changed) + " grade(s) changed")
+    } catch {
+      Log.error("credit", "daily credit grading: " + error.description)
     }
   }
 

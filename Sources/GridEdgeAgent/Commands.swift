@@ -229,6 +229,12 @@ public final class CommandHandler {
           body: command.body, store: self.store, outbox: self.outbox, hoardingLimit: self.hoardingLimit,
           command: digest, now: wall, thresholds: self.thresholds)
       }
+    case "config":
+      run = { () throws(Archive.Refusal) -> String in
+        try Credit.apply(
+          body: command.body, store: self.store, outbox: self.outbox, offset: self.offset, now: wall,
+          command: digest)
+      }
     case "workorder":
       run = { () throws(Archive.Refusal) -> String in
         try WorkOrders.apply(body: command.body, store: self.store, outbox: self.outbox, now: wall)

@@ -85,6 +85,7 @@ public struct Config: Sendable {
     // bad one stops every command at load with its line.
     _ = try RelaySettings(config: config)
     _ = try GradeThresholds(config: config)
+    _ = try Credit.assessAt(config)
     return config
   }
 

@@ -208,6 +208,10 @@ public enum ConfigSchema {
       "Thresholds per credit grade, 'GRADE:FIELD=FEN/...' separated by commas (alarm1, alarm2, overdraft, close_permit, hoarding); unset: prepaid.* for all."
     ),
     ConfigKey(
+      "credit.assess_at", .text, default: "02:30",
+      "Local time (HH:MM) of the daily credit grading of every customer with HQ's model (also run when a model arrives)."
+    ),
+    ConfigKey(
       "control.password", .text, default: "02:000000",
       "The meters' 0x1C control password as LEVEL:CODE in hex (PA, then P2 P1 P0)."),
     ConfigKey(

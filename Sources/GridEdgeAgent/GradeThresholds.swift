@@ -2,8 +2,9 @@ import GridEdgeCore
 import SQLiteStore
 
 /// The prepaid thresholds per credit grade (DESIGN.md §6): `prepaid.*` for every
-/// grade, overridden per grade by `prepaid.grades`. A customer's grade is the grade
-/// letter of its first customer meter in the archive (`gradeSQL`).
+/// grade, overridden per grade by `prepaid.grades`. A customer's grade is the one the
+/// device computed (`credit_grades`, see `Credit`), else the grade letter of its first
+/// customer meter in the archive (`gradeSQL`).
 ///
 /// `prepaid.grades` is `GRADE:FIELD=FEN/FIELD=FEN...` separated by commas, FIELD one
 /// of `alarm1`, `alarm2`, `overdraft`, `close_permit`, `hoarding`; a field not listed
@@ -55,20 +56,22 @@ public struct GradeThresholds: Sendable {
     return own
   }
 
-  /// The thresholds of `customer`, by its grade in the archive.
+  /// The thresholds of `customer`, by its effective grade.
   public func thresholds(customer: String, db: Connection) throws(SQLiteError) -> PrepaidThresholds {
     thresholds(grade: try Self.grade(customer: customer, db: db))
   }
 
-  /// The grade letter of `customer` (nil when it has no customer meter in the archive).
+  /// The effective grade of `customer`: the device's, else the archive's (nil: neither).
   public static func grade(customer: String, db: Connection) throws(SQLiteError) -> String? {
     try db.query("SELECT " + gradeSQL, [.text(customer)]).first?.text(0)
   }
 
-  /// SQL: the grade of the customer in `customerColumn` (a column name, or a parameter).
+  /// SQL: the effective grade of the customer in `customerColumn` (a column name, or a
+  /// parameter): the device's grade, else the archive's letter of its first customer meter.
   static func gradeSQL(of customerColumn: String) -> String {
-    "(SELECT gm.grade FROM archive_meters gm WHERE gm.customer = " + customerColumn
-      + " AND gm.area_meter = 0 ORDER BY gm.address LIMIT 1)"
+    "coalesce((SELECT cg.grade FROM credit_grades cg WHERE cg.customer = " + customerColumn
+      + "), (SELECT gm.grade FROM archive_meters gm WHERE gm.customer = " + customerColumn
+      + " AND gm.area_meter = 0 ORDER BY gm.address LIMIT 1))"
   }
 
   static let gradeSQL = gradeSQL(of: "?1")

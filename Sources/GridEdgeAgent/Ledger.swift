@@ -21,14 +21,7 @@ public enum Ledger {
     thresholds: GradeThresholds? = nil
   ) throws(Archive.Refusal) -> String {
     let db = store.db
-    func sql<R>(_ work: () throws(SQLiteError) -> R) throws(Archive.Refusal) -> R {
-      do {
-        return try work()
-      } catch {
-        throw Archive.Refusal("internal-error", error.description)
-      }
-    }
-    let fields = try sql { () throws(SQLiteError) -> Row? in
+    let fields = try Archive.Refusal.catching { () throws(SQLiteError) -> Row? in
       try db.query(
         """
         SELECT json_type(?1, '$.customer'), json_extract(?1, '$.customer'), json_type(?1, '$.purchase'),
@@ -45,14 +38,14 @@ public enum Ledger {
     guard fields.text(4) == "integer", let amount = fields.int64(5) else {
       throw Archive.Refusal("malformed", "topup needs \"amount\" (an integer number of fen)")
     }
-    let account = try sql { () throws(SQLiteError) -> Row? in
+    let account = try Archive.Refusal.catching { () throws(SQLiteError) -> Row? in
       try db.query("SELECT balance_fen, last_purchase FROM accounts WHERE customer = ?1", [.text(customer)])
         .first
     }
     guard let account, let balance = account.int64(0), let last = account.int64(1) else {
       throw Archive.Refusal("unknown-customer", "customer " + customer + " is not in the meter archive")
     }
-    let own = try sql { () throws(SQLiteError) -> PrepaidThresholds? in
+    let own = try Archive.Refusal.catching { () throws(SQLiteError) -> PrepaidThresholds? in
       try thresholds?.thresholds(customer: customer, db: db)
     }
     let hoardingLimit = own?.hoardingLimit ?? hoardingLimit
@@ -61,7 +54,7 @@ public enum Ledger {
       amount: Money(fen: amount), balance: Money(fen: balance), hoardingLimit: hoardingLimit)
     switch decision {
     case .apply(let newBalance):
-      try sql { () throws(SQLiteError) in
+      try Archive.Refusal.catching { () throws(SQLiteError) in
         try db.run(
           "UPDATE accounts SET balance_fen = ?2, last_purchase = ?3 WHERE customer = ?1",
           [.text(customer), .integer(newBalance.fen), .integer(purchase)])
@@ -175,6 +168,17 @@ public enum Ledger {
       }
     }
     return problems
+  }
+}
+
+extension Archive.Refusal {
+  /// Runs `work`, turning a database error into an `internal-error` refusal.
+  static func catching<R>(_ work: () throws(SQLiteError) -> R) throws(Archive.Refusal) -> R {
+    do {
+      return try work()
+    } catch {
+      throw Archive.Refusal("internal-error", error.description)
+    }
   }
 }
 

@@ -222,7 +222,9 @@ public final class RelayControl {
       """ + belowOverdraft + ")", overdraft)
     let rows = try db.query(
       """
-      SELECT a.customer, a.balance_fen, m.address, m.keep_power, m.grade, r.desired, ar.beyond_since,
+      SELECT a.customer, a.balance_fen, m.address, m.keep_power,
+        coalesce((SELECT cg.grade FROM credit_grades cg WHERE cg.customer = a.customer), m.grade), r.desired,
+        ar.beyond_since,
         ar.held_by, ar.refused
       FROM accounts a JOIN archive_meters m ON m.customer = a.customer AND m.area_meter = 0
       LEFT JOIN relay r ON r.meter = m.address LEFT JOIN arrears ar ON ar.customer = a.customer
