@@ -208,6 +208,16 @@ public enum ConfigSchema {
       "Thresholds per credit grade, 'GRADE:FIELD=FEN/...' separated by commas (alarm1, alarm2, overdraft, close_permit, hoarding); unset: prepaid.* for all."
     ),
     ConfigKey(
+      "prepaid.rebate", .integer(0, 10_000), default: "0", unit: "bp",
+      "Arrears repaid within prepaid.rebate_window earn this share of the deepest arrears as a rebate entry; 0: none."
+    ),
+    ConfigKey(
+      "prepaid.rebate_window", .integer(0, 31_536_000), default: "604800", unit: "s",
+      "The longest arrears episode (balance below zero until repaid) that earns the rebate."),
+    ConfigKey(
+      "prepaid.rebate_cap", .integer(0, 100_000_000), default: "5000", unit: "fen",
+      "The largest rebate for one arrears episode."),
+    ConfigKey(
       "credit.assess_at", .text, default: "02:30",
       "Local time (HH:MM) of the daily credit grading of every customer with HQ's model (also run when a model arrives)."
     ),

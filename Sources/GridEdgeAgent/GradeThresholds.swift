@@ -15,6 +15,9 @@ public struct GradeThresholds: Sendable {
   public let base: PrepaidThresholds
   /// The complete thresholds of each listed grade.
   public let byGrade: [String: PrepaidThresholds]
+  /// The arrears rebate (`prepaid.rebate*`), carried with the thresholds to where
+  /// top-ups are applied; nil: no rebate.
+  public var rebate: ArrearsRebateRule? = nil
 
   /// One set of thresholds for every grade.
   public init(base: PrepaidThresholds, byGrade: [String: PrepaidThresholds] = [:]) {
@@ -39,14 +42,22 @@ public struct GradeThresholds: Sendable {
       let key = keys.max { config.line(of: $0) < config.line(of: $1) } ?? "prepaid.hoarding_limit"
       throw config.error(key, "prepaid.* thresholds: " + error.description)
     }
-    guard let text = config.string("prepaid.grades") else {
-      self.init(base: base)
-      return
+    var byGrade: [String: PrepaidThresholds] = [:]
+    if let text = config.string("prepaid.grades") {
+      do throws(RelaySettingsError) {
+        byGrade = try Self.parse(text, base: base)
+      } catch {
+        throw config.error("prepaid.grades", error.description)
+      }
     }
-    do throws(RelaySettingsError) {
-      self.init(base: base, byGrade: try Self.parse(text, base: base))
+    self.init(base: base, byGrade: byGrade)
+    guard config.integer("prepaid.rebate") > 0 else { return }
+    do {
+      rebate = try ArrearsRebateRule(
+        windowSeconds: config.integer("prepaid.rebate_window"), basisPoints: config.integer("prepaid.rebate"),
+        cap: Money(fen: config.integer("prepaid.rebate_cap")))
     } catch {
-      throw config.error("prepaid.grades", error.description)
+      throw config.error("prepaid.rebate", error.description)
     }
   }
 

@@ -62,6 +62,11 @@ public enum Ledger {
           store: store, outbox: outbox, customer: customer, kind: "topup", amount: Money(fen: amount),
           balanceAfter: newBalance, ref: "purchase:" + String(purchase), detail: "command " + command,
           now: now, thresholds: own)
+        if let rule = thresholds?.rebate, balance < 0, newBalance.fen >= 0 {
+          try creditRebate(
+            store: store, outbox: outbox, customer: customer, rule: rule, balance: newBalance, now: now,
+            thresholds: own)
+        }
       }
       return "top-up " + String(purchase) + " of " + customer + ": +" + Money(fen: amount).yuanText
         + ", balance "
@@ -84,6 +89,42 @@ public enum Ledger {
     case .invalidAmount:
       throw Archive.Refusal("invalid-amount", "the amount must be positive")
     }
+  }
+
+  /// The arrears rebate (`prepaid.rebate*`): called after the entry that brought the
+  /// customer's balance from below zero to `balance` (≥ 0), which ends an arrears
+  /// episode. The episode (the entries since the last one at or above zero) is
+  /// replayed with `ArrearsTracker`; when it ended within the rule's window, the
+  /// rebate is credited as an entry of kind `rebate`, ref `rebate:<first entry of the
+  /// episode>`, so once per episode. Call inside the transaction of that entry.
+  static func creditRebate(
+    store: AgentStore, outbox: Outbox, customer: String, rule: ArrearsRebateRule, balance: Money, now: Int64,
+    thresholds: PrepaidThresholds?
+  ) throws(SQLiteError) {
+    let db = store.db
+    let rows = try db.query(
+      """
+      SELECT id, ts, balance_fen FROM ledger WHERE customer = ?1 AND id > coalesce(
+        (SELECT max(id) FROM ledger WHERE customer = ?1 AND balance_fen >= 0
+          AND id < (SELECT max(id) FROM ledger WHERE customer = ?1)), 0)
+      ORDER BY id
+      """, [.text(customer)])
+    var tracker = ArrearsTracker()
+    var earned = Money.zero
+    for row in rows {
+      earned = tracker.observe(
+        balance: Money(fen: row.int64(2) ?? 0), at: (row.int64(1) ?? 0) / 1000, rule: rule)
+    }
+    guard earned.fen > 0, let first = rows.first?.int64(0) else { return }
+    let after = balance + earned
+    try db.run(
+      "UPDATE accounts SET balance_fen = ?2 WHERE customer = ?1", [.text(customer), .integer(after.fen)])
+    try appendEntry(
+      store: store, outbox: outbox, customer: customer, kind: "rebate", amount: earned, balanceAfter: after,
+      ref: "rebate:" + String(first),
+      detail: "arrears repaid within " + String(rule.windowSeconds) + " s: " + String(rule.basisPoints)
+        + " bp of the deepest arrears", now: now, thresholds: thresholds)
+    Log.info("prepaid", customer + ": arrears repaid in time, rebate " + earned.yuanText)
   }
 
   /// Appends a ledger entry (the account row is updated by the caller), enqueues it in
@@ -143,14 +184,30 @@ public enum Ledger {
   }
 
   /// Recomputes every account from its entries: each entry's balance must equal the
-  /// previous one plus its amount, and the account's balance the last entry's.
+  /// previous one plus its amount, and the account's balance the last entry's. A
+  /// `rebate` entry must be positive and directly follow (for its customer) the entry
+  /// that ended an arrears episode (balance from below zero to zero or more), at most
+  /// one per episode.
   /// - Returns: the problems found, one line each; empty when the ledger is consistent.
   public static func verify(_ db: Connection) throws(SQLiteError) -> [String] {
     var problems: [String] = []
     var running: [String: Int64] = [:]
-    for row in try db.query("SELECT id, customer, amount_fen, balance_fen FROM ledger ORDER BY id") {
+    // Customers whose last entry ended an arrears episode.
+    var repaid: Set<String> = []
+    for row in try db.query("SELECT id, customer, amount_fen, balance_fen, kind FROM ledger ORDER BY id") {
       let customer = row.text(1) ?? ""
-      let expected = (running[customer] ?? 0) + (row.int64(2) ?? 0)
+      let before = running[customer] ?? 0
+      let expected = before + (row.int64(2) ?? 0)
+      if row.text(4) == "rebate" && (!repaid.contains(customer) || (row.int64(2) ?? 0) <= 0) {
+        problems.append(
+          "ledger entry " + String(row.int64(0) ?? 0) + " of " + customer
+            + ": a rebate that does not follow the repayment of arrears (or is not positive)")
+      }
+      if before < 0 && expected >= 0 && row.text(4) != "rebate" {
+        repaid.insert(customer)
+      } else {
+        repaid.remove(customer)
+      }
       if expected != row.int64(3) {
         problems.append(
           "ledger entry " + String(row.int64(0) ?? 0) + " of " + customer + ": balance "
