@@ -51,7 +51,7 @@ public final class Agent<C: Clock> {
   /// Readings were stored since the last billing pass.
   private var unbilled = true
   let offset: UTCOffset
-  let thresholds: PrepaidThresholds
+  let thresholds: GradeThresholds
 
   /// The broker as `host:port`, for logs and status.
   public var broker: String { host + ":" + String(port) }
@@ -158,17 +158,11 @@ public final class Agent<C: Clock> {
     }
     let offset = UTCOffset(seconds: config.integer("device.utc_offset") * 60) ?? .china
     self.offset = offset
-    let thresholds: PrepaidThresholds
+    let thresholds: GradeThresholds
     do {
-      thresholds = try PrepaidThresholds(
-        alarm1: Money(fen: config.integer("prepaid.alarm1")),
-        alarm2: Money(fen: config.integer("prepaid.alarm2")),
-        overdraftLimit: Money(fen: config.integer("prepaid.overdraft_limit")),
-        closePermit: Money(fen: config.integer("prepaid.close_permit")),
-        hoardingLimit: Money(fen: config.integer("prepaid.hoarding_limit")))
+      thresholds = try GradeThresholds(config: config)
     } catch {
-      throw AgentError(
-        config.file + ": prepaid.* thresholds: " + error.description, exitCode: ExitCode.config)
+      throw AgentError(error.description, exitCode: ExitCode.config)
     }
     self.thresholds = thresholds
     do {
@@ -176,7 +170,7 @@ public final class Agent<C: Clock> {
         store: store, outbox: outbox, trustedKeys: trusted,
         clockSkewSeconds: config.integer("commands.clock_skew"), offset: offset,
         maxSignatureFailures: config.integer("commands.max_signature_failures"),
-        hoardingLimit: Money(fen: config.integer("prepaid.hoarding_limit")), thresholds: thresholds)
+        thresholds: thresholds)
     } catch {
       throw AgentError("database " + path + ": " + error.description, exitCode: ExitCode.database)
     }
@@ -390,6 +384,7 @@ public final class Agent<C: Clock> {
       bill()
     case .balance:
       summariseBalance()
+      assessCredit()
     }
   }
 
@@ -544,6 +539,23 @@ public final class Agent<C: Clock> {
           + String(done.workOrders) + " proposed work order(s) enqueued for HQ")
     } catch {
       Log.error("balance", "daily summary: " + error.description)
+    }
+  }
+
+  /// Grades every customer with HQ's credit model once a day at `credit.assess_at`
+  /// (`Credit`); checked every minute with the daily balance.
+  private func assessCredit() {
+    // Checked at load (Config.load), so the fallback (02:30) is never used.
+    let assessAt = (try? Credit.assessAt(config)) ?? 9000
+    do {
+      guard
+        let changed = try Credit.assessIfDue(
+          store: store, outbox: outbox, offset: offset, now: clock.wallMilliseconds, assessAt: assessAt)
+      else { return }
+      if changed > 0 { sync.recordsEnqueued() }
+      Log.info("credit", "daily credit grading: " + String(changed) + " grade(s) changed")
+    } catch {
+      Log.error("credit", "daily credit grading: " + error.description)
     }
   }
 

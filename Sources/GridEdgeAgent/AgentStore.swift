@@ -409,6 +409,34 @@ public final class AgentStore {
         CREATE TRIGGER work_order_photos_delete BEFORE DELETE ON work_order_photos
         BEGIN SELECT RAISE(ABORT, 'a photo is never deleted'); END;
         """),
+    Migration(
+      id: 12, name: "credit model from HQ and credit grades computed on the device",
+      sql: """
+        CREATE TABLE credit_model (
+          singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+          version INTEGER NOT NULL,
+          intercept INTEGER NOT NULL,
+          days_in_arrears INTEGER NOT NULL,
+          topup_regularity INTEGER NOT NULL,
+          consumption_volatility INTEGER NOT NULL,
+          past_disconnects INTEGER NOT NULL,
+          boundaries TEXT NOT NULL,
+          command TEXT NOT NULL,
+          applied_at INTEGER NOT NULL,
+          assessed_day INTEGER
+        ) STRICT;
+        CREATE TABLE credit_grades (
+          customer TEXT PRIMARY KEY,
+          grade TEXT NOT NULL,
+          score INTEGER NOT NULL,
+          model_version INTEGER NOT NULL,
+          days_in_arrears INTEGER NOT NULL,
+          topup_regularity INTEGER NOT NULL,
+          consumption_volatility INTEGER NOT NULL,
+          past_disconnects INTEGER NOT NULL,
+          assessed_at INTEGER NOT NULL
+        ) STRICT;
+        """),
   ]
 
   /// Opens (creating if needed) the database at `path` for device `deviceID`.

@@ -28,7 +28,7 @@ public enum Billing {
 
   /// Charges the readings stored since the last pass.
   public static func run(
-    store: AgentStore, outbox: Outbox, offset: UTCOffset, now: Int64, thresholds: PrepaidThresholds? = nil
+    store: AgentStore, outbox: Outbox, offset: UTCOffset, now: Int64, thresholds: GradeThresholds? = nil
   ) throws(SQLiteError) -> Pass {
     let db = store.db
     return try db.transaction { () throws(SQLiteError) -> Pass in
@@ -132,7 +132,7 @@ public enum Billing {
         try Ledger.appendEntry(
           store: store, outbox: outbox, customer: customer, kind: "charge", amount: -result.total,
           balanceAfter: newBalance, ref: "reading:" + meter + ":" + String(ts), detail: detail, now: now,
-          thresholds: thresholds)
+          thresholds: try thresholds?.thresholds(customer: customer, db: db))
         try setBase(db, meter: meter, ts: ts, wh: value, registers: row.text(3))
         pass.charged += 1
         pass.money = pass.money + result.total

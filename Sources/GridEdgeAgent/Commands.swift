@@ -34,7 +34,7 @@ public final class CommandHandler {
   let offset: UTCOffset
   let maxSignatureFailures: Int64
   let hoardingLimit: Money
-  let thresholds: PrepaidThresholds?
+  let thresholds: GradeThresholds?
   /// Monotonic time until which control commands are suspended.
   private var suspendedUntil: Int64 = 0
   /// Relay control for `disconnect` and `reconnect`; nil without meter buses (the
@@ -46,9 +46,9 @@ public final class CommandHandler {
   public init(
     store: AgentStore, outbox: Outbox, trustedKeys: TrustedKeys?, clockSkewSeconds: Int64,
     offset: UTCOffset, maxSignatureFailures: Int64, hoardingLimit: Money = Money(fen: 500_000),
-    thresholds: PrepaidThresholds? = nil
+    thresholds: GradeThresholds? = nil
   ) throws(SQLiteError) {
-    self.hoardingLimit = thresholds?.hoardingLimit ?? hoardingLimit
+    self.hoardingLimit = thresholds?.base.hoardingLimit ?? hoardingLimit
     self.thresholds = thresholds
     self.store = store
     self.outbox = outbox
@@ -228,6 +228,12 @@ public final class CommandHandler {
         try Ledger.topUp(
           body: command.body, store: self.store, outbox: self.outbox, hoardingLimit: self.hoardingLimit,
           command: digest, now: wall, thresholds: self.thresholds)
+      }
+    case "config":
+      run = { () throws(Archive.Refusal) -> String in
+        try Credit.apply(
+          body: command.body, store: self.store, outbox: self.outbox, offset: self.offset, now: wall,
+          command: digest)
       }
     case "workorder":
       run = { () throws(Archive.Refusal) -> String in

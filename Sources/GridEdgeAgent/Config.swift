@@ -80,9 +80,12 @@ public struct Config: Sendable {
       throw ConfigError(file: file, line: 0, key: key.name, message: "required but not set")
     }
     try config.checkCombinations()
-    // The control.* values (windows, days, dates, grades, password) are read here, so a
+    // The control.* values (windows, days, dates, grades, password) and the prepaid
+    // thresholds per grade are read here, so a
     // bad one stops every command at load with its line.
     _ = try RelaySettings(config: config)
+    _ = try GradeThresholds(config: config)
+    _ = try Credit.assessAt(config)
     return config
   }
 

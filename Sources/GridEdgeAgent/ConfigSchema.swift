@@ -204,6 +204,24 @@ public enum ConfigSchema {
       "prepaid.close_permit", .integer(-100_000_000, 100_000_000_000), default: "0", unit: "fen",
       "A balance at or above this after a top-up permits reconnecting the supply."),
     ConfigKey(
+      "prepaid.grades", .text,
+      "Thresholds per credit grade, 'GRADE:FIELD=FEN/...' separated by commas (alarm1, alarm2, overdraft, close_permit, hoarding); unset: prepaid.* for all."
+    ),
+    ConfigKey(
+      "prepaid.rebate", .integer(0, 10_000), default: "0", unit: "bp",
+      "Arrears repaid within prepaid.rebate_window earn this share of the deepest arrears as a rebate entry; 0: none."
+    ),
+    ConfigKey(
+      "prepaid.rebate_window", .integer(0, 31_536_000), default: "604800", unit: "s",
+      "The longest arrears episode (balance below zero until repaid) that earns the rebate."),
+    ConfigKey(
+      "prepaid.rebate_cap", .integer(0, 100_000_000), default: "5000", unit: "fen",
+      "The largest rebate for one arrears episode."),
+    ConfigKey(
+      "credit.assess_at", .text, default: "02:30",
+      "Local time (HH:MM) of the daily credit grading of every customer with HQ's model (also run when a model arrives)."
+    ),
+    ConfigKey(
       "control.password", .text, default: "02:000000",
       "The meters' 0x1C control password as LEVEL:CODE in hex (PA, then P2 P1 P0)."),
     ConfigKey(

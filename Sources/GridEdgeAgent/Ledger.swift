@@ -12,22 +12,16 @@ public enum Ledger {
   /// Applies a top-up command body `{"customer":C,"purchase":N,"amount":fen}` inside
   /// the command's transaction. Idempotent by purchase count: last + 1 is applied; an
   /// equal or lower count is a duplicate, a higher one a gap, above the hoarding limit
-  /// refused; the balance never changes on a refusal.
+  /// refused (the customer's grade's limit with `thresholds`, else `hoardingLimit`);
+  /// the balance never changes on a refusal.
   /// - Returns: a one-line summary of what was applied.
   /// - Throws: `Archive.Refusal` with the reason code for HQ.
   public static func topUp(
     body: String, store: AgentStore, outbox: Outbox, hoardingLimit: Money, command: String, now: Int64,
-    thresholds: PrepaidThresholds? = nil
+    thresholds: GradeThresholds? = nil
   ) throws(Archive.Refusal) -> String {
     let db = store.db
-    func sql<R>(_ work: () throws(SQLiteError) -> R) throws(Archive.Refusal) -> R {
-      do {
-        return try work()
-      } catch {
-        throw Archive.Refusal("internal-error", error.description)
-      }
-    }
-    let fields = try sql { () throws(SQLiteError) -> Row? in
+    let fields = try Archive.Refusal.catching { () throws(SQLiteError) -> Row? in
       try db.query(
         """
         SELECT json_type(?1, '$.customer'), json_extract(?1, '$.customer'), json_type(?1, '$.purchase'),
@@ -44,26 +38,35 @@ public enum Ledger {
     guard fields.text(4) == "integer", let amount = fields.int64(5) else {
       throw Archive.Refusal("malformed", "topup needs \"amount\" (an integer number of fen)")
     }
-    let account = try sql { () throws(SQLiteError) -> Row? in
+    let account = try Archive.Refusal.catching { () throws(SQLiteError) -> Row? in
       try db.query("SELECT balance_fen, last_purchase FROM accounts WHERE customer = ?1", [.text(customer)])
         .first
     }
     guard let account, let balance = account.int64(0), let last = account.int64(1) else {
       throw Archive.Refusal("unknown-customer", "customer " + customer + " is not in the meter archive")
     }
+    let own = try Archive.Refusal.catching { () throws(SQLiteError) -> PrepaidThresholds? in
+      try thresholds?.thresholds(customer: customer, db: db)
+    }
+    let hoardingLimit = own?.hoardingLimit ?? hoardingLimit
     let decision = TopUpDecision.decide(
       lastAppliedPurchaseCount: UInt32(truncatingIfNeeded: last), purchaseCount: UInt32(purchase),
       amount: Money(fen: amount), balance: Money(fen: balance), hoardingLimit: hoardingLimit)
     switch decision {
     case .apply(let newBalance):
-      try sql { () throws(SQLiteError) in
+      try Archive.Refusal.catching { () throws(SQLiteError) in
         try db.run(
           "UPDATE accounts SET balance_fen = ?2, last_purchase = ?3 WHERE customer = ?1",
           [.text(customer), .integer(newBalance.fen), .integer(purchase)])
         try appendEntry(
           store: store, outbox: outbox, customer: customer, kind: "topup", amount: Money(fen: amount),
           balanceAfter: newBalance, ref: "purchase:" + String(purchase), detail: "command " + command,
-          now: now, thresholds: thresholds)
+          now: now, thresholds: own)
+        if let rule = thresholds?.rebate, balance < 0, newBalance.fen >= 0 {
+          try creditRebate(
+            store: store, outbox: outbox, customer: customer, rule: rule, balance: newBalance, now: now,
+            thresholds: own)
+        }
       }
       return "top-up " + String(purchase) + " of " + customer + ": +" + Money(fen: amount).yuanText
         + ", balance "
@@ -86,6 +89,42 @@ public enum Ledger {
     case .invalidAmount:
       throw Archive.Refusal("invalid-amount", "the amount must be positive")
     }
+  }
+
+  /// The arrears rebate (`prepaid.rebate*`): called after the entry that brought the
+  /// customer's balance from below zero to `balance` (≥ 0), which ends an arrears
+  /// episode. The episode (the entries since the last one at or above zero) is
+  /// replayed with `ArrearsTracker`; when it ended within the rule's window, the
+  /// rebate is credited as an entry of kind `rebate`, ref `rebate:<first entry of the
+  /// episode>`, so once per episode. Call inside the transaction of that entry.
+  static func creditRebate(
+    store: AgentStore, outbox: Outbox, customer: String, rule: ArrearsRebateRule, balance: Money, now: Int64,
+    thresholds: PrepaidThresholds?
+  ) throws(SQLiteError) {
+    let db = store.db
+    let rows = try db.query(
+      """
+      SELECT id, ts, balance_fen FROM ledger WHERE customer = ?1 AND id > coalesce(
+        (SELECT max(id) FROM ledger WHERE customer = ?1 AND balance_fen >= 0
+          AND id < (SELECT max(id) FROM ledger WHERE customer = ?1)), 0)
+      ORDER BY id
+      """, [.text(customer)])
+    var tracker = ArrearsTracker()
+    var earned = Money.zero
+    for row in rows {
+      earned = tracker.observe(
+        balance: Money(fen: row.int64(2) ?? 0), at: (row.int64(1) ?? 0) / 1000, rule: rule)
+    }
+    guard earned.fen > 0, let first = rows.first?.int64(0) else { return }
+    let after = balance + earned
+    try db.run(
+      "UPDATE accounts SET balance_fen = ?2 WHERE customer = ?1", [.text(customer), .integer(after.fen)])
+    try appendEntry(
+      store: store, outbox: outbox, customer: customer, kind: "rebate", amount: earned, balanceAfter: after,
+      ref: "rebate:" + String(first),
+      detail: "arrears repaid within " + String(rule.windowSeconds) + " s: " + String(rule.basisPoints)
+        + " bp of the deepest arrears", now: now, thresholds: thresholds)
+    Log.info("prepaid", customer + ": arrears repaid in time, rebate " + earned.yuanText)
   }
 
   /// Appends a ledger entry (the account row is updated by the caller), enqueues it in
@@ -145,14 +184,30 @@ public enum Ledger {
   }
 
   /// Recomputes every account from its entries: each entry's balance must equal the
-  /// previous one plus its amount, and the account's balance the last entry's.
+  /// previous one plus its amount, and the account's balance the last entry's. A
+  /// `rebate` entry must be positive and directly follow (for its customer) the entry
+  /// that ended an arrears episode (balance from below zero to zero or more), at most
+  /// one per episode.
   /// - Returns: the problems found, one line each; empty when the ledger is consistent.
   public static func verify(_ db: Connection) throws(SQLiteError) -> [String] {
     var problems: [String] = []
     var running: [String: Int64] = [:]
-    for row in try db.query("SELECT id, customer, amount_fen, balance_fen FROM ledger ORDER BY id") {
+    // Customers whose last entry ended an arrears episode.
+    var repaid: Set<String> = []
+    for row in try db.query("SELECT id, customer, amount_fen, balance_fen, kind FROM ledger ORDER BY id") {
       let customer = row.text(1) ?? ""
-      let expected = (running[customer] ?? 0) + (row.int64(2) ?? 0)
+      let before = running[customer] ?? 0
+      let expected = before + (row.int64(2) ?? 0)
+      if row.text(4) == "rebate" && (!repaid.contains(customer) || (row.int64(2) ?? 0) <= 0) {
+        problems.append(
+          "ledger entry " + String(row.int64(0) ?? 0) + " of " + customer
+            + ": a rebate that does not follow the repayment of arrears (or is not positive)")
+      }
+      if before < 0 && expected >= 0 && row.text(4) != "rebate" {
+        repaid.insert(customer)
+      } else {
+        repaid.remove(customer)
+      }
       if expected != row.int64(3) {
         problems.append(
           "ledger entry " + String(row.int64(0) ?? 0) + " of " + customer + ": balance "
@@ -170,6 +225,17 @@ public enum Ledger {
       }
     }
     return problems
+  }
+}
+
+extension Archive.Refusal {
+  /// Runs `work`, turning a database error into an `internal-error` refusal.
+  static func catching<R>(_ work: () throws(SQLiteError) -> R) throws(Archive.Refusal) -> R {
+    do {
+      return try work()
+    } catch {
+      throw Archive.Refusal("internal-error", error.description)
+    }
   }
 }
 

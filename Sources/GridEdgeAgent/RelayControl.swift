@@ -43,7 +43,7 @@ public final class RelayControl {
   public let settings: RelaySettings
   let store: AgentStore
   let outbox: Outbox
-  let thresholds: PrepaidThresholds
+  let thresholds: GradeThresholds
   let acquisition: Acquisition?
 
   /// A pending operation as stored in `relay`.
@@ -87,7 +87,7 @@ public final class RelayControl {
   private var enqueued = false
 
   public init(
-    store: AgentStore, outbox: Outbox, thresholds: PrepaidThresholds, settings: RelaySettings,
+    store: AgentStore, outbox: Outbox, thresholds: GradeThresholds, settings: RelaySettings,
     acquisition: Acquisition?
   ) {
     self.store = store
@@ -210,22 +210,26 @@ public final class RelayControl {
 
   private func decide(wall: Int64) throws(SQLiteError) {
     let db = store.db
-    let overdraft = thresholds.overdraftLimit.fen
+    // Each customer's own grade's limits: the base ones as ?1, the grades' as JSON in ?2.
+    let overdraft: [SQLiteValue] = [.integer(thresholds.base.overdraftLimit.fen), .text(thresholds.json)]
+    let belowOverdraft = GradeThresholds.overdraftSQL(of: "a.customer", base: 1, json: 2)
     let now = settings.utcOffset.localDateTime(fromUnix: unixSeconds(milliseconds: wall))
     var lastHour = try disconnectsInLastHour(wall: wall)
     // Arrears episodes that ended, or whose customer left the archive.
     try db.run(
       """
-      DELETE FROM arrears WHERE customer NOT IN (SELECT customer FROM accounts WHERE balance_fen < ?1)
-      """, [.integer(overdraft)])
+      DELETE FROM arrears WHERE customer NOT IN (SELECT a.customer FROM accounts a WHERE a.balance_fen <
+      """ + belowOverdraft + ")", overdraft)
     let rows = try db.query(
       """
-      SELECT a.customer, a.balance_fen, m.address, m.keep_power, m.grade, r.desired, ar.beyond_since,
+      SELECT a.customer, a.balance_fen, m.address, m.keep_power,
+        coalesce((SELECT cg.grade FROM credit_grades cg WHERE cg.customer = a.customer), m.grade), r.desired,
+        ar.beyond_since,
         ar.held_by, ar.refused
       FROM accounts a JOIN archive_meters m ON m.customer = a.customer AND m.area_meter = 0
       LEFT JOIN relay r ON r.meter = m.address LEFT JOIN arrears ar ON ar.customer = a.customer
-      WHERE a.balance_fen < ?1 ORDER BY a.balance_fen, a.customer, m.address
-      """, [.integer(overdraft)])
+      WHERE a.balance_fen <
+      """ + belowOverdraft + " ORDER BY a.balance_fen, a.customer, m.address", overdraft)
     // Deepest arrears first: under the hourly maximum they are cut first.
     var since: [String: Int64] = [:]
     var reported: [String: String] = [:]
@@ -273,8 +277,9 @@ public final class RelayControl {
     for row in try db.query(
       """
       SELECT r.meter, r.customer, a.balance_fen FROM relay r JOIN accounts a ON a.customer = r.customer
-      WHERE r.desired = 'open' AND r.why = 'overdraft' AND a.balance_fen >= ?1
-      """, [.integer(thresholds.closePermit.fen)])
+      WHERE r.desired = 'open' AND r.why = 'overdraft' AND a.balance_fen >=
+      """ + GradeThresholds.closePermitSQL(of: "a.customer", base: 1, json: 2),
+      [.integer(thresholds.base.closePermit.fen), .text(thresholds.json)])
     {
       try request(
         meter: row.text(0) ?? "", customer: row.text(1) ?? "", open: false, why: "topup", command: nil,
@@ -287,8 +292,8 @@ public final class RelayControl {
       SELECT r.meter, r.customer, a.balance_fen FROM relay r JOIN accounts a ON a.customer = r.customer
       LEFT JOIN archive_meters m ON m.address = r.meter
       WHERE r.desired = 'open' AND r.why = 'overdraft' AND r.state = 'pending'
-        AND (a.balance_fen >= ?1 OR coalesce(m.keep_power, 0) != 0)
-      """, [.integer(overdraft)])
+        AND (coalesce(m.keep_power, 0) != 0 OR a.balance_fen >=
+      """ + belowOverdraft + ")", overdraft)
     {
       try request(
         meter: row.text(0) ?? "", customer: row.text(1) ?? "", open: false, why: "withdrawn", command: nil,
@@ -299,11 +304,12 @@ public final class RelayControl {
   /// When the customer's balance went below the overdraft limit: the first ledger
   /// entry after the last one at or above it (`wall` when there is none).
   private func beyondSince(customer: String, wall: Int64) throws(SQLiteError) -> Int64 {
-    try store.db.scalarInt(
+    let limit = try thresholds.thresholds(customer: customer, db: store.db).overdraftLimit
+    return try store.db.scalarInt(
       """
       SELECT min(ts) FROM ledger WHERE customer = ?1 AND id > coalesce(
         (SELECT max(id) FROM ledger WHERE customer = ?1 AND balance_fen >= ?2), 0)
-      """, [.text(customer), .integer(thresholds.overdraftLimit.fen)]) ?? wall
+      """, [.text(customer), .integer(limit.fen)]) ?? wall
   }
 
   private func disconnectsInLastHour(wall: Int64) throws(SQLiteError) -> Int {
@@ -384,7 +390,8 @@ public final class RelayControl {
       try request(
         meter: meter, customer: customer, open: open, why: "command", command: digest, counter: ctr,
         balance: balance, wall: wall)
-      if !open && balance < thresholds.overdraftLimit.fen {
+      let limit = try thresholds.thresholds(customer: customer, db: db).overdraftLimit
+      if !open && balance < limit.fen {
         // HQ's order holds the customer connected for the rest of this arrears episode.
         try db.run(
           """

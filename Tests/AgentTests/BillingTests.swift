@@ -133,7 +133,8 @@ import Testing
     func charge(_ at: Int64, _ wh: Int64) throws {
       try store(f, "000000000001", at: at, wh)
       _ = try Billing.run(
-        store: f.store, outbox: try Outbox(store: f.store), offset: .china, now: at, thresholds: thresholds)
+        store: f.store, outbox: try Outbox(store: f.store), offset: .china, now: at,
+        thresholds: GradeThresholds(base: thresholds))
     }
     // 1.00 CNY/kWh: 15 kWh = 15.00 CNY = 1,500 fen, then 12.00, then 5.00, then 10.00.
     try charge(Self.t0, 0)

@@ -1,4 +1,5 @@
 import Foundation
+import SQLiteStore
 import TestSupport
 import Testing
 
@@ -202,4 +203,52 @@ func hqSend(
       device,
       "--typ", type, "--body", body,
     ], in: dir)
+}
+
+/// The records of `recordClass` that `gridedge-hq` stored for `device`, oldest first
+/// (empty while its database is not there yet).
+func storedAtHQ(_ hqDB: String, device: String, _ recordClass: String) -> [[String: Any]] {
+  guard FileManager.default.fileExists(atPath: hqDB) else { return [] }
+  var options = Connection.Options()
+  options.readOnly = true
+  options.verifyIntegrity = false
+  guard let db = try? Connection(path: hqDB, options: options),
+    let rows = try? db.query(
+      "SELECT body FROM records WHERE device_id = ?1 AND class = ?2 ORDER BY id",
+      [.text(device), .text(recordClass)])
+  else { return [] }
+  return rows.compactMap { row in
+    (try? JSONSerialization.jsonObject(with: Data((row.text(0) ?? "").utf8))) as? [String: Any]
+  }
+}
+
+/// The relay of `address` as `gridedge-sim` has it in its `--truth-file` (nil while
+/// the file is not there).
+func simulatorRelayOpen(_ truthFile: URL, _ address: String) -> Bool? {
+  guard let data = try? Data(contentsOf: truthFile),
+    let truth = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+    let customers = truth["customers"] as? [[String: Any]],
+    let meter = customers.first(where: { $0["address"] as? String == address })
+  else { return nil }
+  return meter["relay_open"] as? Bool
+}
+
+/// The lines of an agent that reads `gridedge-sim` meters over TCP every second and
+/// controls relays at any time without grace (no windows, days or backoff to wait out).
+func simulatedRelayConfig(meterFile: URL, simPort: String) -> String {
+  """
+  meter.file = \(meterFile.path)
+  bus.1 = tcp 127.0.0.1:\(simPort) 9600 8E1
+  bus.timeout = 300
+  acquisition.interval = 1
+  acquisition.clock_check = 0
+  acquisition.backfill_days = 0
+  control.no_disconnect_hours = none
+  control.no_disconnect_days = none
+  control.grace = *:0
+  control.valid_for = 1440
+  control.retry_min = 500
+  log.level = info
+
+  """
 }

@@ -17,7 +17,7 @@ import Testing
     var counter: UInt64 = 0
     let now: Int64 = 1_790_000_000
 
-    init(_ label: String, hoardingLimit: Int64 = 500_000) throws {
+    init(_ label: String, hoardingLimit: Int64 = 500_000, thresholds: GradeThresholds? = nil) throws {
       let dir = try makeTemporaryDirectory(label)
       store = try AgentStore(path: dir.appendingPathComponent("agent.db").path, deviceID: "TA-L-1", now: 0)
       key = try Ed25519KeyPair()
@@ -25,7 +25,8 @@ import Testing
       try keys.add(key.publicKey, keyID: "hq1")
       handler = try CommandHandler(
         store: store, outbox: try Outbox(store: store), trustedKeys: keys, clockSkewSeconds: 300,
-        offset: .china, maxSignatureFailures: 100, hoardingLimit: Money(fen: hoardingLimit))
+        offset: .china, maxSignatureFailures: 100, hoardingLimit: Money(fen: hoardingLimit),
+        thresholds: thresholds)
       json = try Connection(path: ":memory:")
     }
 

@@ -140,7 +140,7 @@ func relayRow(_ store: AgentStore, _ meter: String) throws -> [String]? {
     let f = try ReadingsFixture(label)
     try installRelayArchive(f.store)
     let relay = RelayControl(
-      store: f.store, outbox: f.outbox, thresholds: relayThresholds,
+      store: f.store, outbox: f.outbox, thresholds: GradeThresholds(base: relayThresholds),
       settings: try RelaySettings(config: try relayConfig(config)), acquisition: nil)
     return (f, relay)
   }
@@ -262,7 +262,7 @@ func relayRow(_ store: AgentStore, _ meter: String) throws -> [String]? {
     let f = try LedgerTests.Fixture(label)
     try installRelayArchive(f.store)
     f.handler.relay = RelayControl(
-      store: f.store, outbox: try Outbox(store: f.store), thresholds: relayThresholds,
+      store: f.store, outbox: try Outbox(store: f.store), thresholds: GradeThresholds(base: relayThresholds),
       settings: try RelaySettings(config: try relayConfig(config)), acquisition: nil)
     return f
   }
@@ -333,7 +333,8 @@ func relayRow(_ store: AgentStore, _ meter: String) throws -> [String]? {
 
   private func relay(_ h: AcquisitionHarness, _ settings: RelaySettings) -> RelayControl {
     let relay = RelayControl(
-      store: h.fixture.store, outbox: h.fixture.outbox, thresholds: relayThresholds, settings: settings,
+      store: h.fixture.store, outbox: h.fixture.outbox, thresholds: GradeThresholds(base: relayThresholds),
+      settings: settings,
       acquisition: h.acquisition)
     h.onTurn = { [h] in relay.tick(wall: h.wall) }
     return relay

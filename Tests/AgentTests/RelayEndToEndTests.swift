@@ -12,18 +12,7 @@ import Testing
   private let device = "TA-RELAY"
 
   private func hqRecords(_ hqDB: String, _ recordClass: String) -> [[String: Any]] {
-    guard FileManager.default.fileExists(atPath: hqDB) else { return [] }
-    var options = Connection.Options()
-    options.readOnly = true
-    options.verifyIntegrity = false
-    guard let db = try? Connection(path: hqDB, options: options),
-      let rows = try? db.query(
-        "SELECT body FROM records WHERE device_id = ?1 AND class = ?2 ORDER BY id",
-        [.text(device), .text(recordClass)])
-    else { return [] }
-    return rows.compactMap { row in
-      (try? JSONSerialization.jsonObject(with: Data((row.text(0) ?? "").utf8))) as? [String: Any]
-    }
+    storedAtHQ(hqDB, device: device, recordClass)
   }
 
   private func hqEvents(_ hqDB: String, _ type: String) -> [[String: Any]] {
@@ -32,12 +21,7 @@ import Testing
 
   /// The relay of `address` as the simulator has it (nil while the file is not there).
   private func simRelayOpen(_ truthFile: URL, _ address: String) -> Bool? {
-    guard let data = try? Data(contentsOf: truthFile),
-      let truth = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
-      let customers = truth["customers"] as? [[String: Any]],
-      let meter = customers.first(where: { $0["address"] as? String == address })
-    else { return nil }
-    return meter["relay_open"] as? Bool
+    simulatorRelayOpen(truthFile, address)
   }
 
   /// Yesterday, today and tomorrow in China (UTC+8), `YYYY-MM-DD,...` (so that a run
@@ -75,20 +59,9 @@ import Testing
     let config = dir.appendingPathComponent("agent.conf").path
     func writeConfig(_ extra: String) throws {
       let text =
-        agentBaseConfig(device: device, dir: dir, port: rig.port, keys: keys) + """
-          meter.file = \(meterFile.path)
-          bus.1 = tcp 127.0.0.1:\(simPort) 9600 8E1
-          bus.timeout = 300
-          acquisition.interval = 1
-          acquisition.clock_check = 0
-          acquisition.backfill_days = 0
+        agentBaseConfig(device: device, dir: dir, port: rig.port, keys: keys)
+        + simulatedRelayConfig(meterFile: meterFile, simPort: simPort) + """
           prepaid.overdraft_limit = -100
-          control.no_disconnect_hours = none
-          control.no_disconnect_days = none
-          control.grace = *:0
-          control.valid_for = 1440
-          control.retry_min = 500
-          log.level = info
           \(extra)
           """
       try text.write(toFile: config, atomically: true, encoding: .utf8)
