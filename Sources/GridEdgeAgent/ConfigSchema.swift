@@ -120,7 +120,7 @@ public enum ConfigSchema {
       "Cap on backlog drained after an outage (live data always goes first); 0 for no cap."),
     ConfigKey(
       "meter.file", .path,
-      "The meter list, one meter per line: '<12-digit address> <bus> [customer=<id>] [area=<id>]'; unset: no meters are read."
+      "The meter list, one meter per line: '<12-digit address> <bus> [customer=<id>] [area=<id>]', taking precedence over HQ's archive; unset: the archive's meters are read."
     ),
     ConfigKey(
       "bus.1", .text,

@@ -22,6 +22,9 @@ struct Main {
       gridedge relays --config FILE [--json]
                                         every meter's relay operation: wanted and
                                         verified state, why, tries, last error
+      gridedge archive --config FILE [--json]
+                                        HQ's meter archive (version, every meter) and
+                                        the bus that reads each meter
       gridedge balance --config FILE --area AREA --day YYYY-MM-DD [--hour H] [--json]
                                         the energy balance (line loss) of a transformer
                                         area for one local day (from the daily freezes)
@@ -82,9 +85,12 @@ struct Main {
       return ExitCode.config
     }
     guard
-      ["run", "status", "readings", "ledger", "relays", "balance", "audit", "inspect", "check-config"]
-        .contains(
-          command)
+      [
+        "run", "status", "readings", "ledger", "relays", "archive", "balance", "audit", "inspect",
+        "check-config",
+      ]
+      .contains(
+        command)
     else {
       Console.writeError("gridedge: unknown command '" + command + "'\n\n" + usage + "\n")
       return ExitCode.config
@@ -127,6 +133,8 @@ struct Main {
         config: config, customer: arguments.value("customer"), json: arguments.has("json"))
     case "relays":
       return LedgerReport.relays(config: config, json: arguments.has("json"))
+    case "archive":
+      return ArchiveReport.show(config: config, json: arguments.has("json"))
     case "balance":
       guard let area = arguments.value("area"), let day = arguments.value("day") else {
         Console.writeError("gridedge balance: --area AREA and --day YYYY-MM-DD are required\n")

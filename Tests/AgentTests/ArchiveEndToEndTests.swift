@@ -1,0 +1,144 @@
+import Foundation
+import SQLiteStore
+import TestSupport
+import Testing
+
+/// HQ's archive drives which meters are read, end to end: `gridedge-sim` meters on TCP,
+/// a real mosquitto, `gridedge-hq` signing the archive commands, and `gridedge run`
+/// without `meter.file`.
+@Suite(.serialized) struct ArchiveEndToEndTests {
+  private let device = "TA-ARCHIVE"
+
+  /// One archive meter entry on bus `bus`.
+  static func meter(_ n: Int, bus: String = "1", customer: String? = nil) -> String {
+    let address = String(repeating: "0", count: 11) + String(n)
+    return """
+      {"address":"\(address)","customer":"\(customer ?? "C-\(n)")","area":"TA-1","category":"residential",\
+      "bus":"\(bus)"}
+      """
+  }
+
+  /// The real-time readings (00 01 FF 00 or 00 01 00 00) of `meter` in the agent's
+  /// database, slot timestamps.
+  private func readingSlots(_ dbPath: String, _ meter: Int) -> [Int64] {
+    var options = Connection.Options()
+    options.readOnly = true
+    options.verifyIntegrity = false
+    guard let db = try? Connection(path: dbPath, options: options),
+      let rows = try? db.query(
+        "SELECT ts FROM readings WHERE meter = ?1 AND di IN ('0001FF00', '00010000') ORDER BY ts",
+        [.text(String(repeating: "0", count: 11) + String(meter))])
+    else { return [] }
+    return rows.compactMap { $0.int64(0) }
+  }
+
+  @Test func snapshotAddAndRemoveChangeTheMetersReadWithoutARestart() throws {
+    let dir = try makeTemporaryDirectory("archive-e2e")
+    let keys = dir.appendingPathComponent("keys").path
+    #expect(try runProduct("gridedge-hq", ["keygen", "--out", keys, "--kid", "hq1"], in: dir).status == 0)
+    let (sim, simPort) = try startSimulator(["--meters", "3", "--no-area"], in: dir)
+    let rig = try HQUnderTest(in: dir)
+    let agentDB = dir.appendingPathComponent("agent.db").path
+    let config = dir.appendingPathComponent("agent.conf").path
+    try
+      (agentBaseConfig(device: device, dir: dir, port: rig.port, keys: keys) + """
+        bus.1 = tcp 127.0.0.1:\(simPort) 9600 8E1
+        bus.timeout = 300
+        acquisition.interval = 1
+        acquisition.clock_check = 0
+        acquisition.backfill_days = 0
+        log.level = info
+
+        """
+    ).write(toFile: config, atomically: true, encoding: .utf8)
+    let agent = try Child("gridedge", ["run", "--config", config], in: dir)
+    try agent.waitForLog("birth published")
+    func logs() -> String {
+      [agent, sim, rig.hq].map { String($0.log.suffix(4000)) }.joined(separator: "\n----\n")
+    }
+    func send(_ body: String) throws {
+      let out = try hqSend("archive", body, device: device, keys: keys, hqDB: rig.db, port: rig.port, in: dir)
+      guard out.status == 0 else { throw TestFailure("gridedge-hq send archive: \(out.stderr)") }
+    }
+    func waitForLog(_ text: String) throws {
+      guard waitUntil(timeout: 60, { agent.log.contains(text) }) else {
+        throw TestFailure("agent did not log '\(text)'\n\(logs())")
+      }
+    }
+    // Nothing in the archive yet: nothing is read.
+    try waitForLog("reading the 0 meter(s) of HQ's archive version 0")
+
+    // A snapshot with meters 1 and 2 on bus 1, and meter 9 on bus 2 (not configured).
+    try send(
+      #"{"op":"snapshot","version":1,"meters":["# + Self.meter(1) + "," + Self.meter(2, bus: "rs485-1") + ","
+        + Self.meter(9, bus: "rs485-2") + "]}")
+    try waitForLog("archive version 1: 2 meter(s) to read")
+    guard waitUntil(timeout: 150, { !readingSlots(agentDB, 1).isEmpty && !readingSlots(agentDB, 2).isEmpty })
+    else { throw TestFailure("meters 1 and 2 were not read after the snapshot\n\(logs())") }
+    #expect(readingSlots(agentDB, 3).isEmpty, "meter 3 is not in the archive yet")
+    #expect(agent.log.contains("archive meter 000000000009 is on bus 'rs485-2'"))
+
+    // An add: meter 3 is read without a restart.
+    try send(#"{"op":"add","version":2,"meters":["# + Self.meter(3) + "]}")
+    try waitForLog("archive version 2: 3 meter(s) to read")
+    guard waitUntil(timeout: 150, { !readingSlots(agentDB, 3).isEmpty }) else {
+      throw TestFailure("meter 3 was not read after the add\n\(logs())")
+    }
+
+    // A remove: meter 2 is no longer read (from the slot after the remove on).
+    try send(#"{"op":"remove","version":3,"meters":[{"address":"000000000002"}]}"#)
+    try waitForLog("archive version 3: 2 meter(s) to read")
+    let removedAt = Int64(Date().timeIntervalSince1970 * 1000)
+    guard
+      waitUntil(
+        timeout: 200,
+        {
+          readingSlots(agentDB, 1).contains { $0 > removedAt }
+            && readingSlots(agentDB, 3).contains { $0 > removedAt }
+        })
+    else { throw TestFailure("meters 1 and 3 were not read after the remove\n\(logs())") }
+    #expect(!readingSlots(agentDB, 2).contains { $0 > removedAt }, "meter 2 was read after its removal")
+
+    // HQ learnt of the unconfigured bus, and status shows the version.
+    guard
+      waitUntil(
+        timeout: 30,
+        {
+          (try? hqEventTypes(rig.db))?.contains("archive.unpolled") ?? false
+        })
+    else { throw TestFailure("no archive.unpolled event at HQ\n\(logs())") }
+    let status = try runProduct("gridedge", ["status", "--config", config, "--json"], in: dir)
+    let archive = try jsonObject(status.stdout)["archive"] as? [String: Any]
+    #expect(archive?["version"] as? Int == 3)
+    #expect(archive?["meters"] as? Int == 3)
+    #expect(archive?["polled_from"] as? String == "archive")
+    // `gridedge archive --json`: the version, the meters, and which are read.
+    let shown = try runProduct("gridedge", ["archive", "--config", config, "--json"], in: dir)
+    #expect(shown.status == 0, "\(shown.stderr)")
+    let list = try jsonObject(shown.stdout)
+    #expect(list["version"] as? Int == 3)
+    let meters = list["meters"] as? [[String: Any]] ?? []
+    #expect(
+      meters.compactMap { $0["address"] as? String } == ["000000000001", "000000000003", "000000000009"])
+    #expect(meters.first?["read_by"] as? String == "bus.1")
+    #expect(meters.last?["read_by"] as? String == "not read: bus 'rs485-2' is not configured")
+    #expect(meters.first?["customer"] as? String == "C-1")
+    let text = try runProduct("gridedge", ["archive", "--config", config], in: dir)
+    #expect(text.stdout.hasPrefix("archive version 3 (applied "), "\(text.stdout)")
+    agent.signal()
+    #expect(try agent.wait(timeout: 20) == 0)
+    withExtendedLifetime(rig) {}
+  }
+
+  /// The event types HQ has received from this device.
+  private func hqEventTypes(_ hqDB: String) throws -> [String] {
+    var options = Connection.Options()
+    options.readOnly = true
+    options.verifyIntegrity = false
+    let db = try Connection(path: hqDB, options: options)
+    return try db.query(
+      "SELECT json_extract(body, '$.type') FROM records WHERE device_id = ?1 AND class = 'events'",
+      [.text(device)]
+    ).compactMap { $0.text(0) }
+  }
+}
