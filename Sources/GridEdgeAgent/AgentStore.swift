@@ -409,6 +409,22 @@ public final class AgentStore {
         CREATE TRIGGER work_order_photos_delete BEFORE DELETE ON work_order_photos
         BEGIN SELECT RAISE(ABORT, 'a photo is never deleted'); END;
         """),
+    Migration(
+      id: 12, name: "meter replacements (archive op replace)",
+      sql: """
+        CREATE TABLE meter_replacements (
+          old TEXT PRIMARY KEY,
+          new TEXT NOT NULL,
+          customer TEXT NOT NULL,
+          category TEXT NOT NULL,
+          area TEXT NOT NULL,
+          at INTEGER NOT NULL,
+          old_final_wh INTEGER NOT NULL,
+          new_initial_wh INTEGER NOT NULL,
+          version INTEGER NOT NULL,
+          applied_at INTEGER NOT NULL
+        ) STRICT;
+        """),
   ]
 
   /// Opens (creating if needed) the database at `path` for device `deviceID`.
