@@ -48,6 +48,8 @@ public final class Acquisition {
     public var clockThresholdSeconds: Int64 = 60
     public var timeSet = true
     public var keepDays: Int64 = 93
+    /// Cycles in a row without any answer before a meter is reported silent.
+    public var silentCycles: Int64 = 3
     public var utcOffset: UTCOffset = .china
 
     public init() {}
@@ -61,6 +63,7 @@ public final class Acquisition {
       clockThresholdSeconds = config.integer("acquisition.clock_threshold")
       timeSet = config.string("acquisition.time_set") != "off"
       keepDays = config.integer("acquisition.keep_days")
+      silentCycles = config.integer("acquisition.silent_cycles")
       utcOffset = UTCOffset(seconds: config.integer("device.utc_offset") * 60) ?? .china
     }
   }
@@ -131,6 +134,10 @@ public final class Acquisition {
     var hasRealtime = false
     var silentSince: Int64?
     var lastAnswerAt: Int64?
+    /// Cycles in a row in which the meter was asked and answered nothing.
+    var silentCycles: Int64 = 0
+    /// This silence was reported (`archive.silent`).
+    var silenceReported = false
   }
 
   public let settings: Settings
@@ -277,6 +284,23 @@ public final class Acquisition {
     }
   }
 
+  /// Reports a listed meter that answered nothing in `settings.silentCycles` cycles
+  /// (event `archive.silent`), so HQ can correct the archive.
+  private func reportSilent(_ m: MeterState) {
+    let address = m.entry.address.description
+    Log.warn(
+      "acquisition",
+      "meter " + address + " on bus " + buses[m.bus].name + " answered nothing in " + String(m.silentCycles)
+        + " cycle(s) in a row" + (m.lastAnswerAt == nil ? " (never answered)" : "") + ": reported to HQ")
+    pendingEvents.append(
+      "\"type\":\"archive.silent\",\"meter\":\"" + address + "\",\"bus\":\"" + buses[m.bus].name
+        + "\",\"customer\":" + (m.entry.customer.map { "\"" + jsonEscaped($0) + "\"" } ?? "null")
+        + ",\"area\":" + (m.entry.area.map { "\"" + jsonEscaped($0) + "\"" } ?? "null") + ",\"cycles\":"
+        + String(m.silentCycles) + ",\"since\":" + (m.silentSince.map { String($0) } ?? "null")
+        + ",\"last_answer_at\":" + (m.lastAnswerAt.map { String($0) } ?? "null")
+        + ",\"found\":\"no-answer\",\"source\":\"" + (followsArchive ? "archive" : "meter.file") + "\"")
+  }
+
   /// Reports archive meters on a bus that is not configured (event `archive.unpolled`).
   private func report(_ unpolled: [ArchiveMeters.Unpolled]) {
     for meter in unpolled {
@@ -309,7 +333,8 @@ public final class Acquisition {
         clockCheckedAt: state.clockCheckedAt,
         clockDrift: state.clockDrift, timeSetDay: state.timeSetDay, clockRecheck: state.clockRecheck,
         driftReportedDay: state.driftReportedDay, silentSince: state.silentSince,
-        lastAnswerAt: state.lastAnswerAt)
+        lastAnswerAt: state.lastAnswerAt, silentCycles: state.silentCycles,
+        silenceReported: state.silenceReported)
       meterIndex[entry.address] = meters.count
       meters.append(state)
     }
@@ -642,6 +667,16 @@ public final class Acquisition {
       if !meters[i].hasRealtime { missing += 1 }
       let t = meters[i].trouble
       errors += t.total
+      if meters[i].answered {
+        meters[i].silentCycles = 0
+        meters[i].silenceReported = false
+      } else if t.noAnswer > 0 {
+        meters[i].silentCycles += 1
+        if meters[i].silentCycles >= settings.silentCycles && !meters[i].silenceReported {
+          meters[i].silenceReported = true
+          reportSilent(meters[i])
+        }
+      }
       if t.total > 0 {
         pendingEvents.append(
           "\"type\":\"meter.comm_errors\",\"meter\":\"" + meters[i].entry.address.description

@@ -75,6 +75,88 @@ public enum ArchiveReport {
     }
   }
 
+  /// `gridedge archive diff [--json]`: the archive against what the bus shows: per
+  /// archive meter `answering`, `silent` (marked silent by its bus), `never-answered`
+  /// or `not-read` (its bus is not configured); and meters that answered before but
+  /// are not in the archive (`not-in-archive`: removed or replaced).
+  public static func diff(config: Config, json: Bool) -> Int32 {
+    guard let db = LedgerReport.open(config) else { return ExitCode.database }
+    var configured: [String] = []
+    for n in 1...4 where config.string("bus." + String(n)) != nil { configured.append(String(n)) }
+    do {
+      let version = try db.scalarInt("SELECT version FROM archive_state WHERE singleton = 1") ?? 0
+      // Last answer: the meter state's, or the newest reading's read time.
+      let rows = try db.query(
+        """
+        WITH heard AS (
+          SELECT meter, max(at) AS last FROM (
+            SELECT meter, last_answer_at AS at FROM meter_state
+            UNION ALL SELECT meter, max(read_at) FROM readings GROUP BY meter) GROUP BY meter)
+        SELECT m.address, m.customer, m.bus, h.last, s.silent_since, 1 FROM archive_meters m
+          LEFT JOIN heard h ON h.meter = m.address LEFT JOIN meter_state s ON s.meter = m.address
+        UNION ALL
+        SELECT h.meter, NULL, NULL, h.last, s.silent_since, 0 FROM heard h
+          LEFT JOIN meter_state s ON s.meter = h.meter
+          WHERE h.last IS NOT NULL AND h.meter NOT IN (SELECT address FROM archive_meters)
+        ORDER BY 6 DESC, 1
+        """)
+      var entries: [(address: String, state: String, row: Row)] = []
+      for row in rows {
+        let address = row.text(0) ?? ""
+        let state: String
+        if row.int64(5) == 0 {
+          state = "not-in-archive"
+        } else if let bus = ArchiveMeters.busName(row.text(2) ?? ""),
+          configured.contains(bus)
+            || config.string("meter.file") != nil
+        {
+          if row.int64(4) != nil {
+            state = "silent"
+          } else {
+            state = row.int64(3) == nil ? "never-answered" : "answering"
+          }
+        } else {
+          state = "not-read"
+        }
+        entries.append((address, state, row))
+      }
+      if json {
+        var out = "{\"version\":" + String(version) + ",\"meters\":["
+        for (i, entry) in entries.enumerated() {
+          out +=
+            (i == 0 ? "" : ",") + "{\"address\":\"" + entry.address + "\",\"state\":\"" + entry.state
+            + "\",\"customer\":" + (entry.row.text(1).map { "\"" + jsonEscaped($0) + "\"" } ?? "null")
+            + ",\"bus\":" + (entry.row.text(2).map { "\"" + jsonEscaped($0) + "\"" } ?? "null")
+            + ",\"last_answer_at\":" + (entry.row.int64(3).map { String($0) } ?? "null")
+            + ",\"silent_since\":" + (entry.row.int64(4).map { String($0) } ?? "null") + "}"
+        }
+        Console.writeLine(out + "]}")
+        return ExitCode.ok
+      }
+      Console.writeLine("archive version " + String(version) + " against the bus")
+      var answering = 0
+      for entry in entries {
+        guard entry.state != "answering" else {
+          answering += 1
+          continue
+        }
+        var line = pad(entry.address, 14) + pad(entry.state, 15)
+        if let since = entry.row.int64(4) { line += "silent since " + formatUTC(milliseconds: since) + "; " }
+        line +=
+          entry.row.int64(3).map { "last answer " + formatUTC(milliseconds: $0) } ?? "no answer ever"
+        if entry.state == "not-read" { line += "; bus '" + (entry.row.text(2) ?? "") + "' is not configured" }
+        Console.writeLine(line)
+      }
+      Console.writeLine(
+        String(answering) + " archive meter(s) answering, " + String(entries.count - answering)
+          + " to look at")
+      return ExitCode.ok
+    } catch {
+      Log.error("archive", error.description)
+      return ExitCode.failure
+    }
+  }
+
   private static func pad(_ text: String, _ width: Int) -> String {
     var out = text
     while out.utf8.count < width { out += " " }

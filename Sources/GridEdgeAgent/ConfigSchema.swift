@@ -179,6 +179,10 @@ public enum ConfigSchema {
       "Readings older than this are deleted from the local cache (the outbox still holds what HQ has not acknowledged)."
     ),
     ConfigKey(
+      "acquisition.silent_cycles", .integer(1, 1000), default: "3", unit: "cycles",
+      "A listed meter that answers nothing in this many cycles in a row is reported to HQ (event archive.silent)."
+    ),
+    ConfigKey(
       "commands.trusted_keys", .path,
       "HQ's command signing keys, one '<kid> <base64url Ed25519 public key>' per line; unset: every command is refused."
     ),

@@ -47,6 +47,7 @@ import Testing
         acquisition.interval = 1
         acquisition.clock_check = 0
         acquisition.backfill_days = 0
+        acquisition.silent_cycles = 2
         log.level = info
 
         """
@@ -68,11 +69,12 @@ import Testing
     // Nothing in the archive yet: nothing is read.
     try waitForLog("reading the 0 meter(s) of HQ's archive version 0")
 
-    // A snapshot with meters 1 and 2 on bus 1, and meter 9 on bus 2 (not configured).
+    // A snapshot with meters 1 and 2 on bus 1, meter 5 on bus 1 that is not there, and
+    // meter 9 on bus 2 (not configured).
     try send(
       #"{"op":"snapshot","version":1,"meters":["# + Self.meter(1) + "," + Self.meter(2, bus: "rs485-1") + ","
-        + Self.meter(9, bus: "rs485-2") + "]}")
-    try waitForLog("archive version 1: 2 meter(s) to read")
+        + Self.meter(5, bus: "bus.1") + "," + Self.meter(9, bus: "rs485-2") + "]}")
+    try waitForLog("archive version 1: 3 meter(s) to read")
     guard waitUntil(timeout: 150, { !readingSlots(agentDB, 1).isEmpty && !readingSlots(agentDB, 2).isEmpty })
     else { throw TestFailure("meters 1 and 2 were not read after the snapshot\n\(logs())") }
     #expect(readingSlots(agentDB, 3).isEmpty, "meter 3 is not in the archive yet")
@@ -80,14 +82,14 @@ import Testing
 
     // An add: meter 3 is read without a restart.
     try send(#"{"op":"add","version":2,"meters":["# + Self.meter(3) + "]}")
-    try waitForLog("archive version 2: 3 meter(s) to read")
+    try waitForLog("archive version 2: 4 meter(s) to read")
     guard waitUntil(timeout: 150, { !readingSlots(agentDB, 3).isEmpty }) else {
       throw TestFailure("meter 3 was not read after the add\n\(logs())")
     }
 
     // A remove: meter 2 is no longer read (from the slot after the remove on).
     try send(#"{"op":"remove","version":3,"meters":[{"address":"000000000002"}]}"#)
-    try waitForLog("archive version 3: 2 meter(s) to read")
+    try waitForLog("archive version 3: 3 meter(s) to read")
     let removedAt = Int64(Date().timeIntervalSince1970 * 1000)
     guard
       waitUntil(
@@ -110,7 +112,7 @@ import Testing
     let status = try runProduct("gridedge", ["status", "--config", config, "--json"], in: dir)
     let archive = try jsonObject(status.stdout)["archive"] as? [String: Any]
     #expect(archive?["version"] as? Int == 3)
-    #expect(archive?["meters"] as? Int == 3)
+    #expect(archive?["meters"] as? Int == 4)
     #expect(archive?["polled_from"] as? String == "archive")
     // `gridedge archive --json`: the version, the meters, and which are read.
     let shown = try runProduct("gridedge", ["archive", "--config", config, "--json"], in: dir)
@@ -119,12 +121,38 @@ import Testing
     #expect(list["version"] as? Int == 3)
     let meters = list["meters"] as? [[String: Any]] ?? []
     #expect(
-      meters.compactMap { $0["address"] as? String } == ["000000000001", "000000000003", "000000000009"])
+      meters.compactMap { $0["address"] as? String } == [
+        "000000000001", "000000000003", "000000000005", "000000000009",
+      ])
     #expect(meters.first?["read_by"] as? String == "bus.1")
     #expect(meters.last?["read_by"] as? String == "not read: bus 'rs485-2' is not configured")
     #expect(meters.first?["customer"] as? String == "C-1")
     let text = try runProduct("gridedge", ["archive", "--config", config], in: dir)
     #expect(text.stdout.hasPrefix("archive version 3 (applied "), "\(text.stdout)")
+    // Meter 5 never answers: reported after 2 cycles, and listed by `archive diff`.
+    guard
+      waitUntil(
+        timeout: 200,
+        {
+          (try? hqEventTypes(rig.db))?.contains("archive.silent") ?? false
+        })
+    else { throw TestFailure("no archive.silent event at HQ\n\(logs())") }
+    #expect(
+      agent.log.contains(
+        "meter 000000000005 on bus 1 answered nothing in 2 cycle(s) in a row (never answered)"))
+    let diff = try runProduct("gridedge", ["archive", "diff", "--config", config, "--json"], in: dir)
+    #expect(diff.status == 0, "\(diff.stderr)")
+    var states: [String: String] = [:]
+    for meter in try jsonObject(diff.stdout)["meters"] as? [[String: Any]] ?? [] {
+      states[meter["address"] as? String ?? ""] = meter["state"] as? String
+    }
+    #expect(
+      states == [
+        "000000000001": "answering", "000000000003": "answering", "000000000005": "silent",
+        "000000000009": "not-read", "000000000002": "not-in-archive",
+      ], "\(diff.stdout)")
+    let diffText = try runProduct("gridedge", ["archive", "diff", "--config", config], in: dir)
+    #expect(diffText.stdout.contains("2 archive meter(s) answering, 3 to look at"), "\(diffText.stdout)")
     agent.signal()
     #expect(try agent.wait(timeout: 20) == 0)
     withExtendedLifetime(rig) {}
