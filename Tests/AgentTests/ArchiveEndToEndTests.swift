@@ -32,11 +32,11 @@ import Testing
     return rows.compactMap { $0.int64(0) }
   }
 
-  @Test func snapshotAddAndRemoveChangeTheMetersReadWithoutARestart() throws {
+  @Test func snapshotAddRemoveAndReplacementChangeTheMetersReadWithoutARestart() throws {
     let dir = try makeTemporaryDirectory("archive-e2e")
     let keys = dir.appendingPathComponent("keys").path
     #expect(try runProduct("gridedge-hq", ["keygen", "--out", keys, "--kid", "hq1"], in: dir).status == 0)
-    let (sim, simPort) = try startSimulator(["--meters", "3", "--no-area"], in: dir)
+    let (sim, simPort) = try startSimulator(["--meters", "4", "--no-area"], in: dir)
     let rig = try HQUnderTest(in: dir)
     let agentDB = dir.appendingPathComponent("agent.db").path
     let config = dir.appendingPathComponent("agent.conf").path
@@ -153,9 +153,48 @@ import Testing
       ], "\(diff.stdout)")
     let diffText = try runProduct("gridedge", ["archive", "diff", "--config", config], in: dir)
     #expect(diffText.stdout.contains("2 archive meter(s) answering, 3 to look at"), "\(diffText.stdout)")
+    // A replacement: meter 3 swapped for meter 4 (on the bus, not yet in the archive),
+    // which takes customer C-3 and is read from then on; meter 3 no longer is. (The
+    // final reading is set well above the last one, so a read of meter 3 in between
+    // cannot make it lower.)
+    let lastOfThree = try lastReading(agentDB, 3)
+    let swapAt = Int64(Date().timeIntervalSince1970 * 1000)
+    try send(
+      #"{"op":"replace","version":4,"old":"000000000003","new":{"address":"000000000004"},"#
+        + #""old_final_wh":\#(lastOfThree + 100_000),"new_initial_wh":0,"at":\#(swapAt)}"#)
+    try waitForLog("archive version 4: 3 meter(s) to read")
+    guard waitUntil(timeout: 150, { readingSlots(agentDB, 4).contains { $0 > swapAt } }) else {
+      throw TestFailure("meter 4 was not read after the replacement\n\(logs())")
+    }
+    #expect(!readingSlots(agentDB, 3).contains { $0 > swapAt }, "meter 3 was read after its replacement")
+    let afterSwap = try jsonObject(
+      try runProduct("gridedge", ["archive", "--config", config, "--json"], in: dir).stdout)
+    #expect(afterSwap["version"] as? Int == 4)
+    let swapped = (afterSwap["meters"] as? [[String: Any]] ?? []).first {
+      $0["address"] as? String == "000000000004"
+    }
+    #expect(swapped?["customer"] as? String == "C-3")
+    #expect(
+      (afterSwap["meters"] as? [[String: Any]] ?? []).allSatisfy {
+        $0["address"] as? String != "000000000003"
+      })
     agent.signal()
     #expect(try agent.wait(timeout: 20) == 0)
     withExtendedLifetime(rig) {}
+  }
+
+  /// The newest real-time reading of `meter` in the agent's database (Wh).
+  private func lastReading(_ dbPath: String, _ meter: Int) throws -> Int64 {
+    var options = Connection.Options()
+    options.readOnly = true
+    options.verifyIntegrity = false
+    let db = try Connection(path: dbPath, options: options)
+    guard
+      let value = try db.scalarInt(
+        "SELECT value FROM readings WHERE meter = ?1 AND di IN ('0001FF00', '00010000') ORDER BY ts DESC LIMIT 1",
+        [.text(String(repeating: "0", count: 11) + String(meter))])
+    else { throw TestFailure("no reading of meter \(meter)") }
+    return value
   }
 
   /// The event types HQ has received from this device.
