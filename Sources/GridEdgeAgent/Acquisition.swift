@@ -48,6 +48,8 @@ public final class Acquisition {
     public var clockThresholdSeconds: Int64 = 60
     public var timeSet = true
     public var keepDays: Int64 = 93
+    /// Cycles in a row without any answer before a meter is reported silent.
+    public var silentCycles: Int64 = 3
     public var utcOffset: UTCOffset = .china
 
     public init() {}
@@ -61,6 +63,7 @@ public final class Acquisition {
       clockThresholdSeconds = config.integer("acquisition.clock_threshold")
       timeSet = config.string("acquisition.time_set") != "off"
       keepDays = config.integer("acquisition.keep_days")
+      silentCycles = config.integer("acquisition.silent_cycles")
       utcOffset = UTCOffset(seconds: config.integer("device.utc_offset") * 60) ?? .china
     }
   }
@@ -131,11 +134,23 @@ public final class Acquisition {
     var hasRealtime = false
     var silentSince: Int64?
     var lastAnswerAt: Int64?
+    /// Cycles in a row in which the meter was asked and answered nothing.
+    var silentCycles: Int64 = 0
+    /// This silence was reported (`archive.silent`).
+    var silenceReported = false
   }
 
   public let settings: Settings
   public let buses: [MeterBus]
-  public let archive: MeterArchive
+  /// The meters read: the list of `meter.file`, or HQ's archive (`followsArchive`).
+  public private(set) var archive: MeterArchive
+  /// True when the meters read are the archive's (no `meter.file`): the agent calls
+  /// `followArchive()` after an archive command is applied.
+  public private(set) var followsArchive = false
+  /// The archive version the meter list was last taken from (`followsArchive`).
+  public private(set) var archiveVersion: Int64 = 0
+  /// A new meter list, applied as soon as no cycle is running.
+  private var pendingArchive: MeterArchive? = nil
   let readings: Readings
   let store: AgentStore
   let outbox: Outbox
@@ -204,7 +219,18 @@ public final class Acquisition {
   public static func make(config: Config, store: AgentStore, outbox: Outbox) throws(AgentError)
     -> Acquisition?
   {
-    guard let (buses, archive) = try parts(config) else { return nil }
+    guard let (buses, file) = try parts(config) else { return nil }
+    var archive = file ?? MeterArchive(source: "archive", meters: [])
+    var version: Int64 = 0
+    var unpolled: [ArchiveMeters.Unpolled] = []
+    if file == nil {
+      do {
+        version = try Archive.version(store.db)
+        (archive, unpolled) = try ArchiveMeters.polled(store.db, buses: buses.map { $0.name })
+      } catch {
+        throw AgentError("database " + store.db.path + ": " + error.description, exitCode: ExitCode.database)
+      }
+    }
     let readings: Readings
     do {
       readings = try Readings(store: store, outbox: outbox)
@@ -225,14 +251,105 @@ public final class Acquisition {
     } catch {
       throw AgentError("database " + store.db.path + ": " + error.description, exitCode: ExitCode.database)
     }
+    if file == nil {
+      acquisition.followsArchive = true
+      acquisition.archiveVersion = version
+      acquisition.report(unpolled)
+      Log.info(
+        "acquisition",
+        "no meter.file: reading the " + String(archive.meters.count) + " meter(s) of HQ's archive version "
+          + String(version))
+    }
     return acquisition
+  }
+
+  /// Takes the meter list from HQ's archive again when its version changed (after an
+  /// archive command was applied): applied at once when no cycle is running (and a
+  /// cycle for the current slot reads the new meters), otherwise when the running
+  /// cycle ends. Does nothing when the meters come from `meter.file`.
+  public func followArchive() {
+    guard followsArchive else { return }
+    do {
+      let version = try Archive.version(store.db)
+      guard version != archiveVersion else { return }
+      let (list, unpolled) = try ArchiveMeters.polled(store.db, buses: buses.map { $0.name })
+      archiveVersion = version
+      pendingArchive = list
+      report(unpolled)
+      Log.info(
+        "acquisition",
+        "archive version " + String(version) + ": " + String(list.meters.count) + " meter(s) to read")
+    } catch {
+      Log.error("acquisition", "reading the archive: " + error.description)
+    }
+  }
+
+  /// Reports a listed meter that answered nothing in `settings.silentCycles` cycles
+  /// (event `archive.silent`), so HQ can correct the archive.
+  private func reportSilent(_ m: MeterState) {
+    let address = m.entry.address.description
+    Log.warn(
+      "acquisition",
+      "meter " + address + " on bus " + buses[m.bus].name + " answered nothing in " + String(m.silentCycles)
+        + " cycle(s) in a row" + (m.lastAnswerAt == nil ? " (never answered)" : "") + ": reported to HQ")
+    pendingEvents.append(
+      "\"type\":\"archive.silent\",\"meter\":\"" + address + "\",\"bus\":\"" + buses[m.bus].name
+        + "\",\"customer\":" + (m.entry.customer.map { "\"" + jsonEscaped($0) + "\"" } ?? "null")
+        + ",\"area\":" + (m.entry.area.map { "\"" + jsonEscaped($0) + "\"" } ?? "null") + ",\"cycles\":"
+        + String(m.silentCycles) + ",\"since\":" + (m.silentSince.map { String($0) } ?? "null")
+        + ",\"last_answer_at\":" + (m.lastAnswerAt.map { String($0) } ?? "null")
+        + ",\"found\":\"no-answer\",\"source\":\"" + (followsArchive ? "archive" : "meter.file") + "\"")
+  }
+
+  /// Reports archive meters on a bus that is not configured (event `archive.unpolled`).
+  private func report(_ unpolled: [ArchiveMeters.Unpolled]) {
+    for meter in unpolled {
+      Log.warn(
+        "acquisition",
+        "archive meter " + meter.address + " is on bus '" + meter.bus
+          + "', which is not configured (bus.1..bus.4): not read")
+      pendingEvents.append(
+        "\"type\":\"archive.unpolled\",\"meter\":\"" + meter.address + "\",\"bus\":\""
+          + jsonEscaped(meter.bus) + "\",\"version\":" + String(archiveVersion)
+          + ",\"reason\":\"bus-not-configured\"")
+    }
+  }
+
+  /// Replaces the meter list (no cycle is running): a meter kept keeps its state, a new
+  /// one takes what `meter_state` holds for it.
+  private func install(_ list: MeterArchive) {
+    var old: [Address: MeterState] = [:]
+    for m in meters { old[m.entry.address] = m }
+    var index: [String: Int] = [:]
+    for (i, bus) in buses.enumerated() { index[bus.name] = i }
+    archive = list
+    meters = []
+    meterIndex = [:]
+    for entry in list.meters {
+      guard let bus = index[entry.bus] else { continue }
+      var state = old[entry.address] ?? MeterState(entry: entry, bus: bus)
+      state = MeterState(
+        entry: entry, bus: bus, freezeScannedDay: state.freezeScannedDay,
+        clockCheckedAt: state.clockCheckedAt,
+        clockDrift: state.clockDrift, timeSetDay: state.timeSetDay, clockRecheck: state.clockRecheck,
+        driftReportedDay: state.driftReportedDay, silentSince: state.silentSince,
+        lastAnswerAt: state.lastAnswerAt, silentCycles: state.silentCycles,
+        silenceReported: state.silenceReported)
+      meterIndex[entry.address] = meters.count
+      meters.append(state)
+    }
+    do {
+      try loadState(only: Set(list.meters.map { $0.address }).subtracting(old.keys))
+    } catch {
+      Log.error("acquisition", "reading the state of new meters: " + error.description)
+    }
   }
 
   /// Checks the `bus.N` keys and the meter list of `config` without opening anything
   /// (`gridedge check-config`).
   /// - Throws: `AgentError` (exit code 2) naming the file, line and key at fault.
   public static func validate(config: Config) throws(AgentError) {
-    guard let (buses, archive) = try parts(config) else { return }
+    guard let (buses, file) = try parts(config), let archive = file else { return }
     let names = Set(buses.map { $0.name })
     for entry in archive.meters where !names.contains(entry.bus) {
       throw AgentError(
@@ -245,9 +362,11 @@ public final class Acquisition {
     }
   }
 
-  /// The buses (not opened) and the meter list of `config`; nil without `meter.file`.
-  private static func parts(_ config: Config) throws(AgentError) -> ([MeterBus], MeterArchive)? {
-    guard let file = config.string("meter.file") else { return nil }
+  /// The buses (not opened) and the meter list of `config`; nil without `meter.file`
+  /// and without any `bus.N` key; the list is nil without `meter.file` (the archive's
+  /// meters are read).
+  private static func parts(_ config: Config) throws(AgentError) -> ([MeterBus], MeterArchive?)? {
+    let file = config.string("meter.file")
     var busSettings = MeterBus.Settings()
     busSettings.replyTimeoutMilliseconds = config.integer("bus.timeout")
     busSettings.retries = Int(config.integer("bus.retries"))
@@ -272,6 +391,7 @@ public final class Acquisition {
       }
       buses.append(MeterBus(name: String(n), transport: spec.makeTransport(), settings: busSettings))
     }
+    guard let file else { return buses.isEmpty ? nil : (buses, nil) }
     let archive: MeterArchive
     do {
       archive = try MeterArchive.load(path: file)
@@ -284,18 +404,7 @@ public final class Acquisition {
 
   /// Reads the per-meter state (`meter_state`) kept across restarts.
   public func loadState() throws(SQLiteError) {
-    for row in try store.db.query(
-      "SELECT meter, freeze_scanned_day, clock_checked_at, clock_drift, time_set_day, silent_since, last_answer_at FROM meter_state"
-    ) {
-      guard let address = Address(row.text(0) ?? ""), let i = meterIndex[address] else { continue }
-      meters[i].freezeScannedDay = row.int64(1)
-      meters[i].clockCheckedAt = row.int64(2)
-      meters[i].clockDrift = row.int64(3)
-      meters[i].timeSetDay = row.int64(4)
-      meters[i].silentSince = row.int64(5)
-      meters[i].lastAnswerAt = row.int64(6)
-      if meters[i].silentSince != nil { buses[meters[i].bus].markSilent(address) }
-    }
+    try loadState(only: nil)
     if let row = try store.db.query(
       "SELECT slot, started_at, finished_at, meters, answered, missing, errors, stored FROM acquisition_cycles ORDER BY id DESC LIMIT 1"
     ).first {
@@ -303,6 +412,24 @@ public final class Acquisition {
         slot: row.int64(0) ?? 0, startedAt: row.int64(1) ?? 0, finishedAt: row.int64(2) ?? 0,
         meters: Int(row.int64(3) ?? 0), answered: Int(row.int64(4) ?? 0), missing: Int(row.int64(5) ?? 0),
         errors: Int(row.int64(6) ?? 0), stored: Int(row.int64(7) ?? 0))
+    }
+  }
+
+  /// Reads `meter_state` for the meters in `only` (every listed meter when nil).
+  private func loadState(only: Set<Address>?) throws(SQLiteError) {
+    for row in try store.db.query(
+      "SELECT meter, freeze_scanned_day, clock_checked_at, clock_drift, time_set_day, silent_since, last_answer_at FROM meter_state"
+    ) {
+      guard let address = Address(row.text(0) ?? ""), let i = meterIndex[address],
+        only?.contains(address) ?? true
+      else { continue }
+      meters[i].freezeScannedDay = row.int64(1)
+      meters[i].clockCheckedAt = row.int64(2)
+      meters[i].clockDrift = row.int64(3)
+      meters[i].timeSetDay = row.int64(4)
+      meters[i].silentSince = row.int64(5)
+      meters[i].lastAnswerAt = row.int64(6)
+      if meters[i].silentSince != nil { buses[meters[i].bus].markSilent(address) }
     }
   }
 
@@ -423,9 +550,19 @@ public final class Acquisition {
       }
       if cycleSlot != nil { endCycle(monotonic: monotonic, wall: wall, reason: "clock not set") }
       nextSlot = nil
+    } else if cycleSlot == nil, let list = pendingArchive {
+      // A new archive: the new list, and a cycle for the current slot that reads
+      // the meters without a reading for it yet.
+      pendingArchive = nil
+      install(list)
+      startCycle(monotonic: monotonic, wall: wall)
     } else if nextSlot == nil || wall >= nextSlot! || wall < lastSlotStart {
       // (Also when the wall clock went back before the current slot.)
       if cycleSlot != nil { endCycle(monotonic: monotonic, wall: wall, reason: "next slot") }
+      if let list = pendingArchive {
+        pendingArchive = nil
+        install(list)
+      }
       startCycle(monotonic: monotonic, wall: wall)
     } else if cycleSlot != nil, inFlight.isEmpty {
       endCycle(monotonic: monotonic, wall: wall, reason: nil)
@@ -530,6 +667,16 @@ public final class Acquisition {
       if !meters[i].hasRealtime { missing += 1 }
       let t = meters[i].trouble
       errors += t.total
+      if meters[i].answered {
+        meters[i].silentCycles = 0
+        meters[i].silenceReported = false
+      } else if t.noAnswer > 0 {
+        meters[i].silentCycles += 1
+        if meters[i].silentCycles >= settings.silentCycles && !meters[i].silenceReported {
+          meters[i].silenceReported = true
+          reportSilent(meters[i])
+        }
+      }
       if t.total > 0 {
         pendingEvents.append(
           "\"type\":\"meter.comm_errors\",\"meter\":\"" + meters[i].entry.address.description

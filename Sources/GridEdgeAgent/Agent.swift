@@ -31,7 +31,8 @@ public final class Agent<C: Clock> {
   let outbox: Outbox
   let sync: Sync
   let commands: CommandHandler
-  /// Meter reading over the meter buses; nil when no meter list is configured.
+  /// Meter reading over the meter buses (the meters of `meter.file`, or else of HQ's
+  /// archive); nil when neither `meter.file` nor a `bus.N` key is configured.
   let acquisition: Acquisition?
   /// Disconnection and reconnection over the meter buses; nil without them.
   let relay: RelayControl?
@@ -457,6 +458,8 @@ public final class Agent<C: Clock> {
     do {
       try commands.handle(payload, wall: clock.wallMilliseconds, monotonic: clock.monotonicMilliseconds)
       sync.recordsEnqueued()
+      // An applied archive command changes the meters read (when they come from it).
+      acquisition?.followArchive()
       // A top-up may permit a reconnection, a command may have queued an operation:
       // decide now, so the close goes out in this loop turn.
       if let relay {

@@ -437,6 +437,22 @@ public final class AgentStore {
           assessed_at INTEGER NOT NULL
         ) STRICT;
         """),
+    Migration(
+      id: 13, name: "meter replacements (archive op replace)",
+      sql: """
+        CREATE TABLE meter_replacements (
+          old TEXT PRIMARY KEY,
+          new TEXT NOT NULL,
+          customer TEXT NOT NULL,
+          category TEXT NOT NULL,
+          area TEXT NOT NULL,
+          at INTEGER NOT NULL,
+          old_final_wh INTEGER NOT NULL,
+          new_initial_wh INTEGER NOT NULL,
+          version INTEGER NOT NULL,
+          applied_at INTEGER NOT NULL
+        ) STRICT;
+        """),
   ]
 
   /// Opens (creating if needed) the database at `path` for device `deviceID`.

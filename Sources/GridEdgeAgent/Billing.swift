@@ -12,7 +12,8 @@ import SQLiteStore
 ///   time-of-use register when both readings have them) with `FeeCalculator`, keeps
 ///   the customer's tier usage, debits the account and appends the ledger entry, all
 ///   in one transaction per pass. Charging is idempotent: a reading is charged once.
-/// - Only meters in the archive are billed (never an area meter, never an unknown one).
+/// - Only meters in the archive are billed (never an area meter, never an unknown one),
+///   and a replaced meter (`Archive.replace`) up to its final reading.
 ///   A meter whose category has no tariff yet keeps its previous reading as the base,
 ///   so the energy is charged once a tariff arrives.
 /// - A lower register than before (a replaced or reset meter) starts a new base and is
@@ -37,8 +38,11 @@ public enum Billing {
       let rows = try db.query(
         """
         SELECT r.ts, r.meter, r.value, r.tariffs, m.customer, m.category
-        FROM readings r JOIN archive_meters m ON m.address = r.meter AND m.area_meter = 0
-        WHERE r.di = '0001FF00' AND r.ts >= ?1 ORDER BY r.ts, r.meter
+        FROM readings r JOIN (
+          SELECT address, customer, category, NULL AS until FROM archive_meters WHERE area_meter = 0
+          UNION ALL SELECT old, customer, category, at FROM meter_replacements
+        ) m ON m.address = r.meter
+        WHERE r.di = '0001FF00' AND r.ts >= ?1 AND (m.until IS NULL OR r.ts <= m.until) ORDER BY r.ts, r.meter
         """, [.integer(cursor)])
       // The cursor's own slot is read again: a cycle stores its readings (all with the
       // slot's timestamp) over time, and those stored after a pass must still be

@@ -120,7 +120,7 @@ public enum ConfigSchema {
       "Cap on backlog drained after an outage (live data always goes first); 0 for no cap."),
     ConfigKey(
       "meter.file", .path,
-      "The meter list, one meter per line: '<12-digit address> <bus> [customer=<id>] [area=<id>]'; unset: no meters are read."
+      "The meter list, one meter per line: '<12-digit address> <bus> [customer=<id>] [area=<id>]', taking precedence over HQ's archive; unset: the archive's meters are read."
     ),
     ConfigKey(
       "bus.1", .text,
@@ -177,6 +177,10 @@ public enum ConfigSchema {
     ConfigKey(
       "acquisition.keep_days", .integer(1, 3650), default: "93", unit: "days",
       "Readings older than this are deleted from the local cache (the outbox still holds what HQ has not acknowledged)."
+    ),
+    ConfigKey(
+      "acquisition.silent_cycles", .integer(1, 1000), default: "3", unit: "cycles",
+      "A listed meter that answers nothing in this many cycles in a row is reported to HQ (event archive.silent)."
     ),
     ConfigKey(
       "commands.trusted_keys", .path,

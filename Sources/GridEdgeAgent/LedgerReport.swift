@@ -6,7 +6,7 @@ import SQLiteStore
 /// accounts and their entries, recomputed and checked, and the relay operations, read
 /// from the agent's database.
 public enum LedgerReport {
-  private static func open(_ config: Config) -> Connection? {
+  static func open(_ config: Config) -> Connection? {
     let path = config.string("store.path") ?? ""
     guard Files.exists(path) else {
       Log.error("ledger", "no database at " + path + " (store.path in " + config.file + ")")

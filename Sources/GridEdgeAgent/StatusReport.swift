@@ -62,6 +62,13 @@ public enum StatusReport {
       let cycle = try? db.query(
         "SELECT slot, finished_at, meters, answered, missing, errors, stored FROM acquisition_cycles ORDER BY id DESC LIMIT 1"
       ).first
+      // HQ's meter archive (migration 5): its version and size.
+      let archive = try? db.query(
+        "SELECT (SELECT version FROM archive_state WHERE singleton = 1), (SELECT count(*) FROM archive_meters)"
+      ).first
+      let archiveVersion = archive?.int64(0) ?? 0
+      let archiveMeters = archive?.int64(1) ?? 0
+      let meterSource = config.string("meter.file").map { "meter.file " + $0 } ?? "archive"
       // Relay control (migration 10): meters cut, operations pending or failed.
       let relays = try? db.query(
         """
@@ -94,14 +101,15 @@ public enum StatusReport {
             'boots', ?12, 'last_stop', ?13, 'database', ?14,
             'outbox', json_object('pending_records', ?15, 'unacked_batches', ?16, 'last_seq', ?17,
               'evicted_records', ?18, 'used_bytes', ?19, 'cap_bytes', ?20), 'last_cycle', json(?21),
-            'relays', json(?22))
+            'relays', json(?22),
+            'archive', json_object('version', ?23, 'meters', ?24, 'polled_from', ?25))
           """,
           [
             row[0], row[1], .text(config.string("device.profile") ?? ""), .text(state),
             .text(alive ? "true" : "false"), row[2], row[3], row[5], row[6], row[7], row[8], row[9],
             row[10], .text(path), .integer(pending), .integer(unacked), .integer(lastSeq),
             .integer(evicted), .integer(used), .integer(config.integer("store.max_bytes")), .text(cycleJSON),
-            .text(relayJSON),
+            .text(relayJSON), .integer(archiveVersion), .integer(archiveMeters), .text(meterSource),
           ])
         Console.writeLine(out.first?.text(0) ?? "{}")
         return ExitCode.ok
@@ -138,6 +146,12 @@ public enum StatusReport {
       } else if config.string("meter.file") != nil {
         lines.append(("meters", "no acquisition cycle finished yet"))
       }
+      lines.append(
+        (
+          "archive",
+          "version " + String(archiveVersion) + ", " + String(archiveMeters) + " meter(s); meters read from "
+            + meterSource
+        ))
       if let relays, (relays.int64(0) ?? 0) + (relays.int64(1) ?? 0) + (relays.int64(2) ?? 0) > 0 {
         let failed = relays.int64(2) ?? 0
         lines.append(

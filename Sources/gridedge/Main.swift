@@ -22,6 +22,12 @@ struct Main {
       gridedge relays --config FILE [--json]
                                         every meter's relay operation: wanted and
                                         verified state, why, tries, last error
+      gridedge archive --config FILE [--json]
+                                        HQ's meter archive (version, every meter) and
+                                        the bus that reads each meter
+      gridedge archive diff --config FILE [--json]
+                                        the archive against the bus: meters silent,
+                                        never answering, not read, or not in it
       gridedge balance --config FILE --area AREA --day YYYY-MM-DD [--hour H] [--json]
                                         the energy balance (line loss) of a transformer
                                         area for one local day (from the daily freezes)
@@ -73,7 +79,8 @@ struct Main {
     let verify =
       ["ledger", "audit"].contains(command) && arguments.positional.count == 2
       && arguments.positional[1] == "verify"
-    guard arguments.positional.count == 1 || verify || command == "inspect" else {
+    let diff = command == "archive" && arguments.positional.count == 2 && arguments.positional[1] == "diff"
+    guard arguments.positional.count == 1 || verify || diff || command == "inspect" else {
       Console.writeError("gridedge: unexpected argument '" + arguments.positional[1] + "'\n")
       return ExitCode.config
     }
@@ -82,9 +89,12 @@ struct Main {
       return ExitCode.config
     }
     guard
-      ["run", "status", "readings", "ledger", "relays", "balance", "audit", "inspect", "check-config"]
-        .contains(
-          command)
+      [
+        "run", "status", "readings", "ledger", "relays", "archive", "balance", "audit", "inspect",
+        "check-config",
+      ]
+      .contains(
+        command)
     else {
       Console.writeError("gridedge: unknown command '" + command + "'\n\n" + usage + "\n")
       return ExitCode.config
@@ -127,6 +137,9 @@ struct Main {
         config: config, customer: arguments.value("customer"), json: arguments.has("json"))
     case "relays":
       return LedgerReport.relays(config: config, json: arguments.has("json"))
+    case "archive":
+      if diff { return ArchiveReport.diff(config: config, json: arguments.has("json")) }
+      return ArchiveReport.show(config: config, json: arguments.has("json"))
     case "balance":
       guard let area = arguments.value("area"), let day = arguments.value("day") else {
         Console.writeError("gridedge balance: --area AREA and --day YYYY-MM-DD are required\n")

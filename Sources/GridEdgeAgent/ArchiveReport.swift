@@ -1,0 +1,165 @@
+import Runtime
+import SQLiteStore
+
+/// `gridedge archive [--json]`: HQ's meter archive as this device holds it, read-only
+/// (works whether or not the agent runs).
+public enum ArchiveReport {
+  /// Prints the archive version and every meter, and which configured bus reads it.
+  public static func show(config: Config, json: Bool) -> Int32 {
+    guard let db = LedgerReport.open(config) else { return ExitCode.database }
+    var configured: [String] = []
+    for n in 1...4 where config.string("bus." + String(n)) != nil { configured.append(String(n)) }
+    let fromFile = config.string("meter.file")
+    do {
+      let state = try db.query("SELECT version, updated_at FROM archive_state WHERE singleton = 1").first
+      let version = state?.int64(0) ?? 0
+      let rows = try db.query(
+        """
+        SELECT address, customer, area, phase, ct_ratio, category, grade, keep_power, outage_sensitive, bus,
+          baud, area_meter, updated_at
+        FROM archive_meters ORDER BY area, address
+        """)
+      // How each meter is read: "bus.N", or why not.
+      func polled(_ field: String) -> String {
+        if let file = fromFile { return "meter.file " + file }
+        guard let bus = ArchiveMeters.busName(field), configured.contains(bus) else {
+          return "not read: bus '" + field + "' is not configured"
+        }
+        return "bus." + bus
+      }
+      if json {
+        var meters = "["
+        for (i, row) in rows.enumerated() {
+          let object =
+            try db.query(
+              """
+              SELECT json_object('address', ?1, 'customer', ?2, 'area', ?3, 'phase', ?4, 'ct', ?5, 'category', ?6,
+                'grade', ?7, 'keep_power', json(CASE WHEN ?8 THEN 'true' ELSE 'false' END),
+                'outage_sensitive', json(CASE WHEN ?9 THEN 'true' ELSE 'false' END), 'bus', ?10, 'baud', ?11,
+                'area_meter', json(CASE WHEN ?12 THEN 'true' ELSE 'false' END), 'updated_at', ?13, 'read_by', ?14)
+              """,
+              [
+                row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10],
+                row[11],
+                row[12], .text(polled(row.text(9) ?? "")),
+              ]
+            ).first?.text(0) ?? "{}"
+          meters += (i == 0 ? "" : ",") + object
+        }
+        meters += "]"
+        Console.writeLine(
+          "{\"version\":" + String(version) + ",\"updated_at\":"
+            + (state?.int64(1).map { String($0) } ?? "null") + ",\"meters\":" + meters + "}")
+        return ExitCode.ok
+      }
+      Console.writeLine(
+        "archive version " + String(version)
+          + (version > 0 ? " (applied " + formatUTC(milliseconds: state?.int64(1) ?? 0) + ")" : " (none yet)")
+          + ", " + String(rows.count) + " meter(s)")
+      Console.writeLine("meter         customer    area      phase  ct   category      grade  flags  read by")
+      for row in rows {
+        var flags = ""
+        if (row.int64(11) ?? 0) != 0 { flags += "M" }
+        if (row.int64(7) ?? 0) != 0 { flags += "K" }
+        if (row.int64(8) ?? 0) != 0 { flags += "O" }
+        Console.writeLine(
+          pad(row.text(0) ?? "", 14) + pad(row.text(1) ?? "", 12) + pad(row.text(2) ?? "", 10)
+            + pad(row.text(3) ?? "", 7) + pad(String(row.int64(4) ?? 1), 5) + pad(row.text(5) ?? "", 14)
+            + pad(row.text(6) ?? "", 7) + pad(flags.isEmpty ? "-" : flags, 7) + polled(row.text(9) ?? ""))
+      }
+      Console.writeLine("flags: M area meter, K keep-power, O outage-sensitive")
+      return ExitCode.ok
+    } catch {
+      Log.error("archive", error.description)
+      return ExitCode.failure
+    }
+  }
+
+  /// `gridedge archive diff [--json]`: the archive against what the bus shows: per
+  /// archive meter `answering`, `silent` (marked silent by its bus), `never-answered`
+  /// or `not-read` (its bus is not configured); and meters that answered before but
+  /// are not in the archive (`not-in-archive`: removed or replaced).
+  public static func diff(config: Config, json: Bool) -> Int32 {
+    guard let db = LedgerReport.open(config) else { return ExitCode.database }
+    var configured: [String] = []
+    for n in 1...4 where config.string("bus." + String(n)) != nil { configured.append(String(n)) }
+    do {
+      let version = try db.scalarInt("SELECT version FROM archive_state WHERE singleton = 1") ?? 0
+      // Last answer: the meter state's, or the newest reading's read time.
+      let rows = try db.query(
+        """
+        WITH heard AS (
+          SELECT meter, max(at) AS last FROM (
+            SELECT meter, last_answer_at AS at FROM meter_state
+            UNION ALL SELECT meter, max(read_at) FROM readings GROUP BY meter) GROUP BY meter)
+        SELECT m.address, m.customer, m.bus, h.last, s.silent_since, 1 FROM archive_meters m
+          LEFT JOIN heard h ON h.meter = m.address LEFT JOIN meter_state s ON s.meter = m.address
+        UNION ALL
+        SELECT h.meter, NULL, NULL, h.last, s.silent_since, 0 FROM heard h
+          LEFT JOIN meter_state s ON s.meter = h.meter
+          WHERE h.last IS NOT NULL AND h.meter NOT IN (SELECT address FROM archive_meters)
+        ORDER BY 6 DESC, 1
+        """)
+      var entries: [(address: String, state: String, row: Row)] = []
+      for row in rows {
+        let address = row.text(0) ?? ""
+        let state: String
+        if row.int64(5) == 0 {
+          state = "not-in-archive"
+        } else if let bus = ArchiveMeters.busName(row.text(2) ?? ""),
+          configured.contains(bus)
+            || config.string("meter.file") != nil
+        {
+          if row.int64(4) != nil {
+            state = "silent"
+          } else {
+            state = row.int64(3) == nil ? "never-answered" : "answering"
+          }
+        } else {
+          state = "not-read"
+        }
+        entries.append((address, state, row))
+      }
+      if json {
+        var out = "{\"version\":" + String(version) + ",\"meters\":["
+        for (i, entry) in entries.enumerated() {
+          out +=
+            (i == 0 ? "" : ",") + "{\"address\":\"" + entry.address + "\",\"state\":\"" + entry.state
+            + "\",\"customer\":" + (entry.row.text(1).map { "\"" + jsonEscaped($0) + "\"" } ?? "null")
+            + ",\"bus\":" + (entry.row.text(2).map { "\"" + jsonEscaped($0) + "\"" } ?? "null")
+            + ",\"last_answer_at\":" + (entry.row.int64(3).map { String($0) } ?? "null")
+            + ",\"silent_since\":" + (entry.row.int64(4).map { String($0) } ?? "null") + "}"
+        }
+        Console.writeLine(out + "]}")
+        return ExitCode.ok
+      }
+      Console.writeLine("archive version " + String(version) + " against the bus")
+      var answering = 0
+      for entry in entries {
+        guard entry.state != "answering" else {
+          answering += 1
+          continue
+        }
+        var line = pad(entry.address, 14) + pad(entry.state, 15)
+        if let since = entry.row.int64(4) { line += "silent since " + formatUTC(milliseconds: since) + "; " }
+        line +=
+          entry.row.int64(3).map { "last answer " + formatUTC(milliseconds: $0) } ?? "no answer ever"
+        if entry.state == "not-read" { line += "; bus '" + (entry.row.text(2) ?? "") + "' is not configured" }
+        Console.writeLine(line)
+      }
+      Console.writeLine(
+        String(answering) + " archive meter(s) answering, " + String(entries.count - answering)
+          + " to look at")
+      return ExitCode.ok
+    } catch {
+      Log.error("archive", error.description)
+      return ExitCode.failure
+    }
+  }
+
+  private static func pad(_ text: String, _ width: Int) -> String {
+    var out = text
+    while out.utf8.count < width { out += " " }
+    return out + " "
+  }
+}
