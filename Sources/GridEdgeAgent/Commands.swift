@@ -207,7 +207,7 @@ public final class CommandHandler {
       guard let relay else {
         return Outcome(
           outcome: "rejected", reason: "unsupported",
-          detail: "no meter bus is configured (meter.file), so relays cannot be operated")
+          detail: "no meter is read (no bus.N with meter.file or an archive), so relays cannot be operated")
       }
       return try relay.command(
         open: command.type == .disconnect, body: command.body, digest: digest, counter: command.counter,
@@ -234,6 +234,10 @@ public final class CommandHandler {
         try Credit.apply(
           body: command.body, store: self.store, outbox: self.outbox, offset: self.offset, now: wall,
           command: digest)
+      }
+    case "keep-power":
+      run = { () throws(Archive.Refusal) -> String in
+        try KeepPower.apply(body: command.body, db: self.store.db)
       }
     case "workorder":
       run = { () throws(Archive.Refusal) -> String in

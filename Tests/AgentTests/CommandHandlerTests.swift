@@ -68,6 +68,50 @@ import Testing
     #expect(try lastCounter(store) == "7")
   }
 
+  @Test func keepPowerCommandsSetAndLiftTheFlagAndRefuseUnknownOrMalformedBodies() throws {
+    let key = try Ed25519KeyPair()
+    var keys = TrustedKeys()
+    try keys.add(key.publicKey, keyID: "hq1")
+    let (store, handler) = try makeHandler("commands-keep-power", keys: keys)
+    let json = try Connection(path: ":memory:")
+    let now: Int64 = 1_790_000_000
+    var counter: UInt64 = 0
+    func send(_ type: String, _ body: String) throws -> CommandHandler.Outcome {
+      counter += 1
+      let token = try Command(
+        device: "TA-H-1", counter: counter, issuedAt: now, expiresAt: now + 3600,
+        type: CommandType(name: type)!,
+        body: body
+      ).signed(with: key, keyID: "hq1", json: json)
+      return try handler.handle(Array(token.utf8), wall: now * 1000, monotonic: 0)
+    }
+    let archive = try send(
+      "archive",
+      #"{"op":"snapshot","version":1,"meters":[{"address":"000000000001","customer":"C-1","area":"TA-1","category":"residential"},{"address":"000000000002","customer":"C-1","area":"TA-1","category":"residential"},{"address":"000000000003","customer":"C-3","area":"TA-1","category":"residential"}]}"#
+    )
+    #expect(archive.outcome == "applied", "\(archive)")
+    func flags() throws -> [Int64] {
+      try store.db.query("SELECT keep_power FROM archive_meters ORDER BY address").map { $0.int64(0) ?? -1 }
+    }
+    #expect(try flags() == [0, 0, 0])
+    #expect(try send("keep-power", #"{"customer":"C-1","keep_power":true}"#).outcome == "applied")
+    #expect(try flags() == [1, 1, 0])
+    #expect(try send("keep-power", #"{"meter":"000000000002","keep_power":false}"#).outcome == "applied")
+    #expect(try flags() == [1, 0, 0])
+    // Refusals change nothing.
+    for (body, reason) in [
+      (#"{"meter":"000000000009","keep_power":true}"#, "unknown-meter"),
+      (#"{"customer":"NOBODY","keep_power":true}"#, "unknown-customer"),
+      (#"{"meter":"000000000003"}"#, "malformed"),
+      (#"{"meter":"000000000003","keep_power":1}"#, "malformed"),
+      (#"{"meter":"000000000003","customer":"C-3","keep_power":true}"#, "malformed"),
+    ] {
+      let outcome = try send("keep-power", body)
+      #expect(outcome.outcome == "rejected" && outcome.reason == reason, "\(body): \(outcome)")
+    }
+    #expect(try flags() == [1, 0, 0])
+  }
+
   @Test func withoutTrustedKeysEveryCommandIsRefused() throws {
     let (store, handler) = try makeHandler("commands-nokeys", keys: nil)
     let outcome = try handler.handle(Array("a.b.c".utf8), wall: 1_000, monotonic: 0)
