@@ -383,11 +383,8 @@ public final class Outbox {
       } else {
         let next = i < taken.count ? taken[i].lowerBound : Int64.max
         let to = min(next == Int64.max ? Int64.max : next - 1, highestID)
-        guard from <= to else {
-          if tracking { floors[index] = from }
-          if next > highestID { return nil }
-          continue
-        }
+        // `from` is below `next` here, so only a start above `highestID` leaves nothing.
+        guard from <= to else { return nil }
         let row = try rows(
           t.span, [.integer(from), .integer(to), .integer(Int64(limit)), .text(header(seq, uplink))]
         ).first
