@@ -290,8 +290,10 @@ public final class Outbox {
 
   /// What `formBatches` did.
   public struct Formation: Sendable {
-    /// The new batches, in seq order.
+    /// The new batches, in seq order: the live ones first.
     public var batches: [Batch] = []
+    /// How many of `batches` hold live records.
+    public var liveBatches = 0
     /// Backlog records they took.
     public var backlogRecords = 0
     /// Acknowledged batches released in the same transaction, and their records.
@@ -344,7 +346,7 @@ public final class Outbox {
                 limit: limit, taken: &taken[uplink, default: []], now: now)
             else { break }
             seq += 1
-            if !live { formation.backlogRecords += batch.records }
+            if live { formation.liveBatches += 1 } else { formation.backlogRecords += batch.records }
             formation.batches.append(batch)
           }
         }
@@ -476,16 +478,32 @@ public final class Outbox {
   private func releaseInTransaction(_ ranges: [ClosedRange<Int64>]) throws(SQLiteError) -> ([Int64], Int) {
     var seqs: [Int64] = []
     var records = 0
+    var spans: [(uplink: UplinkClass, ids: ClosedRange<Int64>)] = []
     for range in ranges {
       for row in try rows(releaseRange, [.integer(range.lowerBound), .integer(range.upperBound)]) {
         seqs.append(row.int64(0) ?? 0)
         records += Int(row.int64(1) ?? 0)
         if let uplink = UplinkClass(name: row.text(2) ?? ""), let first = row.int64(3),
-          let last = row.int64(4)
+          let last = row.int64(4), first <= last
         {
-          _ = try rows(table(uplink).deleteRange, [.integer(first), .integer(last)])
+          spans.append((uplink, first...last))
         }
       }
+    }
+    // Batches of a class formed one after the other hold adjacent id ranges: one
+    // DELETE for each run of them (only exactly adjacent ones: ids between two
+    // ranges may belong to a batch not acknowledged yet).
+    spans.sort { (classIndex($0.uplink), $0.ids.lowerBound) < (classIndex($1.uplink), $1.ids.lowerBound) }
+    var i = 0
+    while i < spans.count {
+      var last = spans[i].ids.upperBound
+      var j = i + 1
+      while j < spans.count, spans[j].uplink == spans[i].uplink, spans[j].ids.lowerBound == last + 1 {
+        last = spans[j].ids.upperBound
+        j += 1
+      }
+      _ = try rows(table(spans[i].uplink).deleteRange, [.integer(spans[i].ids.lowerBound), .integer(last)])
+      i = j
     }
     return (seqs, records)
   }

@@ -58,6 +58,14 @@ public final class Sync {
   private var seqOfMid: [Int32: Int64] = [:]
   /// Formed batches to publish (again) before forming new ones, oldest first.
   private var resend: [Int64] = []
+  /// Batches formed ahead and not yet published, in publishing order: a formation
+  /// prepares up to `formAhead` at once (one transaction) while the PUBACK window
+  /// takes them a few at a time.
+  private var ready: [Outbox.Batch] = []
+  private var readyStart = 0
+  /// Live records were enqueued since the last formation: form now, ahead of the
+  /// batches already prepared.
+  private var livePending = false
   /// Batches the broker refused, with the monotonic time to try again.
   private var held: [Int64: Int64] = [:]
   private var liveAfter = Outbox.Marks.zero
@@ -81,12 +89,17 @@ public final class Sync {
   /// Batches published and not yet acknowledged.
   public var inFlightCount: Int { inFlight.count }
 
-  /// Room for more batches: under both windows.
-  private var room: Int {
-    min(
-      settings.window - seqOfMid.count, max(settings.ackWindow, settings.window) - inFlight.count - held.count
-    )
+  /// Room to publish: under the PUBACK window.
+  private var room: Int { settings.window - seqOfMid.count }
+
+  /// Room to form: under the ack window, counting the batches formed ahead.
+  private var formingRoom: Int {
+    max(settings.ackWindow, settings.window) - inFlight.count - held.count - (ready.count - readyStart)
   }
+
+  /// Batches one formation prepares at most: a few PUBACK windows' worth, so a fast
+  /// link commits once per several windows rather than once per half window.
+  private var formAhead: Int { settings.window * 4 }
 
   /// The link is up (CONNACK accepted): every unacked batch is resent first, and
   /// records enqueued from now on count as live.
@@ -95,6 +108,7 @@ public final class Sync {
     inFlight.removeAll()
     seqOfMid.removeAll()
     held.removeAll()
+    dropReady()
     resend = try outbox.unackedSeqs().filter { seq in !acknowledgedRanges.contains { $0.contains(seq) } }
     liveAfter = try outbox.marks()
     tokens = bucketSize
@@ -111,10 +125,21 @@ public final class Sync {
     connected = false
     inFlight.removeAll()
     seqOfMid.removeAll()
+    dropReady()
+  }
+
+  /// Batches formed ahead are in the database: the next `linkUp` sends them with the
+  /// other unacknowledged ones.
+  private func dropReady() {
+    ready.removeAll()
+    readyStart = 0
   }
 
   /// Something was enqueued: look for pending records at the next `pump`.
-  public func recordsEnqueued() { nothingPendingUntil = 0 }
+  public func recordsEnqueued() {
+    nothingPendingUntil = 0
+    livePending = true
+  }
 
   private var bucketSize: Int64 {
     settings.backlogRate == 0 ? Int64.max : max(settings.backlogRate, Int64(settings.batchRecords))
@@ -135,7 +160,7 @@ public final class Sync {
       resend.append(seq)
     }
     if !resend.isEmpty { resend.sort() }
-    while room > 0, !resend.isEmpty {
+    while room > 0, !resend.isEmpty, inFlight.count + held.count < max(settings.ackWindow, settings.window) {
       let seq = resend.removeFirst()
       let batch: Outbox.Batch?
       do {
@@ -146,12 +171,19 @@ public final class Sync {
       guard let batch else { continue }  // acked meanwhile
       try publish(batch, now: now, again: true)
     }
-    let free = room
-    // Form in groups (half a window at a time) rather than one batch per PUBACK.
-    guard free > 0, free * 2 >= settings.window || seqOfMid.isEmpty, now >= nothingPendingUntil else {
+    try publishReady(now)
+    // Form in groups, several windows ahead while the link keeps up, rather than one
+    // batch per PUBACK; live records at once, ahead of what is prepared.
+    let prepared = ready.count - readyStart
+    let free = min(formingRoom, formAhead - prepared)
+    guard
+      free > 0, now >= nothingPendingUntil,
+      livePending || (prepared * 2 < settings.window && (free * 2 >= settings.window || seqOfMid.isEmpty))
+    else {
       try releaseAcknowledged(wall: wall)
       return
     }
+    livePending = false
     refill(now)
     let formed: Outbox.Formation
     do {
@@ -169,15 +201,23 @@ public final class Sync {
       // Nothing pending (or the backlog cap is spent): look again in a while, or as
       // soon as something is enqueued or acked.
       nothingPendingUntil = now + 200
+      return
     }
-    for (i, batch) in formed.batches.enumerated() {
-      do {
-        try publish(batch, now: now, again: false)
-      } catch {
-        resend.append(contentsOf: formed.batches[(i + 1)...].map { $0.seq })
-        throw error
-      }
+    // Live batches go before those prepared earlier, backlog ones after them.
+    let live = formed.batches.prefix(formed.liveBatches)
+    ready = Array(live) + ready[readyStart...] + formed.batches.dropFirst(formed.liveBatches)
+    readyStart = 0
+    try publishReady(now)
+  }
+
+  /// Publishes prepared batches while the PUBACK window has room.
+  private func publishReady(_ now: Int64) throws(SyncError) {
+    while room > 0, readyStart < ready.count {
+      let batch = ready[readyStart]
+      readyStart += 1
+      try publish(batch, now: now, again: false)
     }
+    if readyStart == ready.count { dropReady() }
   }
 
   /// Releases the batches HQ acknowledged since the last release, in one
