@@ -50,6 +50,8 @@ public final class Acquisition {
     public var keepDays: Int64 = 93
     /// Cycles in a row without any answer before a meter is reported silent.
     public var silentCycles: Int64 = 3
+    /// Hours between searches of each bus for meters (0: never).
+    public var searchHours: Int64 = 24
     public var utcOffset: UTCOffset = .china
 
     public init() {}
@@ -64,6 +66,7 @@ public final class Acquisition {
       timeSet = config.string("acquisition.time_set") != "off"
       keepDays = config.integer("acquisition.keep_days")
       silentCycles = config.integer("acquisition.silent_cycles")
+      searchHours = config.integer("acquisition.search_hours")
       utcOffset = UTCOffset(seconds: config.integer("device.utc_offset") * 60) ?? .china
     }
   }
@@ -184,6 +187,10 @@ public final class Acquisition {
   private var lastSlotStart: Int64 = 0
   private var clockWarned = false
   public private(set) var lastCycle: CycleSummary? = nil
+  /// Per bus: the search running, its probe in flight, when the last one finished.
+  private var searches: [BusSearch?]
+  private var searchTickets: [Int64?]
+  private var lastSearchAt: [Int64?]
 
   /// The realtime block and total identifiers, the freeze key.
   static let freezeKey = DataIdentifier.lastDailyFreezeForwardActive
@@ -201,6 +208,9 @@ public final class Acquisition {
     self.readings = readings
     self.settings = settings
     self.busDown = Array(repeating: false, count: buses.count)
+    self.searches = Array(repeating: nil, count: buses.count)
+    self.searchTickets = Array(repeating: nil, count: buses.count)
+    self.lastSearchAt = Array(repeating: nil, count: buses.count)
     var index: [String: Int] = [:]
     for (i, bus) in buses.enumerated() { index[bus.name] = i }
     for entry in archive.meters {
@@ -413,6 +423,9 @@ public final class Acquisition {
         meters: Int(row.int64(3) ?? 0), answered: Int(row.int64(4) ?? 0), missing: Int(row.int64(5) ?? 0),
         errors: Int(row.int64(6) ?? 0), stored: Int(row.int64(7) ?? 0))
     }
+    for row in try store.db.query("SELECT bus, finished_at FROM bus_searches") {
+      if let b = buses.firstIndex(where: { $0.name == row.text(0) }) { lastSearchAt[b] = row.int64(1) }
+    }
   }
 
   /// Reads `meter_state` for the meters in `only` (every listed meter when nil).
@@ -567,6 +580,7 @@ public final class Acquisition {
     } else if cycleSlot != nil, inFlight.isEmpty {
       endCycle(monotonic: monotonic, wall: wall, reason: nil)
     }
+    driveSearches(wall: wall)
     if pendingReadings.count >= 100 || pendingEvents.count >= 100
       || (pendingSince.map { monotonic - $0 >= Self.flushAfterMilliseconds } ?? false)
     {
@@ -823,6 +837,10 @@ public final class Acquisition {
   }
 
   private func handle(_ completion: MeterBus.Completion, bus: Int, monotonic: Int64, wall: Int64) {
+    if completion.tag == Self.searchTag {
+      searched(completion, bus: bus, wall: wall)
+      return
+    }
     if controlFlights.removeValue(forKey: FlightKey(bus: bus, ticket: completion.ticket)) != nil {
       controlCompletions.append(completion)
       return
@@ -1099,6 +1117,115 @@ public final class Acquisition {
         pendingEvents.append("\"type\":\"bus.up\",\"bus\":\"" + buses[b].name + "\"")
       }
     }
+  }
+
+  // MARK: - Bus search
+
+  /// The tag of bus-search probes.
+  static let searchTag: Int64 = -2
+
+  /// What a probe asks: the forward active total, which every meter answers.
+  static let probeRequest = Request.read(.forwardActiveTotal)
+
+  /// Sends the next probe of each bus's search, between cycles only (a search never
+  /// delays a reading), and starts a search every `searchHours` once a cycle has run.
+  private func driveSearches(wall: Int64) {
+    guard settings.searchHours > 0, cycleSlot == nil, lastCycle != nil, wall >= Self.plausibleWall else {
+      return
+    }
+    for b in buses.indices where searchTickets[b] == nil && !busDown[b] {
+      if searches[b] == nil {
+        let every = settings.searchHours * 3_600_000
+        guard lastSearchAt[b].map({ wall - $0 >= every || wall < $0 }) ?? true else { continue }
+        searches[b] = BusSearch()
+        Log.info("acquisition", "bus " + buses[b].name + ": searching for meters")
+      }
+      guard let address = searches[b]!.next() else {
+        finishSearch(b, wall: wall)
+        continue
+      }
+      searchTickets[b] = buses[b].submit(Self.probeRequest, to: address, tag: Self.searchTag, probe: true)
+    }
+  }
+
+  private func searched(_ completion: MeterBus.Completion, bus b: Int, wall: Int64) {
+    guard completion.ticket == searchTickets[b], var search = searches[b] else { return }
+    searchTickets[b] = nil
+    switch completion.outcome {
+    case .reply:
+      if let from = completion.from { search.record(.one(from)) } else { search.record(.none) }
+    case .noAnswer:
+      search.record(.none)
+    case .badReplies:
+      search.record(.several)
+    case .cancelled, .sent:
+      search.retry()
+    }
+    searches[b] = search
+    if search.isFinished { finishSearch(b, wall: wall) }
+  }
+
+  /// Stores what a finished search found: meters not in the meter list go to
+  /// `found_meters` and up as `meter.unknown` (once per meter); a `bus.search` event
+  /// sums it up.
+  private func finishSearch(_ b: Int, wall: Int64) {
+    guard let search = searches[b] else { return }
+    searches[b] = nil
+    lastSearchAt[b] = wall
+    let bus = buses[b].name
+    let unknown = search.found.filter { meterIndex[$0] == nil }
+    var new: [Address] = []
+    do {
+      try store.db.transaction { () throws(SQLiteError) in
+        for address in unknown {
+          let known = try store.db.scalarInt(
+            "SELECT count(*) FROM found_meters WHERE address = ?1", [.text(address.description)])
+          if known == 0 { new.append(address) }
+          try store.db.run(
+            """
+            INSERT INTO found_meters (address, bus, how, first_found_at, last_found_at)
+            VALUES (?1, ?2, 'bus-search', ?3, ?3)
+            ON CONFLICT (address) DO UPDATE SET bus = excluded.bus, last_found_at = excluded.last_found_at
+            """, [.text(address.description), .text(bus), .integer(wall)])
+        }
+        try store.db.run(
+          """
+          INSERT INTO bus_searches (bus, finished_at, probes, found, unknown) VALUES (?1, ?2, ?3, ?4, ?5)
+          ON CONFLICT (bus) DO UPDATE SET finished_at = excluded.finished_at, probes = excluded.probes,
+            found = excluded.found, unknown = excluded.unknown
+          """,
+          [
+            .text(bus), .integer(wall), .integer(Int64(search.probes)), .integer(Int64(search.found.count)),
+            .integer(Int64(unknown.count)),
+          ])
+      }
+    } catch {
+      Log.error("acquisition", "bus " + bus + ": storing the search's findings: " + error.description)
+      return
+    }
+    for address in new {
+      Log.warn(
+        "acquisition",
+        "bus " + bus + ": meter " + address.description + " answers but is not in the meter list")
+      pendingEvents.append(
+        "\"type\":\"meter.unknown\",\"meter\":\"" + address.description + "\",\"bus\":\"" + bus
+          + "\",\"how\":\"bus-search\"")
+    }
+    for address in search.duplicates {
+      Log.warn(
+        "acquisition", "bus " + bus + ": more than one meter answers to address " + address.description)
+    }
+    Log.info(
+      "acquisition",
+      "bus " + bus + ": search done: " + String(search.found.count) + " meter(s) found, "
+        + String(unknown.count) + " not in the meter list, " + String(search.probes) + " probe(s)")
+    let list = { (addresses: [Address]) -> String in
+      addresses.map { "\"" + $0.description + "\"" }.joined(separator: ",")
+    }
+    pendingEvents.append(
+      "\"type\":\"bus.search\",\"bus\":\"" + bus + "\",\"probes\":" + String(search.probes) + ",\"found\":"
+        + String(search.found.count) + ",\"unknown\":[" + list(unknown) + "],\"duplicate_addresses\":["
+        + list(search.duplicates) + "]")
   }
 
   // MARK: - Storage

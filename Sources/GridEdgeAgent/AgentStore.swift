@@ -453,6 +453,24 @@ public final class AgentStore {
           applied_at INTEGER NOT NULL
         ) STRICT;
         """),
+    Migration(
+      id: 14, name: "bus search: meters found on the buses, last search per bus",
+      sql: """
+        CREATE TABLE found_meters (
+          address TEXT PRIMARY KEY,
+          bus TEXT NOT NULL,
+          how TEXT NOT NULL,
+          first_found_at INTEGER NOT NULL,
+          last_found_at INTEGER NOT NULL
+        ) STRICT;
+        CREATE TABLE bus_searches (
+          bus TEXT PRIMARY KEY,
+          finished_at INTEGER NOT NULL,
+          probes INTEGER NOT NULL,
+          found INTEGER NOT NULL,
+          unknown INTEGER NOT NULL
+        ) STRICT;
+        """),
   ]
 
   /// Opens (creating if needed) the database at `path` for device `deviceID`.

@@ -78,7 +78,8 @@ public enum ArchiveReport {
   /// `gridedge archive diff [--json]`: the archive against what the bus shows: per
   /// archive meter `answering`, `silent` (marked silent by its bus), `never-answered`
   /// or `not-read` (its bus is not configured); and meters that answered before but
-  /// are not in the archive (`not-in-archive`: removed or replaced).
+  /// are not in the archive (`not-in-archive`: removed or replaced, or found by a bus
+  /// search: `found_by` `bus-search`).
   public static func diff(config: Config, json: Bool) -> Int32 {
     guard let db = LedgerReport.open(config) else { return ExitCode.database }
     var configured: [String] = []
@@ -92,12 +93,17 @@ public enum ArchiveReport {
           SELECT meter, max(at) AS last FROM (
             SELECT meter, last_answer_at AS at FROM meter_state
             UNION ALL SELECT meter, max(read_at) FROM readings GROUP BY meter) GROUP BY meter)
-        SELECT m.address, m.customer, m.bus, h.last, s.silent_since, 1 FROM archive_meters m
+        SELECT m.address, m.customer, m.bus, h.last, s.silent_since, 1, NULL FROM archive_meters m
           LEFT JOIN heard h ON h.meter = m.address LEFT JOIN meter_state s ON s.meter = m.address
         UNION ALL
-        SELECT h.meter, NULL, NULL, h.last, s.silent_since, 0 FROM heard h
-          LEFT JOIN meter_state s ON s.meter = h.meter
+        SELECT h.meter, NULL, f.bus, max(h.last, coalesce(f.last_found_at, 0)), s.silent_since, 0, f.how
+          FROM heard h LEFT JOIN meter_state s ON s.meter = h.meter
+          LEFT JOIN found_meters f ON f.address = h.meter
           WHERE h.last IS NOT NULL AND h.meter NOT IN (SELECT address FROM archive_meters)
+        UNION ALL
+        SELECT f.address, NULL, f.bus, f.last_found_at, NULL, 0, f.how FROM found_meters f
+          WHERE f.address NOT IN (SELECT address FROM archive_meters)
+            AND f.address NOT IN (SELECT meter FROM heard WHERE last IS NOT NULL)
         ORDER BY 6 DESC, 1
         """)
       var entries: [(address: String, state: String, row: Row)] = []
@@ -128,7 +134,8 @@ public enum ArchiveReport {
             + "\",\"customer\":" + (entry.row.text(1).map { "\"" + jsonEscaped($0) + "\"" } ?? "null")
             + ",\"bus\":" + (entry.row.text(2).map { "\"" + jsonEscaped($0) + "\"" } ?? "null")
             + ",\"last_answer_at\":" + (entry.row.int64(3).map { String($0) } ?? "null")
-            + ",\"silent_since\":" + (entry.row.int64(4).map { String($0) } ?? "null") + "}"
+            + ",\"silent_since\":" + (entry.row.int64(4).map { String($0) } ?? "null") + ",\"found_by\":"
+            + (entry.row.text(6).map { "\"" + jsonEscaped($0) + "\"" } ?? "null") + "}"
         }
         Console.writeLine(out + "]}")
         return ExitCode.ok
@@ -145,6 +152,9 @@ public enum ArchiveReport {
         line +=
           entry.row.int64(3).map { "last answer " + formatUTC(milliseconds: $0) } ?? "no answer ever"
         if entry.state == "not-read" { line += "; bus '" + (entry.row.text(2) ?? "") + "' is not configured" }
+        if entry.row.text(6) == "bus-search" {
+          line += "; found by a search of bus " + (entry.row.text(2) ?? "")
+        }
         Console.writeLine(line)
       }
       Console.writeLine(

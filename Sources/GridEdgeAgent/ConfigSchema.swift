@@ -183,6 +183,10 @@ public enum ConfigSchema {
       "A listed meter that answers nothing in this many cycles in a row is reported to HQ (event archive.silent)."
     ),
     ConfigKey(
+      "acquisition.search_hours", .integer(0, 8760), default: "24", unit: "hours",
+      "Each bus is searched for meters (address patterns, between cycles) this often; meters not in the archive go to HQ as meter.unknown. 0: never."
+    ),
+    ConfigKey(
       "commands.trusted_keys", .path,
       "HQ's command signing keys, one '<kid> <base64url Ed25519 public key>' per line; unset: every command is refused."
     ),

@@ -78,6 +78,9 @@ public final class MeterBus {
     public let outcome: Outcome
     /// Requests sent for it (0 when cancelled before the first).
     public let attempts: Int
+    /// The address the reply came from: `meter`, or for a probe the meter its
+    /// pattern matched.
+    public var from: Address? = nil
   }
 
   /// Something that went wrong on the line, for the owner to count and report.
@@ -105,6 +108,9 @@ public final class MeterBus {
     let request: Request
     let bytes: [UInt8]
     let expectedReplyBytes: Int
+    /// A bus-search probe: tried once, never marks anything silent, and a reply from
+    /// any meter the address (a pattern) matches counts.
+    var probe = false
     var attempts = 0
     var badFrames = 0
     var timeouts = 0
@@ -159,16 +165,21 @@ public final class MeterBus {
   ///   - tag: the owner's number, returned in the completion and used by `cancel(tag:)`.
   ///   - first: put it at the head of the queue (a follow-up that should not wait
   ///     behind a whole cycle).
+  ///   - probe: a bus-search probe (`meter` may be a pattern): sent once; the
+  ///     completion's `from` names the meter that answered; no answer marks nothing
+  ///     silent.
   /// - Returns: the ticket that the completion carries.
   @discardableResult
-  public func submit(_ request: Request, to meter: Address, tag: Int64 = 0, first: Bool = false) -> Int64 {
+  public func submit(
+    _ request: Request, to meter: Address, tag: Int64 = 0, first: Bool = false, probe: Bool = false
+  ) -> Int64 {
     let ticket = nextTicket
     nextTicket += 1
     let frame = request.frame(to: meter)
     let exchange = Exchange(
       ticket: ticket, tag: tag, meter: meter, request: request,
       bytes: frame.encoded(wakeUpBytes: settings.wakeUpBytes),
-      expectedReplyBytes: Self.expectedReplyBytes(request))
+      expectedReplyBytes: Self.expectedReplyBytes(request), probe: probe)
     if first {
       if queueHead > 0 {
         queueHead -= 1
@@ -450,7 +461,8 @@ public final class MeterBus {
       }
       // An adapter that hears its own transmission: skip the echo.
       if !frame.control.isReply { continue }
-      guard frame.address == exchange.meter else {
+      guard frame.address == exchange.meter || (exchange.probe && exchange.meter.matches(frame.address))
+      else {
         incidents.append(.wrongAddress(meter: exchange.meter, from: frame.address))
         continue
       }
@@ -469,8 +481,8 @@ public final class MeterBus {
         attemptFailed(exchange, now: now, reason: mismatch)
         return
       }
-      if silent.remove(exchange.meter) != nil { incidents.append(.answering(meter: exchange.meter)) }
-      finish(exchange, .reply(reply), now: now)
+      if silent.remove(frame.address) != nil { incidents.append(.answering(meter: frame.address)) }
+      finish(exchange, .reply(reply), from: frame.address, now: now)
       readyAt = now + gapMilliseconds
       return
     }
@@ -492,7 +504,8 @@ public final class MeterBus {
   private func attemptFailed(_ exchange: Exchange, now: Int64, reason: String) {
     phase = .idle
     readyAt = now + gapMilliseconds
-    let allowed = silent.contains(exchange.meter) ? 1 : 1 + max(0, settings.retries)
+    // A probe (bus search) is tried once: a collision would only collide again.
+    let allowed = silent.contains(exchange.meter) || exchange.probe ? 1 : 1 + max(0, settings.retries)
     if exchange.attempts < allowed {
       Log.debug(
         "bus",
@@ -502,19 +515,22 @@ public final class MeterBus {
       return
     }
     if exchange.badFrames == 0 {
-      if silent.insert(exchange.meter).inserted { incidents.append(.noAnswer(meter: exchange.meter)) }
+      // A probe nobody answered says nothing about any listed meter.
+      if !exchange.probe, silent.insert(exchange.meter).inserted {
+        incidents.append(.noAnswer(meter: exchange.meter))
+      }
       finish(exchange, .noAnswer, now: now)
     } else {
       finish(exchange, .badReplies, now: now)
     }
   }
 
-  private func finish(_ exchange: Exchange, _ outcome: Outcome, now: Int64) {
+  private func finish(_ exchange: Exchange, _ outcome: Outcome, from: Address? = nil, now: Int64) {
     phase = .idle
     completions.append(
       Completion(
         ticket: exchange.ticket, tag: exchange.tag, meter: exchange.meter, request: exchange.request,
-        outcome: outcome, attempts: exchange.attempts))
+        outcome: outcome, attempts: exchange.attempts, from: from))
   }
 
   private func requeueFirst(_ exchange: Exchange) {

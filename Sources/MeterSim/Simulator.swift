@@ -116,9 +116,11 @@ public final class Simulator {
   ///
   /// - Broadcast time (0x08 to 99…99) sets every meter's clock; no reply.
   /// - Otherwise the meters whose address matches (wildcard nibbles A included) are
-  ///   found; silent meters never transmit; two or more that would answer collide on
-  ///   the bus, so nobody is understood (nil). That is also why read address (0x13) to
-  ///   AA…AA answers only when one meter is on the bus.
+  ///   found; silent meters never transmit; two or more that would answer a read
+  ///   collide on the bus: their replies overlap into one corrupt frame (bytes ORed,
+  ///   as the line's idle-high state lets any transmitter pull a bit), which tells a
+  ///   bus search that more than one meter matched. That is also why read address
+  ///   (0x13) to AA…AA is understood only when one meter is on the bus.
   /// - Reads (0x11) answer the identifiers of `DataIdentifier` GridEdge uses, else
   ///   0xD1 "no requested data"; follow-up reads (0x12) 0xD2 "no requested data".
   /// - Control (0x1C) checks the password and valid-until time and moves the relay;
@@ -132,7 +134,9 @@ public final class Simulator {
       return nil
     }
     guard !frame.control.isReply else { return nil }
-    guard let index = answeringMeter(frame.address) else { return nil }
+    let matching = answeringMeters(frame.address)
+    if matching.count > 1 { return collision(frame, matching.prefix(2)) }
+    guard let index = matching.first else { return nil }
     let reply: Reply
     do {
       reply = answer(try Request(frame: frame), meterIndex: index)
@@ -149,23 +153,54 @@ public final class Simulator {
     return wire(replyFrame, meter: meter)
   }
 
-  /// The index of the one meter that would answer `address`, or nil.
-  private func answeringMeter(_ address: Address) -> Int? {
+  /// The indexes of the meters that would answer `address` (the area meter is
+  /// `meters.count`).
+  private func answeringMeters(_ address: Address) -> [Int] {
     if !address.hasWildcard {
-      guard let index = indexByAddress[address.rawValue] else { return nil }
+      guard let index = indexByAddress[address.rawValue] else { return [] }
       let meter = index == meters.count ? area! : meters[index]
-      return meter.faults.silent ? nil : index
+      return meter.faults.silent ? [] : [index]
     }
-    var found: Int? = nil
+    var found: [Int] = []
     for (index, meter) in meters.enumerated() where !meter.faults.silent && address.matches(meter.address) {
-      guard found == nil else { return nil }  // a collision
-      found = index
+      found.append(index)
     }
-    if let area, address.matches(area.address) {
-      guard found == nil else { return nil }
-      found = meters.count
-    }
+    if let area, address.matches(area.address) { found.append(meters.count) }
     return found
+  }
+
+  /// Two meters answer a read at once: the line carries their replies ORed, a frame
+  /// no checksum fits. Other requests (control, writes) get no reply: a meter acts on
+  /// them only when addressed in full.
+  private func collision(_ frame: Frame, _ indexes: ArraySlice<Int>) -> SimulatedReply? {
+    guard let request = try? Request(frame: frame) else { return nil }
+    switch request {
+    case .read, .readAddress: break
+    default: return nil
+    }
+    var replies: [(meter: SimulatedMeter, frame: Frame)] = []
+    for index in indexes {
+      let meter = index == meters.count ? area! : meters[index]
+      guard let reply = try? answer(request, meterIndex: index).frame(from: meter.address) else { return nil }
+      replies.append((meter, reply))
+    }
+    var bytes = replies[0].frame.encoded(wakeUpBytes: Simulator.wakeUpBytes)
+    for other in replies.dropFirst() {
+      let more = other.frame.encoded(wakeUpBytes: Simulator.wakeUpBytes)
+      for i in more.indices {
+        if i < bytes.count { bytes[i] |= more[i] } else { bytes.append(more[i]) }
+      }
+    }
+    // An ORed frame may still sum right by chance; the line garbles more than a sum.
+    let start = Simulator.wakeUpBytes
+    let checksum = bytes.count - 2
+    let sum = bytes[start..<checksum].reduce(UInt8(0)) { $0 &+ $1 }
+    if bytes[checksum] == sum { bytes[checksum] = sum &+ 1 }
+    replyCount += 1
+    return SimulatedReply(
+      frame: replies[0].frame, bytes: bytes, corrupted: true,
+      extraDelayMilliseconds: replies.map { $0.meter.faults.extraDelayMilliseconds }.max() ?? 0,
+      meterNumber: replies[0].meter.number)
   }
 
   /// 0x08: every meter's clock (silent ones too) shows `time` from now on.

@@ -140,6 +140,10 @@ import Testing
     #expect(
       agent.log.contains(
         "meter 000000000005 on bus 1 answered nothing in 2 cycle(s) in a row (never answered)"))
+    // The bus search (after the first cycle) finds meter 4: on the bus, not in the archive.
+    guard waitUntil(timeout: 120, { (try? hqEventTypes(rig.db))?.contains("bus.search") ?? false }) else {
+      throw TestFailure("no bus.search event at HQ\n\(logs())")
+    }
     let diff = try runProduct("gridedge", ["archive", "diff", "--config", config, "--json"], in: dir)
     #expect(diff.status == 0, "\(diff.stderr)")
     var states: [String: String] = [:]
@@ -149,10 +153,15 @@ import Testing
     #expect(
       states == [
         "000000000001": "answering", "000000000003": "answering", "000000000005": "silent",
-        "000000000009": "not-read", "000000000002": "not-in-archive",
+        "000000000009": "not-read", "000000000002": "not-in-archive", "000000000004": "not-in-archive",
       ], "\(diff.stdout)")
+    let foundBy = (try jsonObject(diff.stdout)["meters"] as? [[String: Any]] ?? []).filter {
+      $0["found_by"] as? String == "bus-search"
+    }
+    #expect(foundBy.compactMap { $0["address"] as? String }.contains("000000000004"), "\(diff.stdout)")
     let diffText = try runProduct("gridedge", ["archive", "diff", "--config", config], in: dir)
-    #expect(diffText.stdout.contains("2 archive meter(s) answering, 3 to look at"), "\(diffText.stdout)")
+    #expect(diffText.stdout.contains("2 archive meter(s) answering, 4 to look at"), "\(diffText.stdout)")
+    #expect(diffText.stdout.contains("found by a search of bus 1"), "\(diffText.stdout)")
     // A replacement: meter 3 swapped for meter 4 (on the bus, not yet in the archive),
     // which takes customer C-3 and is read from then on; meter 3 no longer is. (The
     // final reading is set well above the last one, so a read of meter 3 in between

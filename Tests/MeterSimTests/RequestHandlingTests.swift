@@ -78,15 +78,27 @@ import Testing
     #expect(try exchange(simulator, .read(.forwardActiveTotal), to: meterAddress(4)).reply == nil)
   }
 
-  @Test func readAddressToTheWildcardAnswersOnlyWhenOneMeterIsOnTheBus() throws {
+  @Test func readAddressToTheWildcardIsUnderstoodOnlyWhenOneMeterIsOnTheBus() throws {
     let alone = Simulator(options: makeOptions(meters: 1, area: false))
     #expect(try exchange(alone, .readAddress, to: .wildcard).reply == .address(meterAddress(1)))
     let crowd = Simulator(options: makeOptions(meters: 3))
-    #expect(try exchange(crowd, .readAddress, to: .wildcard).reply == nil)
+    // Several answer at once: their replies collide into bytes that do not decode.
+    guard case .malformed = try exchange(crowd, .readAddress, to: .wildcard) else {
+      throw TestFailure("a collision decoded")
+    }
     // A pattern that fits one meter: A…A01 with meters 1–3 and the area meter 900000000001.
     let pattern = Address("AAAAAAAAAA02")!
     #expect(try exchange(crowd, .readAddress, to: pattern).reply == .address(meterAddress(2)))
-    #expect(try exchange(crowd, .readAddress, to: Address("AAAAAAAAAA01")!).reply == nil)  // meter 1 and area
+    guard case .malformed = try exchange(crowd, .readAddress, to: Address("AAAAAAAAAA01")!) else {
+      throw TestFailure("meter 1 and the area meter did not collide")
+    }
+    #expect(try exchange(crowd, .readAddress, to: Address("AAAAAAAAAA05")!).reply == nil)  // nobody
+    // A read collides too; a control request to a pattern gets no reply and moves nothing.
+    guard case .malformed = try exchange(crowd, .read(.forwardActiveTotal), to: .wildcard) else {
+      throw TestFailure("a read collision decoded")
+    }
+    #expect(try exchange(crowd, controlRequest(.trip), to: .wildcard).reply == nil)
+    #expect(crowd.meters.allSatisfy { !$0.relayOpen })
     // Its own address always works.
     #expect(try exchange(crowd, .readAddress, to: meterAddress(3)).reply == .address(meterAddress(3)))
   }
