@@ -261,9 +261,9 @@ public enum Balance {
       throw .database(error)
     }
     guard !rows.isEmpty else { throw .unknownArea(area) }
-    let areaMeters = rows.filter(\.areaMeter)
+    let areaMeters = rows.filter { $0.areaMeter }
     guard let areaMeter = areaMeters.first else { throw .noAreaMeter(area) }
-    guard areaMeters.count == 1 else { throw .severalAreaMeters(area, areaMeters.map(\.meter)) }
+    guard areaMeters.count == 1 else { throw .severalAreaMeters(area, areaMeters.map { $0.meter }) }
     do {
       let replacements = try MeterChain.replacements(db)
       var chains: [String: MeterChain] = [:]
@@ -322,7 +322,7 @@ public enum Balance {
         """
         SELECT meter, clock_drift FROM meter_state
         WHERE clock_drift IS NOT NULL AND meter IN (SELECT value FROM json_each(?1))
-        """, [.text(Topology.jsonArray(place.customers.map(\.assignment.meter)))])
+        """, [.text(Topology.jsonArray(place.customers.map { $0.assignment.meter }))])
       {
         if let meter = row.text(0), let seconds = row.int64(1) { drift[meter] = seconds }
       }

@@ -289,7 +289,7 @@ struct MeterChain: Sendable {
   }
 
   /// The meters of the chain.
-  var meters: [String] { segments.map(\.meter) }
+  var meters: [String] { segments.map { $0.meter } }
 
   /// The energy from `a` to `b` (Wh, × each meter's `ct`); nil when `b` is not after `a`.
   func energy(from a: Point, to b: Point, ct: (String) -> Int64) -> Int64? {

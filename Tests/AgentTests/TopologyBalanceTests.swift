@@ -274,6 +274,20 @@ import Testing
     #expect(charged == total * 5_000 / 100_000)
     #expect(try f.balance("C-1") == topUp - charged)
     #expect(try Ledger.verify(f.store.db).isEmpty)
+    // `gridedge balance` shows the swap day as one customer place, without a suspect.
+    let dir = URL(fileURLWithPath: f.store.db.path).deletingLastPathComponent()
+    let config = dir.appendingPathComponent("agent.conf").path
+    try "device.id = TA-L-1\nstore.path = \(f.store.db.path)\n".write(
+      toFile: config, atomically: true, encoding: .utf8)
+    let shown = try runProduct(
+      "gridedge",
+      ["balance", "--config", config, "--area", "TA-1", "--day", Self.date(swapDay).isoText, "--json"],
+      in: dir)
+    #expect(shown.status == 0, "\(shown.stderr)")
+    let object = try jsonObject(shown.stdout)
+    #expect((object["sold_wh"] as? NSNumber)?.int64Value == perDay + 8_000)
+    #expect((object["suspects_total"] as? NSNumber)?.intValue == 0)
+    #expect((object["completeness_bp"] as? NSNumber)?.intValue == 10_000)
     // Both meters' reading histories are kept.
     #expect(
       try f.store.db.scalarInt("SELECT count(*) FROM readings WHERE meter = '000000000001'")
