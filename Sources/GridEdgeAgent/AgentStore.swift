@@ -477,6 +477,11 @@ public final class AgentStore {
         SELECT address, -1000000000, area, phase, ct_ratio, area_meter, customer,
           (SELECT version FROM archive_state WHERE singleton = 1), 'migration', updated_at
         FROM archive_meters;
+        CREATE VIEW meter_topology (meter, effective_day, area, phase, ct_ratio, area_meter, customer) AS
+          SELECT meter, effective_day, area, phase, ct_ratio, area_meter, customer FROM topology
+          UNION ALL
+          SELECT address, -1000000000, area, phase, ct_ratio, area_meter, customer FROM archive_meters
+          WHERE address NOT IN (SELECT meter FROM topology);
         ALTER TABLE relay_log ADD COLUMN energy_wh INTEGER;
         """),
   ]

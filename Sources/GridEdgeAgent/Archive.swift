@@ -164,6 +164,7 @@ public enum Archive {
           outage_sensitive = excluded.outage_sensitive, bus = excluded.bus, baud = excluded.baud,
           area_meter = excluded.area_meter, updated_at = excluded.updated_at
         """
+      try Topology.seed(db, version: current, now: now)
       switch op {
       case "snapshot":
         try db.run(
@@ -304,6 +305,7 @@ public enum Archive {
       }
     }
     try sql { () throws(SQLiteError) in
+      try Topology.seed(db, version: current, now: now)
       try db.run(
         """
         INSERT INTO archive_meters (address, customer, area, phase, ct_ratio, category, grade, keep_power,

@@ -91,7 +91,10 @@ public enum Balance {
     let dayNumber = day.daysSinceEpoch
     let firstDay = dayNumber - Int64(historyDays)
     let place = try Self.place(db, area: area, day: dayNumber)
-    var freezes: [String: [(ts: Int64, value: Int64)]] = [:]
+    // Each place's freeze of a local day: the earliest of its meters' in their time
+    // (rows come in time order, so the first one of a day is kept).
+    let span = Int(dayNumber + 2 - firstDay)
+    var points: [String: [MeterChain.Point?]] = [:]
     // The freeze identifier is written into the SQL, not bound: only then can the
     // planner use the partial index of daily freezes (migration 9) instead of
     // walking every 15-minute reading of the window.
@@ -110,33 +113,42 @@ public enum Balance {
         ])
       for row in rows {
         guard let meter = row.text(0), let ts = row.int64(1), let value = row.int64(2) else { continue }
-        freezes[meter, default: []].append((ts, value))
+        let index = Int(Archive.localDay(ts, offset) - firstDay)
+        guard index >= 0, index < span else { continue }
+        for (owner, segment) in place.owners(of: meter) where place.chain(owner).segments[segment].holds(ts) {
+          if points[owner] == nil { points[owner] = Array(repeating: nil, count: span) }
+          if points[owner]?[index] == nil {
+            points[owner]?[index] = MeterChain.Point(segment: segment, ts: ts, value: value)
+          }
+        }
       }
     } catch {
       throw .database(error)
     }
-    // Each place's freeze of a local day: the earliest of its meters' in their time.
-    var points: [String: [Int64: MeterChain.Point]] = [:]
-    for chain in place.chains.values {
-      points[chain.meter] = chain.dayPoints(freezes) { Archive.localDay($0, offset) }
+    func point(_ meter: String, _ d: Int64) -> MeterChain.Point? {
+      guard d >= firstDay, d < dayNumber + 2, let days = points[meter] else { return nil }
+      return days[Int(d - firstDay)]
     }
     // Missed reads: the window's freezes a place lacks, from the first day any place
     // of the area has one (so a new installation is not a list of missed reads).
-    let window =
-      min(points.values.compactMap { $0.keys.min() }.min() ?? dayNumber + 2, dayNumber + 2)..<(dayNumber + 2)
+    var firstHeld = dayNumber + 2
+    for days in points.values {
+      if let i = days.firstIndex(where: { $0 != nil }) { firstHeld = min(firstHeld, firstDay + Int64(i)) }
+    }
+    let window = firstHeld..<(dayNumber + 2)
     let input = try Self.input(
       place, db: db, period: dayNumber, history: Array(firstDay..<dayNumber), periodDay: { $0 },
       pastSuspects: try pastSuspects(db, area: area, days: firstDay..<dayNumber),
       reads: { meter in
-        let held = points[meter]?.keys.filter { window.contains($0) }.count ?? 0
+        let held = window.filter { point(meter, $0) != nil }.count
         return (window.count - held, window.count)
       },
       energy: { chain, d, ct in
-        guard let start = points[chain.meter]?[d], let end = points[chain.meter]?[d + 1] else { return nil }
+        guard let start = point(chain.meter, d), let end = point(chain.meter, d + 1) else { return nil }
         return chain.energy(from: start, to: end, ct: ct)
       },
       bounds: { chain in
-        guard let start = points[chain.meter]?[dayNumber], let end = points[chain.meter]?[dayNumber + 1],
+        guard let start = point(chain.meter, dayNumber), let end = point(chain.meter, dayNumber + 1),
           end.ts > start.ts
         else { return nil }
         return (start.ts, end.ts)
@@ -195,7 +207,7 @@ public enum Balance {
       place, db: db, period: 0, history: historyDays > 0 ? history : [], periodDay: { dayNumber + $0 },
       pastSuspects: [:],
       reads: { meter in
-        guard let chain = place.chains[meter] else { return (window.count, window.count) }
+        let chain = place.chain(meter)
         let held = window.filter { chain.point(at: $0, registers) != nil }.count
         return (window.count - held, window.count)
       },
@@ -242,24 +254,35 @@ public enum Balance {
     let area: String
     let areaMeter: Topology.Assignment
     let customers: [(assignment: Topology.Assignment, grade: CreditGrade?)]
+    /// The meters listed that day.
+    let listed: [String]
+    /// The chains of the listed meters that took part in a replacement (a meter
+    /// without one is a chain of itself).
     let chains: [String: MeterChain]
+    /// Per meter of those chains, the listed meters whose chains hold it and where.
+    let members: [String: [(owner: String, segment: Int)]]
     let history: Topology.History
 
+    /// The chain of listed `meter`.
+    func chain(_ meter: String) -> MeterChain { chains[meter] ?? MeterChain(single: meter) }
+
+    /// Which listed meters' chains a reading of `meter` may belong to, and as which segment.
+    func owners(of meter: String) -> [(owner: String, segment: Int)] { members[meter] ?? [(meter, 0)] }
+
     /// Every meter whose readings count: the listed ones and those of their chains.
-    var meters: [String] {
-      var out: [String] = []
-      for chain in chains.values { out += chain.meters }
-      return out
-    }
+    var meters: [String] { listed + members.keys.filter { chains[$0] == nil } }
   }
 
   private static func place(_ db: Connection, area: String, day: Int64) throws(Failure) -> AreaPlace {
-    let rows: [Topology.Assignment]
+    // The whole topology (a concentrator's meters, a few rows each): the day's
+    // assignments and every CT ratio in force come from it.
+    let history: Topology.History
     do {
-      rows = try Topology.meters(db, area: area, day: day)
+      history = try Topology.history(db)
     } catch {
       throw .database(error)
     }
+    let rows = history.meters(area: area, day: day)
     guard !rows.isEmpty else { throw .unknownArea(area) }
     let areaMeters = rows.filter { $0.areaMeter }
     guard let areaMeter = areaMeters.first else { throw .noAreaMeter(area) }
@@ -267,26 +290,36 @@ public enum Balance {
     do {
       let replacements = try MeterChain.replacements(db)
       var chains: [String: MeterChain] = [:]
-      var all: [String] = []
-      for row in rows {
-        let chain = MeterChain(meter: row.meter, replacements: replacements)
-        chains[row.meter] = chain
-        all += chain.meters
+      var members: [String: [(owner: String, segment: Int)]] = [:]
+      if !replacements.isEmpty {
+        for row in rows {
+          let chain = MeterChain(meter: row.meter, replacements: replacements)
+          guard chain.segments.count > 1 else { continue }
+          chains[row.meter] = chain
+          for (i, segment) in chain.segments.enumerated() {
+            members[segment.meter, default: []].append((row.meter, i))
+          }
+        }
+        // A listed meter that is also in another's chain still owns its own readings.
+        for row in rows where members[row.meter] != nil && chains[row.meter] == nil {
+          members[row.meter]?.append((row.meter, 0))
+        }
+      }
+      // The archive grade of each meter; for one no longer in the archive, its customer's.
+      var grades: [String: String] = [:]
+      var customerGrades: [String: String] = [:]
+      for row in try db.query("SELECT address, customer, grade FROM archive_meters ORDER BY address DESC") {
+        guard let address = row.text(0), let customer = row.text(1), let grade = row.text(2) else { continue }
+        grades[address] = grade
+        customerGrades[customer] = grade
       }
       var customers: [(assignment: Topology.Assignment, grade: CreditGrade?)] = []
       for row in rows where !row.areaMeter {
-        // The meter's archive grade; for a meter no longer in the archive, its customer's.
-        let letter = try db.query(
-          """
-          SELECT coalesce((SELECT grade FROM archive_meters WHERE address = ?1),
-            (SELECT grade FROM archive_meters WHERE customer = ?2 ORDER BY address LIMIT 1))
-          """, [.text(row.meter), .text(row.customer)]
-        ).first?.text(0)
-        customers.append((row, grade(letter)))
+        customers.append((row, grade(grades[row.meter] ?? customerGrades[row.customer])))
       }
       return AreaPlace(
-        area: area, areaMeter: areaMeter, customers: customers, chains: chains,
-        history: try Topology.history(db, meters: all))
+        area: area, areaMeter: areaMeter, customers: customers, listed: rows.map { $0.meter }, chains: chains,
+        members: members, history: history)
     } catch {
       throw .database(error)
     }
@@ -327,14 +360,14 @@ public enum Balance {
         if let meter = row.text(0), let seconds = row.int64(1) { drift[meter] = seconds }
       }
       var meters: [String] = []
-      for customer in place.customers { meters += place.chains[customer.assignment.meter]?.meters ?? [] }
+      for customer in place.customers { meters += place.chain(customer.assignment.meter).meters }
       relays = try RelayHistory(db, meters: meters)
     } catch {
       throw .database(error)
     }
     var customers: [MeterDay] = []
     for (assignment, grade) in place.customers {
-      guard let chain = place.chains[assignment.meter] else { continue }
+      let chain = place.chain(assignment.meter)
       var past: [Energy] = []
       for p in history {
         let day = periodDay(p)
@@ -366,15 +399,14 @@ public enum Balance {
     let areaCT = place.areaMeter.ctRatio
     var areaEnergy: Energy? = nil
     var ratio = areaCT
-    if let chain = place.chains[place.areaMeter.meter] {
-      if chain.meters.allSatisfy({ place.history.ctRatio($0, day: areaDay) == areaCT }) {
-        areaEnergy = energy(chain, period, { _ in 1 }).map { Energy(wattHours: $0) }
-      } else {
-        areaEnergy = energy(chain, period, { place.history.ctRatio($0, day: areaDay) }).map {
-          Energy(wattHours: $0)
-        }
-        ratio = 1
+    let areaChain = place.chain(place.areaMeter.meter)
+    if areaChain.meters.allSatisfy({ place.history.ctRatio($0, day: areaDay) == areaCT }) {
+      areaEnergy = energy(areaChain, period, { _ in 1 }).map { Energy(wattHours: $0) }
+    } else {
+      areaEnergy = energy(areaChain, period, { place.history.ctRatio($0, day: areaDay) }).map {
+        Energy(wattHours: $0)
       }
+      ratio = 1
     }
     return BalanceInput(
       area: place.area, areaMeter: place.areaMeter.meter, areaEnergy: areaEnergy, ctRatio: ratio,

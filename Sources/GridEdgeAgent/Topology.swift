@@ -20,7 +20,9 @@ import SQLiteStore
 /// - else the local day the command is applied.
 ///
 /// A new assignment replaces the meter's assignments from its effective day on (HQ's
-/// newest word wins). A replacement (`op` `replace`) ends the old meter's assignment
+/// newest word wins). A meter of `archive_meters` without any assignment (a row
+/// written there by other means than an archive command) holds its archive
+/// assignment for every day: the view `meter_topology` reads both. A replacement (`op` `replace`) ends the old meter's assignment
 /// and starts the new one's on the local day of the swap; the balance joins the two
 /// meters into one place (`MeterChain`).
 public enum Topology {
@@ -51,6 +53,15 @@ public enum Topology {
       return found
     }
 
+    /// The meters in `area` on local day `day`, by address.
+    public func meters(area: String, day: Int64) -> [Assignment] {
+      var out: [Assignment] = []
+      for meter in byMeter.keys {
+        if let row = at(meter, day: day), row.area == area { out.append(row) }
+      }
+      return out.sorted { $0.meter < $1.meter }
+    }
+
     /// The CT ratio of `meter` on `day` (its earliest one before its first assignment; 1 unknown).
     public func ctRatio(_ meter: String, day: Int64) -> Int64 {
       max(at(meter, day: day)?.ctRatio ?? byMeter[meter]?.first?.ctRatio ?? 1, 1)
@@ -64,10 +75,10 @@ public enum Topology {
     let rows: [Row]
     if let meters {
       rows = try db.query(
-        "SELECT " + columns + " FROM topology WHERE meter IN (SELECT value FROM json_each(?1))"
+        "SELECT " + columns + " FROM meter_topology WHERE meter IN (SELECT value FROM json_each(?1))"
           + " ORDER BY meter, effective_day", [.text(jsonArray(meters))])
     } else {
-      rows = try db.query("SELECT " + columns + " FROM topology ORDER BY meter, effective_day")
+      rows = try db.query("SELECT " + columns + " FROM meter_topology ORDER BY meter, effective_day")
     }
     for row in rows {
       let assignment = Self.assignment(row)
@@ -76,28 +87,30 @@ public enum Topology {
     return history
   }
 
-  /// The meters in `area` on local day `day`, by address.
-  public static func meters(_ db: Connection, area: String, day: Int64) throws(SQLiteError) -> [Assignment] {
-    try db.query(
-      """
-      SELECT meter, effective_day, area, phase, ct_ratio, area_meter, customer FROM topology t
-      WHERE area = ?1 AND effective_day = (
-        SELECT max(effective_day) FROM topology WHERE meter = t.meter AND effective_day <= ?2)
-      ORDER BY meter
-      """, [.text(area), .integer(day)]
-    ).map(assignment)
-  }
-
   /// The areas with at least one meter on local day `day`, sorted.
   public static func areas(_ db: Connection, day: Int64) throws(SQLiteError) -> [String] {
     try db.query(
       """
-      SELECT DISTINCT area FROM topology t
+      SELECT DISTINCT area FROM meter_topology t
       WHERE area IS NOT NULL AND effective_day = (
-        SELECT max(effective_day) FROM topology WHERE meter = t.meter AND effective_day <= ?1)
+        SELECT max(effective_day) FROM meter_topology WHERE meter = t.meter AND effective_day <= ?1)
       ORDER BY area
       """, [.integer(day)]
     ).compactMap { $0.text(0) }
+  }
+
+  /// Gives every meter of `archive_meters` without an assignment (written there by
+  /// other means) its archive assignment from `beginning`, as `meter_topology` shows it,
+  /// so that an archive command changing or removing it keeps its earlier days. Called
+  /// before an archive command changes `archive_meters`, in its transaction.
+  static func seed(_ db: Connection, version: Int64, now: Int64) throws(SQLiteError) {
+    try db.run(
+      """
+      INSERT INTO topology (meter, effective_day, area, phase, ct_ratio, area_meter, customer, version, source,
+        recorded_at)
+      SELECT address, ?1, area, phase, ct_ratio, area_meter, customer, ?2, 'archive', ?3 FROM archive_meters
+      WHERE address NOT IN (SELECT meter FROM topology)
+      """, [.integer(beginning), .integer(version), .integer(now)])
   }
 
   /// Brings the topology in line with `archive_meters` after an archive command, in
@@ -279,6 +292,12 @@ struct MeterChain: Sendable {
     self.segments = segments
   }
 
+  /// A meter that was never swapped: a chain of itself.
+  init(single meter: String) {
+    self.meter = meter
+    segments = [Segment(meter: meter, from: Int64.min, until: Int64.max, initial: 0, final: 0)]
+  }
+
   /// Every swap recorded.
   static func replacements(_ db: Connection) throws(SQLiteError) -> [Replacement] {
     try db.query("SELECT old, new, at, old_final_wh, new_initial_wh FROM meter_replacements").map {
@@ -302,20 +321,6 @@ struct MeterChain: Sendable {
     }
     let last = segments[b.segment]
     return total + (b.value - last.initial) * ct(last.meter)
-  }
-
-  /// The earliest reading per local day among `readings` (per meter, time order) that
-  /// fall in their meter's time, by day.
-  func dayPoints(_ readings: [String: [(ts: Int64, value: Int64)]], day: (Int64) -> Int64) -> [Int64: Point] {
-    var out: [Int64: Point] = [:]
-    for (i, segment) in segments.enumerated() {
-      for reading in readings[segment.meter] ?? [] where segment.holds(reading.ts) {
-        let d = day(reading.ts)
-        if let known = out[d], known.ts <= reading.ts { continue }
-        out[d] = Point(segment: i, ts: reading.ts, value: reading.value)
-      }
-    }
-    return out
   }
 
   /// The reading at exactly `ts` of the meter whose time holds it.
