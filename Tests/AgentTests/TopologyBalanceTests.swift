@@ -134,6 +134,25 @@ import Testing
     let january = try Balance.compute(db: f.store.db, area: "TA-2", day: Self.date(6), offset: .china)
     #expect(january.input.customers.map(\.meter) == customers("TA-2", 6))
     #expect(try Topology.areas(f.store.db, day: Self.date(6).daysSinceEpoch) == ["TA-1", "TA-2"])
+
+    // `gridedge archive` shows the meter's dated topology.
+    let dir = URL(fileURLWithPath: f.store.db.path).deletingLastPathComponent()
+    let config = dir.appendingPathComponent("agent.conf").path
+    try "device.id = TA-L-1\nstore.path = \(f.store.db.path)\n".write(
+      toFile: config, atomically: true, encoding: .utf8)
+    let shown = try runProduct("gridedge", ["archive", "--config", config, "--json"], in: dir)
+    #expect(shown.status == 0, "\(shown.stderr)")
+    let meters = try #require(try jsonObject(shown.stdout)["meters"] as? [[String: Any]])
+    let moved = try #require(
+      meters.first { $0["address"] as? String == "000000000003" }?["topology"] as? [[String: Any]])
+    let today = CivilDate(daysSinceEpoch: Archive.localDay(f.now * 1000, .china)).isoText
+    #expect(moved.map { $0["from"] as? String } == [nil, Self.date(moveDay).isoText, today])
+    #expect(moved.map { $0["area"] as? String } == ["TA-1", "TA-2", "TA-1"])
+    #expect(moved.map { $0["phase"] as? String } == ["C", "B", "C"])
+    let text = try runProduct("gridedge", ["archive", "--config", config], in: dir)
+    #expect(
+      text.stdout.contains("  000000000003  from \(Self.date(moveDay).isoText)  area TA-2, phase B, CT 1"),
+      "\(text.stdout)")
   }
 
   @Test func aDatabaseFromBeforeTheTopologyKeepsItsAreasForEveryEarlierDay() throws {
