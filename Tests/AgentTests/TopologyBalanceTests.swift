@@ -260,12 +260,32 @@ import Testing
     #expect(refused.detail.contains("below the old meter's last reading \(lastFreeze)"), "\(refused)")
     #expect(try f.store.db.scalarInt("SELECT count(*) FROM meter_replacements") == 0)
 
+    // Real-time readings an hour before and after the swap (for the hourly balance).
+    let hour: Int64 = 3_600_000
+    let realtime = { (meter: String, ts: Int64, wh: Int64) throws in
+      _ = try Readings(store: f.store, outbox: try Outbox(store: f.store)).store(
+        [
+          Reading(
+            meter: Address(meter)!, identifier: .forwardActiveBlock, timestamp: ts, value: wh, tariffs: [],
+            quality: .measured, readAt: ts)
+        ], now: ts)
+    }
+    let perHour = perDay / 24
+    try realtime("000000000001", at - hour, oldFinal - perHour)
     let swapped = try f.send("archive", replace(version: 2, final: oldFinal))
     #expect(swapped.outcome == "applied", "\(swapped)")
+    try realtime("000000000101", at + hour, newInitial + perHour)
     try Self.store(f.store, "000000000101", days: (swapDay + 1)...6, realtime: (swapDay + 1)...6) {
       newRegister($0)
     }
     _ = try billing()
+    // The hours before and after the swap: one place, the hour's energy on either side.
+    for h in [Int64(11), 12] {
+      let hourly = try Balance.computeHour(
+        db: f.store.db, area: "TA-1", day: Self.date(swapDay), hour: Int(h), offset: .china)
+      #expect(hourly.input.customers.map(\.meter) == ["000000000002", "000000000101"])
+      #expect(Self.energy(hourly, "000000000101") == perHour, "hour \(h)")
+    }
 
     // The freezes as stored, to check the balance against.
     func freeze(_ meter: String, _ i: Int64) throws -> Int64 {
@@ -333,10 +353,10 @@ import Testing
     // Both meters' reading histories are kept.
     #expect(
       try f.store.db.scalarInt("SELECT count(*) FROM readings WHERE meter = '000000000001'")
-        == (swapDay + 1) + swapDay + 1)
+        == (swapDay + 1) + swapDay + 2)
     #expect(
       try f.store.db.scalarInt("SELECT count(*) FROM readings WHERE meter = '000000000101'")
-        == 2 * (6 - swapDay) + 1)
+        == 2 * (6 - swapDay) + 2)
   }
 
   // MARK: - Energy while the relay is open
