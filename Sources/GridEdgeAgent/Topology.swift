@@ -22,9 +22,10 @@ import SQLiteStore
 /// A new assignment replaces the meter's assignments from its effective day on (HQ's
 /// newest word wins). A meter of `archive_meters` without any assignment (a row
 /// written there by other means than an archive command) holds its archive
-/// assignment for every day: the view `meter_topology` reads both. A replacement (`op` `replace`) ends the old meter's assignment
-/// and starts the new one's on the local day of the swap; the balance joins the two
-/// meters into one place (`MeterChain`).
+/// assignment for every day: the view `meter_topology` reads both. A replacement
+/// (`op` `replace`) ends the old meter's assignment and starts the new one's on the
+/// local day of the swap; the balance joins the two meters into one place
+/// (`MeterChain`).
 public enum Topology {
   /// The effective day of an assignment that holds for every earlier day too.
   public static let beginning: Int64 = -1_000_000_000
@@ -68,18 +69,14 @@ public enum Topology {
     }
   }
 
-  /// The assignments of `meters` (every meter when nil), oldest first per meter.
-  public static func history(_ db: Connection, meters: [String]? = nil) throws(SQLiteError) -> History {
+  /// Every meter's assignments (`meter_topology`), oldest first per meter.
+  public static func history(_ db: Connection) throws(SQLiteError) -> History {
     var history = History()
-    let columns = "meter, effective_day, area, phase, ct_ratio, area_meter, customer"
-    let rows: [Row]
-    if let meters {
-      rows = try db.query(
-        "SELECT " + columns + " FROM meter_topology WHERE meter IN (SELECT value FROM json_each(?1))"
-          + " ORDER BY meter, effective_day", [.text(jsonArray(meters))])
-    } else {
-      rows = try db.query("SELECT " + columns + " FROM meter_topology ORDER BY meter, effective_day")
-    }
+    let rows = try db.query(
+      """
+      SELECT meter, effective_day, area, phase, ct_ratio, area_meter, customer FROM meter_topology
+      ORDER BY meter, effective_day
+      """)
     for row in rows {
       let assignment = Self.assignment(row)
       history.byMeter[assignment.meter, default: []].append(assignment)
