@@ -471,6 +471,34 @@ public final class AgentStore {
           unknown INTEGER NOT NULL
         ) STRICT;
         """),
+    Migration(
+      id: 15, name: "topology with effective dates; the energy register in the relay log",
+      sql: """
+        CREATE TABLE topology (
+          meter TEXT NOT NULL,
+          effective_day INTEGER NOT NULL,
+          area TEXT,
+          phase TEXT NOT NULL,
+          ct_ratio INTEGER NOT NULL,
+          area_meter INTEGER NOT NULL,
+          customer TEXT NOT NULL,
+          version INTEGER NOT NULL,
+          source TEXT NOT NULL,
+          recorded_at INTEGER NOT NULL,
+          PRIMARY KEY (meter, effective_day)
+        ) STRICT, WITHOUT ROWID;
+        INSERT INTO topology (meter, effective_day, area, phase, ct_ratio, area_meter, customer, version, source,
+          recorded_at)
+        SELECT address, -1000000000, area, phase, ct_ratio, area_meter, customer,
+          (SELECT version FROM archive_state WHERE singleton = 1), 'migration', updated_at
+        FROM archive_meters;
+        CREATE VIEW meter_topology (meter, effective_day, area, phase, ct_ratio, area_meter, customer) AS
+          SELECT meter, effective_day, area, phase, ct_ratio, area_meter, customer FROM topology
+          UNION ALL
+          SELECT address, -1000000000, area, phase, ct_ratio, area_meter, customer FROM archive_meters
+          WHERE address NOT IN (SELECT meter FROM topology);
+        ALTER TABLE relay_log ADD COLUMN energy_wh INTEGER;
+        """),
   ]
 
   /// Opens (creating if needed) the database at `path` for device `deviceID`.

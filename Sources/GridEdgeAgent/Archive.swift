@@ -1,4 +1,5 @@
 import GridEdgeContract
+import GridEdgeCore
 import SQLiteStore
 
 /// The meter archive as HQ manages it (signed commands of type `archive`): for each
@@ -17,6 +18,9 @@ import SQLiteStore
 /// "outage_sensitive":false,"bus":"rs485-1","baud":2400,"area_meter":false}`
 /// (`phase` A, B, C or ABC; `ct`, `baud`, `grade`, the flags and `area_meter` optional).
 /// - `{"op":"replace",...}` swaps one meter for another (`replace(body:version:db:now:)`).
+///
+/// A snapshot or edit may carry `"effective":"YYYY-MM-DD"`, the local day from which the
+/// areas, phases and CT ratios it changes hold for the energy balance (`Topology`).
 public enum Archive {
   /// Why an archive command was refused; `code` goes to HQ in the result.
   public struct Refusal: Error, CustomStringConvertible {
@@ -34,10 +38,15 @@ public enum Archive {
   }
 
   /// Applies an archive command body inside the caller's transaction.
+  /// - Parameters:
+  ///   - offset: the device's local time (`device.utc_offset`), which places `now`
+  ///     and the swap time of a replacement in local days for the topology.
   /// - Returns: a one-line summary.
   /// - Throws: `Refusal` for a body that is not valid (nothing changed: the caller
   ///   rolls back), or a wrapped `SQLiteError` as `Refusal` with code `internal-error`.
-  public static func apply(body: String, db: Connection, now: Int64) throws(Refusal) -> String {
+  public static func apply(body: String, db: Connection, now: Int64, offset: UTCOffset = .china)
+    throws(Refusal) -> String
+  {
     func sql<R>(_ work: () throws(SQLiteError) -> R) throws(Refusal) -> R {
       do {
         return try work()
@@ -49,7 +58,8 @@ public enum Archive {
       try db.query(
         """
         SELECT json_extract(?1, '$.op'), json_type(?1, '$.version'), json_extract(?1, '$.version'),
-          json_type(?1, '$.meters'), json_array_length(?1, '$.meters')
+          json_type(?1, '$.meters'), json_array_length(?1, '$.meters'), json_type(?1, '$.effective'),
+          json_extract(?1, '$.effective')
         """, [.text(body)]
       ).first
     }
@@ -60,7 +70,14 @@ public enum Archive {
     guard header.text(1) == "integer", let version = header.int64(2), version > 0 else {
       throw Refusal("malformed", "archive \"version\" must be a positive integer")
     }
-    if op == "replace" { return try replace(body: body, version: version, db: db, now: now) }
+    if op == "replace" { return try replace(body: body, version: version, db: db, now: now, offset: offset) }
+    var effective: Int64? = nil
+    if header.text(5) != nil {
+      guard header.text(5) == "text", let date = BalanceReport.parseDay(header.text(6) ?? "") else {
+        throw Refusal("malformed", "archive \"effective\" must be a local day YYYY-MM-DD")
+      }
+      effective = date.daysSinceEpoch
+    }
     guard header.text(3) == "array", let count = header.int64(4) else {
       throw Refusal("malformed", "archive \"meters\" must be an array")
     }
@@ -147,6 +164,7 @@ public enum Archive {
           outage_sensitive = excluded.outage_sensitive, bus = excluded.bus, baud = excluded.baud,
           area_meter = excluded.area_meter, updated_at = excluded.updated_at
         """
+      try Topology.seed(db, version: current, now: now)
       switch op {
       case "snapshot":
         try db.run(
@@ -171,6 +189,8 @@ public enum Archive {
         INSERT OR IGNORE INTO accounts (customer, balance_fen, last_purchase, opened_at)
         SELECT DISTINCT customer, 0, 0, ?1 FROM archive_meters WHERE area_meter = 0
         """, [.integer(now)])
+      _ = try Topology.record(
+        db, effective: effective, today: localDay(now, offset), version: version, now: now)
       return Int(count)
     }
     return "archive " + op + " version " + String(version) + ": " + String(changed) + " meter(s)"
@@ -187,7 +207,9 @@ public enum Archive {
   /// continues without a jump: the old meter's final reading is charged against its
   /// base (`meter_replacements` keeps it billable up to `at`), and the new meter's
   /// base is its initial reading at `at`.
-  static func replace(body: String, version: Int64, db: Connection, now: Int64) throws(Refusal) -> String {
+  static func replace(body: String, version: Int64, db: Connection, now: Int64, offset: UTCOffset)
+    throws(Refusal) -> String
+  {
     func sql<R>(_ work: () throws(SQLiteError) -> R) throws(Refusal) -> R {
       do {
         return try work()
@@ -262,8 +284,8 @@ public enum Archive {
     let last = try sql { () throws(SQLiteError) -> Row? in
       try db.query(
         """
-        SELECT ts, value FROM readings WHERE meter = ?1 AND di IN ('0001FF00', '00010000')
-        ORDER BY ts DESC LIMIT 1
+        SELECT ts, value FROM readings WHERE meter = ?1 AND di IN ('0001FF00', '00010000', '05060101')
+        ORDER BY ts DESC, value DESC LIMIT 1
         """, [.text(old)]
       ).first
     }
@@ -283,6 +305,7 @@ public enum Archive {
       }
     }
     try sql { () throws(SQLiteError) in
+      try Topology.seed(db, version: current, now: now)
       try db.run(
         """
         INSERT INTO archive_meters (address, customer, area, phase, ct_ratio, category, grade, keep_power,
@@ -323,11 +346,19 @@ public enum Archive {
         """, [.text(new), .integer(at), .integer(newInitial)])
       try db.run(
         "UPDATE billing_state SET cursor_ts = min(cursor_ts, ?1) WHERE singleton = 1", [.integer(at)])
+      // The balance joins both meters into one place from the swap's local day.
+      try Topology.recordReplacement(
+        db, old: old, new: new, day: localDay(at, offset), version: version, now: now)
       try db.run(
         "UPDATE archive_state SET version = ?1, updated_at = ?2 WHERE singleton = 1",
         [.integer(version), .integer(now)])
     }
     return "archive replace version " + String(version) + ": meter " + old + " replaced by " + new + " ("
       + String(oldFinal) + " Wh final, " + String(newInitial) + " Wh initial)"
+  }
+
+  /// The local day (days since 1970-01-01) of Unix ms `ms`.
+  static func localDay(_ ms: Int64, _ offset: UTCOffset) -> Int64 {
+    offset.localDateTime(fromUnix: ms >= 0 ? ms / 1000 : (ms - 999) / 1000).date.daysSinceEpoch
   }
 }

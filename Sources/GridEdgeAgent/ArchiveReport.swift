@@ -4,7 +4,9 @@ import SQLiteStore
 /// `gridedge archive [--json]`: HQ's meter archive as this device holds it, read-only
 /// (works whether or not the agent runs).
 public enum ArchiveReport {
-  /// Prints the archive version and every meter, and which configured bus reads it.
+  /// Prints the archive version and every meter, and which configured bus reads it;
+  /// with each meter its dated topology (`topology`: `from` a local day, null for the
+  /// assignment that holds from the beginning), and in the text the dated changes.
   public static func show(config: Config, json: Bool) -> Int32 {
     guard let db = LedgerReport.open(config) else { return ExitCode.database }
     var configured: [String] = []
@@ -36,12 +38,16 @@ public enum ArchiveReport {
               SELECT json_object('address', ?1, 'customer', ?2, 'area', ?3, 'phase', ?4, 'ct', ?5, 'category', ?6,
                 'grade', ?7, 'keep_power', json(CASE WHEN ?8 THEN 'true' ELSE 'false' END),
                 'outage_sensitive', json(CASE WHEN ?9 THEN 'true' ELSE 'false' END), 'bus', ?10, 'baud', ?11,
-                'area_meter', json(CASE WHEN ?12 THEN 'true' ELSE 'false' END), 'updated_at', ?13, 'read_by', ?14)
+                'area_meter', json(CASE WHEN ?12 THEN 'true' ELSE 'false' END), 'updated_at', ?13, 'read_by', ?14,
+                'topology', (SELECT json_group_array(json_object('from', CASE WHEN effective_day = ?15 THEN NULL
+                  ELSE date(effective_day * 86400, 'unixepoch') END, 'area', area, 'phase', phase, 'ct', ct_ratio,
+                  'area_meter', json(CASE WHEN area_meter THEN 'true' ELSE 'false' END)))
+                  FROM (SELECT * FROM meter_topology WHERE meter = ?1 ORDER BY effective_day)))
               """,
               [
                 row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10],
                 row[11],
-                row[12], .text(polled(row.text(9) ?? "")),
+                row[12], .text(polled(row.text(9) ?? "")), .integer(Topology.beginning),
               ]
             ).first?.text(0) ?? "{}"
           meters += (i == 0 ? "" : ",") + object
@@ -68,6 +74,21 @@ public enum ArchiveReport {
             + pad(row.text(6) ?? "", 7) + pad(flags.isEmpty ? "-" : flags, 7) + polled(row.text(9) ?? ""))
       }
       Console.writeLine("flags: M area meter, K keep-power, O outage-sensitive")
+      // Dated assignments (the balance of a day uses the one in force that day).
+      let dated = try db.query(
+        """
+        SELECT meter, date(effective_day * 86400, 'unixepoch'), coalesce(area, '(none)'), phase, ct_ratio
+        FROM topology WHERE effective_day <> ?1 ORDER BY meter, effective_day
+        """, [.integer(Topology.beginning)])
+      if !dated.isEmpty {
+        Console.writeLine("topology changes (from the local day on):")
+        for row in dated {
+          Console.writeLine(
+            "  " + pad(row.text(0) ?? "", 13) + "from " + (row.text(1) ?? "") + "  area "
+              + (row.text(2) ?? "")
+              + ", phase " + (row.text(3) ?? "") + ", CT " + String(row.int64(4) ?? 1))
+        }
+      }
       return ExitCode.ok
     } catch {
       Log.error("archive", error.description)

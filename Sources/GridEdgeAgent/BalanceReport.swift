@@ -144,7 +144,10 @@ public enum BalanceReport {
   /// The report as one JSON object: energies in Wh, rates and shares in basis points;
   /// `supplied_wh`, `loss_wh`, `loss_rate_bp` and `withheld` are null when not known.
   /// `suspects` lists at most `suspectLimit`, highest score first; `suspects_total`
-  /// says how many there are.
+  /// says how many there are. An `energy-while-open` anomaly's `energy_wh` is what the
+  /// meter registered while its relay was known open, between the readings at
+  /// `open_from` and `open_to` (Unix ms); `open_since` is when the trip was verified,
+  /// `open_until` when a close was requested (null: still open).
   static func jsonText(_ result: Balance.Result, suspectLimit: Int = Int.max) -> String {
     let b = result.balance
     func int(_ v: Int64?) -> String { v.map { String($0) } ?? "null" }
@@ -185,6 +188,10 @@ public enum BalanceReport {
           + (a.rule == .clockDrift ? ",\"drift_s\":" + String(a.driftSeconds) : "")
           + (a.rule == .missedReads
             ? ",\"missed\":" + String(a.missed) + ",\"expected\":" + String(a.expected) : "")
+          + (a.openRelay.map {
+            ",\"open_since\":" + String($0.since) + ",\"open_until\":" + int($0.until) + ",\"open_from\":"
+              + String($0.from) + ",\"open_to\":" + String($0.to)
+          } ?? "")
           + ",\"evidence\":" + quoted(a.description) + "}"
       }
       out += "]}"

@@ -217,7 +217,7 @@ public final class CommandHandler {
     switch command.type.name {
     case "archive":
       run = { () throws(Archive.Refusal) -> String in
-        try Archive.apply(body: command.body, db: self.store.db, now: wall)
+        try Archive.apply(body: command.body, db: self.store.db, now: wall, offset: self.offset)
       }
     case "tariff":
       run = { () throws(Archive.Refusal) -> String in

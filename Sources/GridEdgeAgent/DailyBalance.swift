@@ -5,7 +5,7 @@ import SQLiteStore
 
 /// The daily energy-balance summary sent to HQ (DESIGN.md §6): once a local day has
 /// ended and its closing freezes are in, the agent computes the balance of every area
-/// in the meter archive for that day and enqueues, in one transaction that also
+/// in the topology of that day (`Topology`) and enqueues, in one transaction that also
 /// records the day as summarised:
 ///
 /// - one `balance.daily` event per area: what `gridedge balance --json` shows (supplied,
@@ -92,12 +92,11 @@ public enum DailyBalance {
     let last = try db.query("SELECT last_day FROM balance_state WHERE singleton = 1").first?.int64(0)
     var day = max(last.map { $0 + 1 } ?? yesterday, yesterday - Int64(max(settings.historyDays, 1)) + 1)
     guard day <= yesterday else { return outcome }
-    let areas = try db.query("SELECT DISTINCT area FROM archive_meters ORDER BY area").compactMap {
-      $0.text(0)
-    }
-    guard !areas.isEmpty else { return outcome }
+    guard try db.scalarInt("SELECT count(*) FROM archive_meters") ?? 0 > 0 else { return outcome }
     while day <= yesterday {
       let date = CivilDate(daysSinceEpoch: day)
+      // The areas of the topology in force that day.
+      let areas = try Topology.areas(db, day: day)
       var results: [(area: String, result: Swift.Result<Balance.Result, Balance.Failure>)] = []
       var complete = true
       for area in areas {

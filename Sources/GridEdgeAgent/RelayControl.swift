@@ -477,17 +477,21 @@ public final class RelayControl {
         + refusal.description + ")")
   }
 
+  /// Appends a row to `relay_log`; `wattHours` is the energy register read with it
+  /// (after a verified trip: the base of the energy-while-open rule of the balance).
   private func log(
-    meter: String, customer: String, action: String, why: String, outcome: String, detail: String, wall: Int64
+    meter: String, customer: String, action: String, why: String, outcome: String, detail: String,
+    wall: Int64,
+    wattHours: Int64? = nil
   ) throws(SQLiteError) {
     try store.db.run(
       """
-      INSERT INTO relay_log (ts, meter, customer, action, why, outcome, detail)
-      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+      INSERT INTO relay_log (ts, meter, customer, action, why, outcome, detail, energy_wh)
+      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
       """,
       [
         .integer(wall), .text(meter), .text(customer), .text(action), .text(why), .text(outcome),
-        .text(detail),
+        .text(detail), wattHours.map { .integer($0) } ?? .null,
       ])
   }
 
@@ -662,7 +666,7 @@ public final class RelayControl {
     conclude(
       operation, outcome: "verified", detail: detail, event: "relay.verified",
       [("relay", .text(state)), ("energy_wh", wattHours.map { .integer($0) } ?? .null)],
-      result: ("executed", ""), wall: wall
+      result: ("executed", ""), wattHours: wattHours, wall: wall
     ) { () throws(SQLiteError) in
       try store.db.run(
         """
@@ -727,8 +731,8 @@ public final class RelayControl {
   /// the event (with the operation's fields and `fields`), and the command's result.
   private func conclude(
     _ operation: Operation, outcome: String, detail: String, event type: String,
-    _ fields: [(String, SQLiteValue)], result: (outcome: String, reason: String), wall: Int64,
-    update: () throws(SQLiteError) -> Void
+    _ fields: [(String, SQLiteValue)], result: (outcome: String, reason: String), wattHours: Int64? = nil,
+    wall: Int64, update: () throws(SQLiteError) -> Void
   ) {
     let action = operation.open ? "trip" : "close"
     do {
@@ -736,7 +740,7 @@ public final class RelayControl {
         try update()
         try log(
           meter: operation.meter, customer: operation.customer, action: action, why: operation.why,
-          outcome: outcome, detail: detail, wall: wall)
+          outcome: outcome, detail: detail, wall: wall, wattHours: wattHours)
         try event(
           type, wall: wall,
           [

@@ -32,15 +32,17 @@ public struct MeterDay: Hashable, Sendable {
   public var missedReads: Int
   /// Collections in the window the meter should have a reading from.
   public var expectedReads: Int
-  /// The meter's relay was open (supply cut) throughout the period, as read back from
-  /// the meter at both ends; false when closed or not known.
-  public var relayOpen: Bool
+  /// The meter's relay as the agent knows it in the period: verified open (read back
+  /// from the meter after a trip) for part or all of it, with what the meter
+  /// registered meanwhile; nil when it was not known open at any time of the period.
+  public var openRelay: OpenRelay?
   /// On how many of the history days the meter was already a suspect.
   public var pastSuspectDays: Int
 
   public init(
     meter: String, customer: String = "", energy: Energy?, history: [Energy] = [], grade: CreditGrade? = nil,
-    clockDriftSeconds: Int64? = nil, missedReads: Int = 0, expectedReads: Int = 0, relayOpen: Bool = false,
+    clockDriftSeconds: Int64? = nil, missedReads: Int = 0, expectedReads: Int = 0,
+    openRelay: OpenRelay? = nil,
     pastSuspectDays: Int = 0
   ) {
     self.meter = meter
@@ -51,8 +53,33 @@ public struct MeterDay: Hashable, Sendable {
     self.clockDriftSeconds = clockDriftSeconds
     self.missedReads = missedReads
     self.expectedReads = expectedReads
-    self.relayOpen = relayOpen
+    self.openRelay = openRelay
     self.pastSuspectDays = pastSuspectDays
+  }
+}
+
+/// A meter's relay known open during a balance period, and the energy the meter
+/// registered while it was: the evidence of the energy-while-open rule.
+public struct OpenRelay: Hashable, Sendable {
+  /// When the agent first verified the relay open (Unix ms); it may be before the period.
+  public var since: Int64
+  /// When a close was next requested (Unix ms); nil when the relay is still open.
+  public var until: Int64?
+  /// The energy registered (× CT ratio) between the readings at `from` and `to`, the
+  /// first and last readings of the period taken while the relay was known open; zero
+  /// when fewer than two readings fall in that time.
+  public var energy: Energy
+  /// The first reading's time (Unix ms) in the open time of the period.
+  public var from: Int64
+  /// The last reading's time (Unix ms) in the open time of the period.
+  public var to: Int64
+
+  public init(since: Int64, until: Int64?, energy: Energy, from: Int64, to: Int64) {
+    self.since = since
+    self.until = until
+    self.energy = energy
+    self.from = from
+    self.to = to
   }
 }
 
@@ -236,10 +263,13 @@ public struct MeterAnomaly: Hashable, Sendable, CustomStringConvertible {
   public let missed: Int
   public let expected: Int
   public let limit: Int64
+  /// For `energyWhileOpen`: the relay's open time and the readings bounding `energy`
+  /// (the energy registered while it was open, not the period's).
+  public let openRelay: OpenRelay?
 
   init(
     rule: Rule, energy: Energy, median: Energy, historyDays: Int, driftSeconds: Int64 = 0, missed: Int = 0,
-    expected: Int = 0, limit: Int64 = 0
+    expected: Int = 0, limit: Int64 = 0, openRelay: OpenRelay? = nil
   ) {
     self.rule = rule
     self.energy = energy
@@ -249,6 +279,7 @@ public struct MeterAnomaly: Hashable, Sendable, CustomStringConvertible {
     self.missed = missed
     self.expected = expected
     self.limit = limit
+    self.openRelay = openRelay
   }
 
   public var description: String {
@@ -267,8 +298,14 @@ public struct MeterAnomaly: Hashable, Sendable, CustomStringConvertible {
         + (driftSeconds > 0 ? "ahead of" : "behind") + " the concentrator's (limit " + String(limit)
         + " s): its freezes and tariff periods fall at the wrong time"
     case .energyWhileOpen:
-      return "energy while the relay is open: " + String(energy.wattHours)
-        + " Wh registered while the supply was cut"
+      guard let open = openRelay else {
+        return "energy while the relay is open: " + String(energy.wattHours)
+          + " Wh registered while the supply was cut"
+      }
+      return "energy while the relay is open: " + String(energy.wattHours) + " Wh registered from "
+        + utcText(open.from) + " to " + utcText(open.to) + ", the relay verified open since "
+        + utcText(open.since)
+        + (open.until.map { " (close requested " + utcText($0) + ")" } ?? " (still open)")
     case .missedReads:
       return "missed reads: " + String(missed) + " of " + String(expected)
         + " collections in the window found no reading ("
@@ -392,19 +429,24 @@ public struct EnergyBalance: Hashable, Sendable {
   }
 
   /// Every rule that fires for `meter` with the period's `energy`: the energy rules
-  /// (`anomalies(energy:history:thresholds:)`; stopped and sudden drop not while the
-  /// relay is open), then energy while the relay is open, clock drift and missed reads.
+  /// (`anomalies(energy:history:thresholds:)`; stopped and sudden drop not when the
+  /// relay was open in the period: a cut supply explains them), then energy while the
+  /// relay is open (the energy of `openRelay`, not the period's), clock drift and
+  /// missed reads.
   public static func anomalies(_ meter: MeterDay, energy: Energy, thresholds: BalanceThresholds)
     -> [MeterAnomaly]
   {
     var out = anomalies(energy: energy, history: meter.history, thresholds: thresholds)
     let median = Self.median(meter.history)
     // A cut supply explains a stopped or dropped meter; energy is what is suspect then.
-    if meter.relayOpen { out.removeAll { $0.rule == .stopped || $0.rule == .suddenDrop } }
-    if meter.relayOpen, energy.wattHours > 0 {
-      out.append(
-        MeterAnomaly(rule: .energyWhileOpen, energy: energy, median: median, historyDays: meter.history.count)
-      )
+    if let open = meter.openRelay {
+      out.removeAll { $0.rule == .stopped || $0.rule == .suddenDrop }
+      if open.energy.wattHours > 0 {
+        out.append(
+          MeterAnomaly(
+            rule: .energyWhileOpen, energy: open.energy, median: median, historyDays: meter.history.count,
+            openRelay: open))
+      }
     }
     if let drift = meter.clockDriftSeconds, drift.magnitude > thresholds.maximumClockDriftSeconds.magnitude {
       out.append(
@@ -468,6 +510,12 @@ func ratioBasisPoints(_ a: Int64, _ b: Int64) -> Int64 {
   let denominator = b.magnitude
   let rounded = Int64((numerator + denominator / 2) / denominator)
   return (a < 0) != (b < 0) ? -rounded : rounded
+}
+
+/// `2026-01-08T03:00:00Z` for Unix ms (UTC, seconds).
+func utcText(_ milliseconds: Int64) -> String {
+  let seconds = milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000
+  return UTCOffset.utc.localDateTime(fromUnix: seconds).isoText + "Z"
 }
 
 /// `12.34%` for 1,234 basis points.

@@ -254,22 +254,36 @@ import Testing
     #expect(b.suspects[0].grade?.letter == "C")
   }
 
-  @Test func energyWhileTheRelayIsOpenIsAnAnomaly() throws {
+  @Test func energyWhileTheRelayIsOpenIsAnAnomalyWithItsOpenTimeAsEvidence() throws {
     let t = BalanceThresholds()
-    func rules(_ wattHours: Int64, open: Bool) -> [MeterAnomaly] {
+    // Verified open at 2026-01-08T02:00:00Z, a close requested at 10:00:00Z.
+    let since: Int64 = 1_767_837_600_000
+    func rules(_ wattHours: Int64, open: Int64?) -> [MeterAnomaly] {
       EnergyBalance.anomalies(
         MeterDay(
           meter: Self.meter(1), energy: Energy(wattHours: wattHours), history: Self.normalHistory,
-          relayOpen: open),
+          openRelay: open.map {
+            OpenRelay(
+              since: since, until: since + 28_800_000, energy: Energy(wattHours: $0), from: since + 900_000,
+              to: since + 27_900_000)
+          }),
         energy: Energy(wattHours: wattHours), thresholds: t)
     }
-    #expect(rules(10_000, open: false).isEmpty)
-    // Open and nothing registered: as it should be (a cut supply is not a stopped meter).
-    #expect(rules(0, open: true).isEmpty)
-    #expect(rules(0, open: false).map(\.rule) == [.stopped])
-    let found = try #require(rules(4_000, open: true).first { $0.rule == .energyWhileOpen })
+    #expect(rules(10_000, open: nil).isEmpty)
+    // Open and nothing registered meanwhile: as it should be (a cut supply is not a
+    // stopped meter, nor a drop when it was cut for part of the day).
+    #expect(rules(0, open: 0).isEmpty)
+    #expect(rules(4_000, open: 0).isEmpty)
+    #expect(rules(0, open: nil).map(\.rule) == [.stopped])
+    #expect(rules(4_000, open: nil).map(\.rule) == [.suddenDrop])
+    // The anomaly's energy is what was registered while open, not the day's.
+    let found = try #require(rules(6_000, open: 1_500).first { $0.rule == .energyWhileOpen })
+    #expect(found.energy == Energy(wattHours: 1_500))
+    #expect(found.openRelay?.since == since)
     #expect(
-      found.description == "energy while the relay is open: 4000 Wh registered while the supply was cut")
+      found.description
+        == "energy while the relay is open: 1500 Wh registered from 2026-01-08T02:15:00Z to 2026-01-08T09:45:00Z,"
+        + " the relay verified open since 2026-01-08T02:00:00Z (close requested 2026-01-08T10:00:00Z)")
     #expect(found.rule.weight == 3_000)
   }
 }
