@@ -37,7 +37,7 @@ DEFAULT_STEPS="
 powerloss   PowerLossTests                                           GRIDEDGE_POWERLOSS_ROUNDS=40
 diskfull    DiskFullTests
 kill9-sync  SyncEndToEndTests/killNineAtFiftyRandomPoints
-broker      SyncEndToEndTests/brokerKilledAndRestartedInALoop        GRIDEDGE_BROKER_FLAPS=120
+broker      SyncEndToEndTests/brokerKilledAndRestartedInALoop        GRIDEDGE_BROKER_FLAPS=100
 hq-crash    SyncEndToEndTests/receiverKilledBetweenItsCommitAndItsAck
 kills       $SOAK_KILLS_FILTER                                        GRIDEDGE_KILLS=200
 network     NetworkFaultTests                                        GRIDEDGE_NETWORK_SECONDS=$((SOAK_MINUTES * 60))

@@ -446,15 +446,20 @@ func meterWithFreeze(_ address: String, day: Int64 = 0) -> FakeMeter {
     #expect(h.run(timeout: 2) { h.line.broadcastLog.count == 2 })
   }
 
-  @Test func deviceClockJumpMarksReadingsClockSuspectUntilAMeterAgrees() throws {
-    let meter = FakeMeter("000000000001")
+  /// One meter, clocks checked daily (threshold 60 s), after its 10:00 cycle.
+  private func dailyClockCheckHarness(_ label: String, _ meter: FakeMeter) throws -> AcquisitionHarness {
     var settings = quietSettings()
     settings.clockCheckMinutes = 1440
     settings.clockThresholdSeconds = 60
-    let h = try AcquisitionHarness(
-      "acq-device-clock", meters: [meter], start: chinaTime(10, 0, 30), settings: settings)
+    let h = try AcquisitionHarness(label, meters: [meter], start: chinaTime(10, 0, 30), settings: settings)
     #expect(h.runCycle(chinaTime(10, 0)))
     #expect(!h.acquisition.deviceClockSuspect)
+    return h
+  }
+
+  @Test func deviceClockJumpMarksReadingsClockSuspectUntilAMeterAgrees() throws {
+    let meter = FakeMeter("000000000001")
+    let h = try dailyClockCheckHarness("acq-device-clock", meter)
     // This device's clock jumps a year ahead; the meter's stays right.
     let year: Int64 = 365 * 86_400_000
     h.stepWallClock(to: chinaTime(10, 15, 1) + year)
@@ -483,12 +488,7 @@ func meterWithFreeze(_ address: String, day: Int64 = 0) -> FakeMeter {
 
   @Test func deviceClockJumpOfAnHourSetsNoMeterClock() throws {
     let meter = FakeMeter("000000000001")
-    var settings = quietSettings()
-    settings.clockCheckMinutes = 1440
-    settings.clockThresholdSeconds = 60
-    let h = try AcquisitionHarness(
-      "acq-device-hour", meters: [meter], start: chinaTime(10, 0, 30), settings: settings)
-    #expect(h.runCycle(chinaTime(10, 0)))
+    let h = try dailyClockCheckHarness("acq-device-hour", meter)
     // An hour ahead: within the day a meter's clock would be corrected by, but this
     // device's clock is the one that moved.
     h.stepWallClock(to: chinaTime(11, 15, 1))

@@ -42,12 +42,18 @@ import Testing
     try Billing.run(store: f.store, outbox: try Outbox(store: f.store), offset: .china, now: Self.t0)
   }
 
-  @Test func eachReadingIntervalIsChargedOnceAtTheCategorysTariff() throws {
-    var f = try LedgerTests.Fixture("billing-flat")
+  /// A fresh ledger with the archive and a flat residential tariff of 0.5000 CNY/kWh.
+  private func flatTariffFixture(_ label: String) throws -> LedgerTests.Fixture {
+    var f = try LedgerTests.Fixture(label)
     #expect(try f.send("archive", Self.archive).outcome == "applied")
     let tariff = try f.send(
       "tariff", #"{"id":"RES-2026","category":"residential","effective_from":"2026-01-01","flat":5000}"#)
     #expect(tariff.outcome == "applied", "\(tariff)")
+    return f
+  }
+
+  @Test func eachReadingIntervalIsChargedOnceAtTheCategorysTariff() throws {
+    var f = try flatTariffFixture("billing-flat")
     #expect(try f.send("topup", #"{"customer":"C-1","purchase":1,"amount":10000}"#).outcome == "applied")
 
     try store(f, "000000000001", at: Self.t0, 1_000_000)
@@ -82,11 +88,7 @@ import Testing
   }
 
   @Test func clockSuspectReadingAYearAheadIsNotChargedAndLaterReadingsAre() throws {
-    var f = try LedgerTests.Fixture("billing-clock")
-    #expect(try f.send("archive", Self.archive).outcome == "applied")
-    let tariff = try f.send(
-      "tariff", #"{"id":"RES-2026","category":"residential","effective_from":"2026-01-01","flat":5000}"#)
-    #expect(tariff.outcome == "applied", "\(tariff)")
+    let f = try flatTariffFixture("billing-clock")
     try store(f, "000000000001", at: Self.t0, 1_000_000)
     _ = try bill(f)
     // This device's clock jumped a year ahead: the slot it read is a year off.

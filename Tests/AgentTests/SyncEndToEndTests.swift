@@ -186,18 +186,20 @@ import Testing
   }
 
   @Test func brokerKilledAndRestartedInALoopDuringSyncLosesNothing() throws {
-    // 6 kill -9 / restart rounds in `make test`; `make soak` sets more. The backlog
-    // grows with them so that every kill comes while batches are in flight.
+    // 6 kill -9 / restart rounds in `make test`; `make soak` sets more. Readings keep
+    // arriving between kills, so that every kill comes while batches are in flight.
     let flaps = try soakParameter("GRIDEDGE_BROKER_FLAPS", default: 6)
-    let readings = max(200_000, flaps * 20_000)
     let broker = try MosquittoBroker()
     let s = try setup("sync-flap", device: "TA-SYNC-4", port: broker.port)
+    var readings = 200_000
     try fillOutbox(path: s.agentDB, device: s.device, count: readings)
     let hq = try startHQ(s, port: broker.port)
     let started = Date()
     let agent = try Child("gridedge", ["run", "--config", s.config], in: s.dir)
     var killedWhileSyncing = 0
     for _ in 0..<flaps {
+      try fillOutbox(path: s.agentDB, device: s.device, count: 5_000, firstIndex: readings, chunk: 5_000)
+      readings += 5_000
       usleep(UInt32.random(in: 200_000...600_000))
       if let held = try? hqReadings(s), held.rows < Int64(readings) { killedWhileSyncing += 1 }
       broker.kill()
