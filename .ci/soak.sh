@@ -76,9 +76,10 @@ run_step() {
     env "$@" FUZZ_OUT="$WORK/fuzz" bash "$REPO_ROOT/.ci/fuzz.sh" >"$logfile" 2>&1
     status=$?
     local target units
-    for target in fuzz contract-fuzz config-fuzz; do
-      units=$(grep -h '^stat::number_of_executed_units:' "$WORK/fuzz/$target.log" 2>/dev/null | awk '{print $2}' | tail -n 1)
-      echo "soak fuzz_${target%-fuzz}_executions ${units:-0} inputs" >>"$logfile"
+    for target in dlt645:fuzz contract:contract-fuzz config:config-fuzz; do
+      units=$(grep -h '^stat::number_of_executed_units:' "$WORK/fuzz/${target#*:}.log" 2>/dev/null |
+        awk '{print $2}' | tail -n 1)
+      echo "soak fuzz_${target%%:*}_executions ${units:-0} inputs" >>"$logfile"
     done
   else
     env "$@" "$SWIFT" test --skip-build --filter "$filter" >"$logfile" 2>&1

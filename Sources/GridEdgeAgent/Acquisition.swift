@@ -583,6 +583,11 @@ public final class Acquisition {
       }
       if cycleSlot != nil { endCycle(monotonic: monotonic, wall: wall, reason: "clock not set") }
       nextSlot = nil
+    } else if clockWarned {
+      // Said again if the clock is lost again; the cycle starts at the next turn.
+      clockWarned = false
+      Log.info(
+        "acquisition", "this device's clock is set (" + formatUTC(milliseconds: wall) + "): reading meters")
     } else if cycleSlot == nil, let list = pendingArchive {
       // A new archive: the new list, and a cycle for the current slot that reads
       // the meters without a reading for it yet.
