@@ -14,7 +14,10 @@ Semantics, as netem's: each frame is dropped with probability loss %, otherwise
 duplicated with probability duplicate %; each copy is sent after delay ± jitter ms,
 except that with probability reorder % it is sent at once (overtaking the delayed
 ones). SIGUSR1 cuts the wire (every frame dropped, as a break further along the
-line that neither end can see), SIGUSR2 mends it. On SIGTERM it prints its counters
+line that neither end can see), SIGUSR2 mends it. With --cut-passes-arp a cut lets
+ARP through: the broker's address stays resolved, as a router's would be when the
+break is beyond it, so a TCP connect gets no answer at all instead of "host
+unreachable". On SIGTERM it prints its counters
 as one line `wire forwarded=N dropped=N duplicated=N reordered=N cut=N` and exits.
 
 The ends' checksum and segmentation offloads must be off (ethtool -K IF tx off tso
@@ -44,6 +47,7 @@ def main():
     parser.add_argument("--reorder", type=float, default=0.0)
     parser.add_argument("--duplicate", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--cut-passes-arp", action="store_true")
     options = parser.parse_args()
     rng = random.Random(options.seed)
 
@@ -99,7 +103,7 @@ def main():
                     break  # the interface went down
                 if address[2] == PACKET_OUTGOING:
                     continue  # our own transmission on this interface
-                if state["cut"]:
+                if state["cut"] and not (options.cut_passes_arp and frame[12:14] == b"\x08\x06"):
                     counts["cut"] += 1
                     continue
                 if rng.random() * 100 < options.loss:
