@@ -119,45 +119,39 @@ import Testing
     var jumps = 0
     let ahead = (now() + 300 * day)...(now() + 400 * day + Int64(rounds) * 3_600_000)
     let behind = (now() - 400 * day)...(now() - 300 * day)
+    /// Sets the clock to `spec` and waits until the agent logs `text` once more.
+    func setClock(_ spec: String, expecting text: String, timeout: Double = 30) throws {
+      let said = agent.log.components(separatedBy: text).count
+      try setClock(spec)
+      jumps += 1
+      #expect(
+        waitUntil(timeout: timeout) { agent.log.components(separatedBy: text).count > said },
+        "the agent did not log '\(text)' after the clock was set to \(spec)\n\(logs())")
+    }
+    /// Replays the tariff and waits for its result at HQ.
+    func replayTariff() throws {
+      try publishTariff()
+      replays += 1
+      #expect(
+        waitUntil(timeout: 20) { tariffResults().count == replays },
+        "no result for the replayed tariff\n\(logs())")
+    }
     for round in 0..<rounds {
       // An hour more each round, so that every round reads slots of its own.
       let jump = Self.year + Int64(round) * 3600
       for (spec, range) in [("+\(jump)", ahead), ("-\(jump)", behind)] {
-        let jumped = agent.log.components(separatedBy: "clock jumped").count
-        try setClock(spec)
-        jumps += 1
-        #expect(
-          waitUntil(timeout: 30) { agent.log.components(separatedBy: "clock jumped").count > jumped },
-          "the agent did not notice the jump to \(spec)\n\(logs())")
         let before = readingsAtHQ(in: range).count
+        try setClock(spec, expecting: "clock jumped")
         #expect(
           waitUntil(timeout: 90) { readingsAtHQ(in: range).count >= before + 3 },
           "no readings at HQ taken with the clock at \(spec)\n\(logs())")
-        try publishTariff()
-        replays += 1
-        #expect(
-          waitUntil(timeout: 20) { tariffResults().count == replays },
-          "no result for the replayed tariff\n\(logs())")
+        try replayTariff()
       }
       // 1970: the clock is not set; nothing is read until it is.
-      let unset = agent.log.components(separatedBy: "meters are not read until it is set").count
-      try setClock("@1970-01-02 00:00:00")
-      jumps += 1
-      #expect(
-        waitUntil(timeout: 30) {
-          agent.log.components(separatedBy: "meters are not read until it is set").count > unset
-        }, "the agent did not say its clock was not set\n\(logs())")
-      try publishTariff()
-      replays += 1
-      #expect(waitUntil(timeout: 20) { tariffResults().count == replays })
+      try setClock("@1970-01-02 00:00:00", expecting: "meters are not read until it is set")
+      try replayTariff()
       // The right time again: measured readings once a meter's clock agrees.
-      let confirmed = agent.log.components(separatedBy: "readings are no longer clock-suspect").count
-      try setClock("+0")
-      jumps += 1
-      #expect(
-        waitUntil(timeout: 90) {
-          agent.log.components(separatedBy: "readings are no longer clock-suspect").count > confirmed
-        }, "no meter confirmed the clock once it was right\n\(logs())")
+      try setClock("+0", expecting: "readings are no longer clock-suspect", timeout: 90)
     }
     // A cycle with the confirmed clock: measured readings at HQ.
     let settled = now()
