@@ -7,7 +7,7 @@ export PATH := /opt/swift/usr/bin:$(PATH)
 SWIFT ?= swift
 JOBS ?= $(shell nproc)
 
-.PHONY: help deps build test unit fuzz embedded cross cross-test size bench lint format demo clean
+.PHONY: help deps build test unit fuzz embedded cross cross-test size bench soak lint format demo clean
 
 help:
 	@echo "make demo        start broker, gridedge-hq and gridedge; show what happens"
@@ -16,6 +16,7 @@ help:
 	@echo "make cross-test  the ARM binaries under qemu against a real broker"
 	@echo "make size        stripped sizes and linked libraries (budget 2 MB)"
 	@echo "make bench       benchmark figures (one 'bench NAME VALUE UNIT' line each)"
+	@echo "make soak        long fault runs (power loss, broker kills, network, clock, fuzz): a table of figures"
 	@echo "make fuzz        libFuzzer: DL/T 645 decoder, commands/batches/acks, config parser (FUZZ_SECONDS each)"
 	@echo "make format      swift format the sources in place"
 
@@ -46,6 +47,9 @@ size: cross
 
 bench: size
 	bash .ci/bench.sh
+
+soak: deps
+	bash .ci/soak.sh
 
 lint:
 	$(SWIFT) format lint --strict --recursive --configuration .swift-format Package.swift Sources Tests

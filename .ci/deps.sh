@@ -10,6 +10,7 @@ PACKAGES=(
   mosquitto mosquitto-clients                           # a real broker for tests and the demo
   qemu-user-static                                      # running the ARM binaries
   sqlite3 openssl python3 debian-archive-keyring       # tests, cross scripts (sysroots), certificates
+  iproute2 ethtool libfaketime faketime                # network namespaces, veth pairs; clock jumps (LD_PRELOAD)
   gcc libc6-dev python3-venv                           # benchmark baselines (C, paho-mqtt)
 )
 

@@ -186,6 +186,13 @@ public final class Acquisition {
   private var prunedDay: Int64? = nil
   private var lastSlotStart: Int64 = 0
   private var clockWarned = false
+  /// `wall - monotonic` at the last turn: a change beyond the clock threshold is a jump
+  /// of this device's wall clock (set by hand, by NTP, or an RTC gone wrong).
+  private var wallOffset: Int64? = nil
+  /// True from a jump of this device's clock (or a clock behind the last cycle at
+  /// start-up) until a meter's clock check agrees with it: readings taken meanwhile
+  /// are `clock-suspect`, and no meter's clock is set from it.
+  public private(set) var deviceClockSuspect = false
   public private(set) var lastCycle: CycleSummary? = nil
   /// Per bus: the search running, its probe in flight, when the last one finished.
   private var searches: [BusSearch?]
@@ -546,7 +553,33 @@ public final class Acquisition {
   /// device's clock is more likely wrong than the meter's (or the meter is broken).
   static let largestCorrectedDriftSeconds: Int64 = 86_400
 
+  /// Notices a jump of this device's wall clock against the monotonic clock (and, at
+  /// the first turn, a clock behind the last cycle's start): the device clock is then
+  /// suspect and every meter's clock is checked again in the next cycle.
+  private func watchDeviceClock(monotonic: Int64, wall: Int64) {
+    let offset = wall - monotonic
+    defer { wallOffset = offset }
+    let threshold = settings.clockThresholdSeconds * 1000
+    var jump: Int64? = nil
+    if let previous = wallOffset {
+      if abs(offset - previous) > threshold { jump = offset - previous }
+    } else if let last = lastCycle, wall < last.startedAt - threshold {
+      jump = wall - last.startedAt
+    }
+    guard let jump else { return }
+    deviceClockSuspect = true
+    for i in meters.indices { meters[i].clockRecheck = true }
+    Log.warn(
+      "acquisition",
+      "this device's clock jumped by " + String(jump / 1000) + " s (now " + formatUTC(milliseconds: wall)
+        + "): readings are clock-suspect until a meter's clock agrees with it")
+    pendingEvents.append(
+      "\"type\":\"device.clock_jump\",\"jump_s\":" + String(jump / 1000) + ",\"now\":\""
+        + formatUTC(milliseconds: wall) + "\"")
+  }
+
   private func process(monotonic: Int64, wall: Int64) {
+    watchDeviceClock(monotonic: monotonic, wall: wall)
     for (b, bus) in buses.enumerated() {
       for incident in bus.takeIncidents() { handle(incident, bus: b, wall: wall) }
       for completion in bus.takeCompletions() { handle(completion, bus: b, monotonic: monotonic, wall: wall) }
@@ -563,6 +596,11 @@ public final class Acquisition {
       }
       if cycleSlot != nil { endCycle(monotonic: monotonic, wall: wall, reason: "clock not set") }
       nextSlot = nil
+    } else if clockWarned {
+      // Said again if the clock is lost again; the cycle starts at the next turn.
+      clockWarned = false
+      Log.info(
+        "acquisition", "this device's clock is set (" + formatUTC(milliseconds: wall) + "): reading meters")
     } else if cycleSlot == nil, let list = pendingArchive {
       // A new archive: the new list, and a cycle for the current slot that reads
       // the meters without a reading for it yet.
@@ -752,7 +790,9 @@ public final class Acquisition {
   }
 
   private func pruneIfNewDay(_ today: Int64, wall: Int64) {
-    guard prunedDay != today else { return }
+    // A clock that jumped a year ahead would make every reading look old: the cache is
+    // pruned only by a clock a meter has confirmed.
+    guard prunedDay != today, !deviceClockSuspect else { return }
     prunedDay = today
     let cutoff = midnight(today - settings.keepDays)
     do {
@@ -963,6 +1003,7 @@ public final class Acquisition {
   }
 
   private func clockSuspect(_ i: Int) -> Bool {
+    if deviceClockSuspect { return true }
     guard let drift = meters[i].clockDrift else { return false }
     return abs(drift) > settings.clockThresholdSeconds
   }
@@ -1036,6 +1077,13 @@ public final class Acquisition {
     meters[i].clockRecheck = false
     let today = localDay(wall)
     if abs(drift) <= settings.clockThresholdSeconds {
+      if deviceClockSuspect {
+        deviceClockSuspect = false
+        Log.info(
+          "acquisition",
+          "meter " + address + " clock agrees with this device's (" + String(drift)
+            + " s): readings are no longer clock-suspect")
+      }
       saveClock(i)
       return
     }
@@ -1049,7 +1097,11 @@ public final class Acquisition {
         "\"type\":\"meter.clock_drift\",\"meter\":\"" + address + "\",\"drift_s\":" + String(drift))
     }
     let nearMidnight = ours.secondOfDay < 300 || ours.secondOfDay > 86_100
-    if abs(drift) > Self.largestCorrectedDriftSeconds {
+    if deviceClockSuspect {
+      Log.warn(
+        "acquisition",
+        "meter " + address + " clock not corrected: this device's clock jumped and is not confirmed yet")
+    } else if abs(drift) > Self.largestCorrectedDriftSeconds {
       Log.warn(
         "acquisition",
         "meter " + address + " clock differs from this device's by more than a day: not corrected;"

@@ -18,6 +18,9 @@ import SQLiteStore
 ///   so the energy is charged once a tariff arrives.
 /// - A lower register than before (a replaced or reset meter) starts a new base and is
 ///   reported, never charged negatively.
+/// - A `clock-suspect` reading is never charged: its timestamp may be a year off (this
+///   device's clock jumped), which would price it at the wrong tariff and move the
+///   cursor past every later reading. Its energy is charged with the next good reading.
 public enum Billing {
   /// What one pass did.
   public struct Pass: Equatable, Sendable {
@@ -42,13 +45,16 @@ public enum Billing {
           SELECT address, customer, category, NULL AS until FROM archive_meters WHERE area_meter = 0
           UNION ALL SELECT old, customer, category, at FROM meter_replacements
         ) m ON m.address = r.meter
-        WHERE r.di = '0001FF00' AND r.ts >= ?1 AND (m.until IS NULL OR r.ts <= m.until) ORDER BY r.ts, r.meter
+        WHERE r.di = '0001FF00' AND r.ts >= ?1 AND r.quality != 'clock-suspect'
+          AND (m.until IS NULL OR r.ts <= m.until)
+        ORDER BY r.ts, r.meter
         """, [.integer(cursor)])
       // The cursor's own slot is read again: a cycle stores its readings (all with the
       // slot's timestamp) over time, and those stored after a pass must still be
       // charged. A reading already charged is skipped by its meter's base below.
       let maxTS = try db.scalarInt(
-        "SELECT max(ts) FROM readings WHERE di = '0001FF00' AND ts >= ?1", [.integer(cursor)])
+        "SELECT max(ts) FROM readings WHERE di = '0001FF00' AND ts >= ?1 AND quality != 'clock-suspect'",
+        [.integer(cursor)])
       guard !rows.isEmpty || maxTS != nil else { return pass }
       let book: TariffBook
       do throws(TariffParseError) {

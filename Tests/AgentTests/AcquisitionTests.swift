@@ -72,7 +72,7 @@ final class AcquisitionHarness {
 
   /// A new acquisition on the same database (an agent restart).
   func restart() throws {
-    acquisition.close(monotonic: monotonicMilliseconds(), wall: wall)
+    acquisition.close(monotonic: monotonic, wall: wall)
     acquisition = try Self.make(
       fixture: fixture, meters: Array(line.with { line.meters.keys }), port: port, settings: settings,
       busSettings: busSettings)
@@ -83,8 +83,25 @@ final class AcquisitionHarness {
     return c.wall + Int64((monotonicSeconds() - c.mono) * 1000)
   }
 
-  /// Sets the wall clock to `wall` now.
-  func jump(to wall: Int64) { clock.value = (wall, monotonicSeconds()) }
+  /// What the harness adds to the monotonic clock it gives the acquisition: time that
+  /// passed in a `jump(to:)` forward.
+  private var monotonicShift: Int64 = 0
+
+  /// The monotonic time the acquisition sees.
+  var monotonic: Int64 { monotonicMilliseconds() + monotonicShift }
+
+  /// Time passes: the wall clock reads `wall` now and, when that is later, the
+  /// monotonic clock moves on by as much (as on a device that kept running). Use
+  /// `stepWallClock(to:)` for a clock set while the device runs.
+  func jump(to wall: Int64) {
+    let passed = wall - self.wall
+    if passed > 0 { monotonicShift += passed }
+    clock.value = (wall, monotonicSeconds())
+  }
+
+  /// This device's wall clock is set to `wall` (by hand, NTP, a failing RTC); the
+  /// monotonic clock is not.
+  func stepWallClock(to wall: Int64) { clock.value = (wall, monotonicSeconds()) }
 
   /// Runs the poll loop until `until` holds.
   @discardableResult
@@ -93,13 +110,13 @@ final class AcquisitionHarness {
     while true {
       if until() { return true }
       if monotonicSeconds() > end { return false }
-      let mono = monotonicMilliseconds()
+      let mono = monotonic
       acquisition.tick(monotonic: mono, wall: wall)
       let requests = acquisition.pollRequests()
       let deadline = acquisition.nextDeadline(monotonic: mono, wall: wall)
       let results =
         (try? Poller.wait(requests, timeoutMilliseconds: Int32(max(0, min(20, deadline - mono))))) ?? []
-      acquisition.service(results[...], monotonic: monotonicMilliseconds(), wall: wall)
+      acquisition.service(results[...], monotonic: monotonic, wall: wall)
       onTurn?()
     }
   }
@@ -427,6 +444,59 @@ func meterWithFreeze(_ address: String, day: Int64 = 0) -> FakeMeter {
     h.jump(to: chinaTime(days: 1, 10, 0, 1))
     #expect(h.runCycle(chinaTime(days: 1, 10, 0)))
     #expect(h.run(timeout: 2) { h.line.broadcastLog.count == 2 })
+  }
+
+  /// One meter, clocks checked daily (threshold 60 s), after its 10:00 cycle.
+  private func dailyClockCheckHarness(_ label: String, _ meter: FakeMeter) throws -> AcquisitionHarness {
+    var settings = quietSettings()
+    settings.clockCheckMinutes = 1440
+    settings.clockThresholdSeconds = 60
+    let h = try AcquisitionHarness(label, meters: [meter], start: chinaTime(10, 0, 30), settings: settings)
+    #expect(h.runCycle(chinaTime(10, 0)))
+    #expect(!h.acquisition.deviceClockSuspect)
+    return h
+  }
+
+  @Test func deviceClockJumpMarksReadingsClockSuspectUntilAMeterAgrees() throws {
+    let meter = FakeMeter("000000000001")
+    let h = try dailyClockCheckHarness("acq-device-clock", meter)
+    // This device's clock jumps a year ahead; the meter's stays right.
+    let year: Int64 = 365 * 86_400_000
+    h.stepWallClock(to: chinaTime(10, 15, 1) + year)
+    h.line.with { meter.clockOffsetSeconds = -year / 1000 }
+    #expect(h.runCycle(chinaTime(10, 15) + year))
+    #expect(h.acquisition.deviceClockSuspect)
+    h.jump(to: chinaTime(10, 30, 1) + year)
+    #expect(h.runCycle(chinaTime(10, 30) + year))
+    // NTP sets it right: suspect until the meter's clock check agrees, then measured.
+    h.stepWallClock(to: chinaTime(10, 45, 1))
+    h.line.with { meter.clockOffsetSeconds = 0 }
+    #expect(h.runCycle(chinaTime(10, 45)))
+    #expect(!h.acquisition.deviceClockSuspect)
+    h.jump(to: chinaTime(11, 0, 1))
+    #expect(h.runCycle(chinaTime(11, 0)))
+    let stored = try h.readings(meter.address).map { ($0.timestamp, $0.quality) }
+    let expected: [(Int64, ReadingQuality)] = [
+      (chinaTime(10, 0), .measured), (chinaTime(10, 45), .clockSuspect), (chinaTime(11, 0), .measured),
+      (chinaTime(10, 15) + year, .clockSuspect), (chinaTime(10, 30) + year, .clockSuspect),
+    ]
+    #expect(stored.map { $0.0 } == expected.map { $0.0 })
+    #expect(stored.map { $0.1 } == expected.map { $0.1 })
+    #expect(try h.events("device.clock_jump").count == 2)
+    #expect(h.line.broadcastLog.isEmpty, "a meter was set from a clock that had just jumped")
+  }
+
+  @Test func deviceClockJumpOfAnHourSetsNoMeterClock() throws {
+    let meter = FakeMeter("000000000001")
+    let h = try dailyClockCheckHarness("acq-device-hour", meter)
+    // An hour ahead: within the day a meter's clock would be corrected by, but this
+    // device's clock is the one that moved.
+    h.stepWallClock(to: chinaTime(11, 15, 1))
+    h.line.with { meter.clockOffsetSeconds = -3600 }
+    #expect(h.runCycle(chinaTime(11, 15)))
+    #expect(!h.run(timeout: 1) { !h.line.broadcastLog.isEmpty }, "the meter's clock was set an hour wrong")
+    #expect(try h.readings(meter.address).map { $0.quality } == [.measured, .clockSuspect])
+    #expect(h.acquisition.deviceClockSuspect)
   }
 
   @Test func deviceClockNotSetMeansNoReadingUntilItIs() throws {

@@ -23,7 +23,8 @@ import Testing
     """#
 
   private func store(
-    _ f: LedgerTests.Fixture, _ meter: String, at ts: Int64, _ wh: Int64, registers: [Int64] = []
+    _ f: LedgerTests.Fixture, _ meter: String, at ts: Int64, _ wh: Int64, registers: [Int64] = [],
+    quality: ReadingQuality = .measured
   )
     throws
   {
@@ -33,7 +34,7 @@ import Testing
         Reading(
           meter: Address(meter)!, identifier: .forwardActiveBlock, timestamp: ts, value: wh,
           tariffs: registers,
-          quality: .measured, readAt: ts)
+          quality: quality, readAt: ts)
       ], now: ts)
   }
 
@@ -41,12 +42,18 @@ import Testing
     try Billing.run(store: f.store, outbox: try Outbox(store: f.store), offset: .china, now: Self.t0)
   }
 
-  @Test func eachReadingIntervalIsChargedOnceAtTheCategorysTariff() throws {
-    var f = try LedgerTests.Fixture("billing-flat")
+  /// A fresh ledger with the archive and a flat residential tariff of 0.5000 CNY/kWh.
+  private func flatTariffFixture(_ label: String) throws -> LedgerTests.Fixture {
+    var f = try LedgerTests.Fixture(label)
     #expect(try f.send("archive", Self.archive).outcome == "applied")
     let tariff = try f.send(
       "tariff", #"{"id":"RES-2026","category":"residential","effective_from":"2026-01-01","flat":5000}"#)
     #expect(tariff.outcome == "applied", "\(tariff)")
+    return f
+  }
+
+  @Test func eachReadingIntervalIsChargedOnceAtTheCategorysTariff() throws {
+    var f = try flatTariffFixture("billing-flat")
     #expect(try f.send("topup", #"{"customer":"C-1","purchase":1,"amount":10000}"#).outcome == "applied")
 
     try store(f, "000000000001", at: Self.t0, 1_000_000)
@@ -78,6 +85,25 @@ import Testing
     // The area meter is never billed; the charges went upstream in class ledger.
     #expect(try f.store.db.scalarInt("SELECT count(*) FROM ledger WHERE customer = 'AREA'") == 0)
     #expect(try f.store.db.scalarInt("SELECT count(*) FROM outbox WHERE class = 'ledger'") == 3)
+  }
+
+  @Test func clockSuspectReadingAYearAheadIsNotChargedAndLaterReadingsAre() throws {
+    let f = try flatTariffFixture("billing-clock")
+    try store(f, "000000000001", at: Self.t0, 1_000_000)
+    _ = try bill(f)
+    // This device's clock jumped a year ahead: the slot it read is a year off.
+    let year: Int64 = 365 * 86_400_000
+    try store(f, "000000000001", at: Self.t0 + year, 1_000_500, quality: .clockSuspect)
+    #expect(try bill(f).charged == 0)
+    // The clock is right again: the energy since the last good reading is charged once,
+    // at the tariff of its own time (1.5 kWh, 75 fen), and so is the next.
+    try store(f, "000000000001", at: Self.t0 + Self.quarter, 1_001_500)
+    let pass = try bill(f)
+    #expect(pass.charged == 1 && pass.money == Money(fen: 75))
+    try store(f, "000000000001", at: Self.t0 + 2 * Self.quarter, 1_003_500)
+    #expect(try bill(f).money == Money(fen: 100))
+    #expect(try f.balance("C-1") == -175)
+    #expect(try Ledger.verify(f.store.db).isEmpty)
   }
 
   @Test func energyWithoutATariffIsChargedOnceOneArrivesPerTimeOfUseRegister() throws {

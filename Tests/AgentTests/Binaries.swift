@@ -49,9 +49,20 @@ final class Child {
   let child: ChildProcess
   let logURL: URL
 
-  init(_ name: String, _ arguments: [String], in dir: URL, environment: [String: String] = [:]) throws {
+  /// - Parameter via: a command that runs the product, e.g. `["/usr/sbin/ip", "netns",
+  ///   "exec", NS]` (it must exec the product in its own process, so that signals reach it).
+  init(
+    _ name: String, _ arguments: [String], in dir: URL, environment: [String: String] = [:],
+    via: [String] = []
+  ) throws {
     logURL = dir.appendingPathComponent(name + "-" + UUID().uuidString.prefix(8) + ".log")
-    child = try ChildProcess(try Binaries.path(name), arguments, outputFile: logURL, environment: environment)
+    let product = try Binaries.path(name)
+    if let wrapper = via.first {
+      child = try ChildProcess(
+        wrapper, Array(via.dropFirst()) + [product] + arguments, outputFile: logURL, environment: environment)
+    } else {
+      child = try ChildProcess(product, arguments, outputFile: logURL, environment: environment)
+    }
   }
 
   /// Everything the process wrote so far.

@@ -81,6 +81,10 @@ import Testing
     #expect(try agent.wait(timeout: 20) == 0)
     let db = try Connection(path: agentDB)
     #expect(try db.query("PRAGMA integrity_check").first?.text(0) == "ok")
+    soakFigure("diskfull_cycles_after_space_returned", slots.count, "cycles")
+    soakFigure(
+      "diskfull_cycles_missing",
+      slots.count - 1 - zip(slots, slots.dropFirst()).filter { $1 - $0 == 60_000 }.count, "cycles")
   }
 
   /// Writes `url` until the filesystem is full; returns the bytes written.

@@ -34,6 +34,9 @@ import Testing
   }
 
   @Test func everyTopUpHQSawAppliedSurvivesAPowerLossAndNoneIsAppliedTwice() throws {
+    // Rounds of power loss: 6 in `make test`, more in `make soak`.
+    let rounds = try soakParameter("GRIDEDGE_POWERLOSS_ROUNDS", default: 6)
+    let started = Date()
     let dir = try makeTemporaryDirectory("power-loss")
     let shim = dir.appendingPathComponent("powerloss_vfs.so").path
     let built = try runProcess(
@@ -106,7 +109,7 @@ import Testing
     var ctrOfPurchase: [String: Int64] = [:]
     var cuts = 0
     let powerLog = dir.appendingPathComponent("power.log").path
-    for round in 0..<6 {
+    for round in 0..<rounds {
       // The power goes at a sync in even rounds, at any write in odd ones.
       let trigger =
         round % 2 == 0
@@ -136,7 +139,7 @@ import Testing
       if status == 99 { cuts += 1 }
       try recover(round)
     }
-    #expect(cuts >= 3, "only \(cuts) of 6 rounds ended in a simulated power loss")
+    #expect(cuts >= rounds / 2, "only \(cuts) of \(rounds) rounds ended in a simulated power loss")
 
     // Everything the agent holds reaches HQ; then the books are compared.
     agent = try Child("gridedge", ["run", "--config", config], in: dir)
@@ -165,5 +168,10 @@ import Testing
       purchases.append(purchase)
     }
     #expect(purchases.sorted() == (0..<last).map { $0 + 1 }, "applied: \(purchases.sorted())")
+    let lost = Set((0..<last).map { $0 + 1 }).subtracting(purchases).count
+    soakFigure("powerloss_cuts", cuts, "cuts")
+    soakFigure("powerloss_topups_applied", last, "top-ups")
+    soakFigure("powerloss_topups_lost_or_twice", lost + (refs.count - Set(refs).count), "top-ups")
+    soakFigure("powerloss_seconds", Int(Date().timeIntervalSince(started)), "s")
   }
 }

@@ -186,22 +186,42 @@ import Testing
   }
 
   @Test func brokerKilledAndRestartedInALoopDuringSyncLosesNothing() throws {
+    // 6 kill -9 / restart rounds in `make test`; `make soak` sets more. Readings keep
+    // arriving between kills, so that every kill comes while batches are in flight.
+    let flaps = try soakParameter("GRIDEDGE_BROKER_FLAPS", default: 6)
     let broker = try MosquittoBroker()
     let s = try setup("sync-flap", device: "TA-SYNC-4", port: broker.port)
-    try fillOutbox(path: s.agentDB, device: s.device, count: 200_000)
+    var readings = 200_000
+    try fillOutbox(path: s.agentDB, device: s.device, count: readings)
     let hq = try startHQ(s, port: broker.port)
+    let started = Date()
     let agent = try Child("gridedge", ["run", "--config", s.config], in: s.dir)
-    for _ in 0..<6 {
-      usleep(400_000)
+    var killedWhileSyncing = 0
+    for _ in 0..<flaps {
+      try fillOutbox(path: s.agentDB, device: s.device, count: 5_000, firstIndex: readings, chunk: 5_000)
+      readings += 5_000
+      usleep(UInt32.random(in: 200_000...600_000))
+      if let held = try? hqReadings(s), held.rows < Int64(readings) { killedWhileSyncing += 1 }
       broker.kill()
-      usleep(300_000)
+      usleep(UInt32.random(in: 100_000...500_000))
       try broker.start()
     }
-    try waitForDrain(s, expected: 200_000, timeout: 180, logs: [agent, hq])
+    try waitForDrain(s, expected: Int64(readings), timeout: 180 + Double(flaps), logs: [agent, hq])
     let held = try hqReadings(s)
-    #expect(held.rows == 200_000)
-    #expect(held.distinct == 200_000)
+    #expect(held.rows == Int64(readings))
+    #expect(held.distinct == Int64(readings))
     #expect(agent.log.contains("link to"), "the agent never saw the broker go")
+    #expect(killedWhileSyncing >= flaps / 2, "only \(killedWhileSyncing) of \(flaps) kills came during sync")
+    let report = try hqReport(s)
+    #expect(report["missing_seqs"] as? Int == 0)
+    #expect(report["conflicting_batches"] as? Int == 0)
+    soakFigure("broker_kills", flaps, "kills")
+    soakFigure("broker_kills_during_sync", killedWhileSyncing, "kills")
+    soakFigure("broker_readings_sent", readings, "readings")
+    soakFigure("broker_readings_lost", Int64(readings) - held.distinct, "readings")
+    soakFigure("broker_duplicates_at_hq", held.rows - held.distinct, "readings")
+    soakFigure("broker_duplicate_batches_removed", report["duplicate_batches"] as? Int ?? -1, "batches")
+    soakFigure("broker_seconds", Int(Date().timeIntervalSince(started)), "s")
   }
 
   @Test func receiverKilledBetweenItsCommitAndItsAckIsDeduplicatedOnResend() throws {

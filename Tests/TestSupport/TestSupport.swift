@@ -37,6 +37,26 @@ public func waitUntil(timeout: Double, poll: () -> Void = {}, _ condition: () ->
   }
 }
 
+/// A whole-number soak parameter from the environment: `make soak` (.ci/soak.sh) sets
+/// the long forms' counts and durations (e.g. `GRIDEDGE_BROKER_FLAPS=60`); `make test`
+/// leaves them unset and the short form's `default` applies.
+/// - Throws: `TestSupportError` when the variable is set but not a whole number ≥ 1 (a
+///   typo must not quietly run the short form).
+public func soakParameter(_ variable: String, default value: Int) throws -> Int {
+  guard let text = ProcessInfo.processInfo.environment[variable], !text.isEmpty else { return value }
+  guard let number = Int(text), number >= 1 else {
+    throw TestSupportError("\(variable) must be a whole number of at least 1, not '\(text)'")
+  }
+  return number
+}
+
+/// Prints one figure for `make soak`'s table: `soak NAME VALUE UNIT` alone on a line
+/// (.ci/soak.sh collects these lines from the test output, as .ci/bench.sh does `bench`
+/// lines).
+public func soakFigure(_ name: String, _ value: some CustomStringConvertible, _ unit: String) {
+  print("soak \(name) \(value) \(unit)")
+}
+
 /// A free TCP port on 127.0.0.1 at the time of the call (bind to port 0, read the
 /// port, close). Another process could take it before it is used; `MosquittoBroker`
 /// retries with a new port when that happens.
