@@ -184,7 +184,8 @@ public enum ConfigSchema {
     ),
     ConfigKey(
       "outage.voltage_threshold", .integer(0, 400), default: "132", unit: "V",
-      "An area meter phase voltage below this is a lost phase: its area is without supply (event outage.start)."),
+      "An area meter phase voltage below this is a lost phase: its area is without supply (event outage.start)."
+    ),
     ConfigKey(
       "outage.silent_share", .integer(1, 10_000), default: "5000", unit: "bp",
       "At least this share of an area's customer meters asked in a cycle answering nothing is an outage of those meters."
@@ -197,7 +198,8 @@ public enum ConfigSchema {
       "The board's power-fail signal (e.g. /sys/class/gpio/gpio17/value), read every second; unset: none."),
     ConfigKey(
       "outage.power_fail_value", .text, default: "1",
-      "What outage.power_fail_path holds while the board's supply has failed: every area is then without supply."),
+      "What outage.power_fail_path holds while the board's supply has failed: every area is then without supply."
+    ),
     ConfigKey(
       "commands.trusted_keys", .path,
       "HQ's command signing keys, one '<kid> <base64url Ed25519 public key>' per line; unset: every command is refused."

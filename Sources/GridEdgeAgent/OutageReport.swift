@@ -51,7 +51,9 @@ public enum OutageReport {
             + open.map { ($0.text(2) ?? "") + " since " + formatUTC(milliseconds: $0.int64(6) ?? 0) }
             .joined(separator: ", "))
       Console.writeLine("")
-      Console.writeLine("outage  area      kind       phases  causes                  start                 duration  customers")
+      Console.writeLine(
+        "outage  area      kind       phases  causes                  start                 duration  customers"
+      )
       for row in outages {
         let start = row.int64(6) ?? 0
         let duration = ((row.int64(7) ?? now) - start) / 1000

@@ -397,7 +397,8 @@ public final class Outages {
   private func end(_ area: String, _ outage: Open, wall: Int64) throws(SQLiteError) {
     let endedAt = max(wall, outage.startedAt)
     try store.db.transaction(.full) { () throws(SQLiteError) in
-      try store.db.run("UPDATE outages SET ended_at = ?2 WHERE id = ?1", [.integer(outage.id), .integer(endedAt)])
+      try store.db.run(
+        "UPDATE outages SET ended_at = ?2 WHERE id = ?1", [.integer(outage.id), .integer(endedAt)])
       try enqueue("end", area, outage, wall: endedAt)
     }
     open[area] = nil
@@ -424,11 +425,13 @@ public final class Outages {
     for address in outage.meters.sorted() {
       guard let meter = areas[area]?.meters[address], meter.sensitive else { continue }
       sensitive +=
-        (sensitive.isEmpty ? "" : ",") + "{\"customer\":" + q(meter.customer) + ",\"meter\":" + q(address) + "}"
+        (sensitive.isEmpty ? "" : ",") + "{\"customer\":" + q(meter.customer) + ",\"meter\":" + q(address)
+        + "}"
     }
     let suffix = what == "update" ? "update-" + String(wall) : what
     var record =
-      "{\"id\":" + q(store.storeID + "-outage-" + String(outage.id) + "-" + suffix) + ",\"ts\":" + String(wall)
+      "{\"id\":" + q(store.storeID + "-outage-" + String(outage.id) + "-" + suffix) + ",\"ts\":"
+      + String(wall)
       + ",\"type\":\"outage." + what + "\",\"outage\":" + String(outage.id) + ",\"area\":" + q(area)
       + ",\"kind\":" + (outage.planned == nil ? "\"unplanned\"" : "\"planned\"") + ",\"planned\":"
       + (outage.planned.map(q) ?? "null") + ",\"phases\":" + q(joined(outage.phases, "")) + ",\"causes\":"

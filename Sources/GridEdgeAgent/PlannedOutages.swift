@@ -24,14 +24,7 @@ public enum PlannedOutages {
   /// - Returns: a one-line summary.
   /// - Throws: `Archive.Refusal`; nothing is changed then.
   public static func apply(body: String, db: Connection, now: Int64) throws(Archive.Refusal) -> String {
-    func sql<R>(_ work: () throws(SQLiteError) -> R) throws(Archive.Refusal) -> R {
-      do {
-        return try work()
-      } catch {
-        throw Archive.Refusal("internal-error", error.description)
-      }
-    }
-    let fields = try sql { () throws(SQLiteError) -> Row? in
+    let fields = try Archive.Refusal.sql { () throws(SQLiteError) -> Row? in
       try db.query(
         """
         SELECT json_type(?1, '$.id'), json_extract(?1, '$.id'), json_type(?1, '$.area'),
@@ -48,7 +41,7 @@ public enum PlannedOutages {
     }
     if let cancel = fields.text(10) {
       guard cancel == "true" else { throw Archive.Refusal("malformed", "\"cancel\" must be true") }
-      let known = try sql { () throws(SQLiteError) -> Int in
+      let known = try Archive.Refusal.sql { () throws(SQLiteError) -> Int in
         try db.run(
           "UPDATE planned_outages SET cancelled_at = ?2 WHERE id = ?1 AND cancelled_at IS NULL",
           [.text(id), .integer(now)])
@@ -76,17 +69,19 @@ public enum PlannedOutages {
     guard to > now else {
       throw Archive.Refusal("expired", "the window of planned outage " + id + " is already over")
     }
-    let inArchive = try sql { () throws(SQLiteError) -> Int64 in
+    let inArchive = try Archive.Refusal.sql { () throws(SQLiteError) -> Int64 in
       try db.scalarInt("SELECT count(*) FROM archive_meters WHERE area = ?1", [.text(area)]) ?? 0
     }
     guard inArchive > 0 else {
       throw Archive.Refusal("unknown-area", "no meter of the archive is in area " + area)
     }
-    let exists = try sql { () throws(SQLiteError) -> Int64 in
+    let exists = try Archive.Refusal.sql { () throws(SQLiteError) -> Int64 in
       try db.scalarInt("SELECT count(*) FROM planned_outages WHERE id = ?1", [.text(id)]) ?? 0
     }
-    guard exists == 0 else { throw Archive.Refusal("duplicate", "planned outage " + id + " is already known") }
-    try sql { () throws(SQLiteError) in
+    guard exists == 0 else {
+      throw Archive.Refusal("duplicate", "planned outage " + id + " is already known")
+    }
+    try Archive.Refusal.sql { () throws(SQLiteError) in
       try db.run(
         """
         INSERT INTO planned_outages (id, area, starts_at, ends_at, reason, received_at)
@@ -110,20 +105,14 @@ public enum PlannedOutages {
   }
 
   /// True when a planned outage of `area` overlaps `from..<to`.
-  public static func overlaps(_ db: Connection, area: String, from: Int64, to: Int64) throws(SQLiteError) -> Bool
+  public static func overlaps(_ db: Connection, area: String, from: Int64, to: Int64) throws(SQLiteError)
+    -> Bool
   {
     (try db.scalarInt(
       """
       SELECT count(*) FROM planned_outages
       WHERE area = ?1 AND starts_at < ?3 AND ?2 < ends_at AND cancelled_at IS NULL
       """, [.text(area), .integer(from), .integer(to)]) ?? 0) > 0
-  }
-
-  /// The SQL condition "the meter `meter` (a column or parameter) is in an area in a
-  /// planned outage at `at`".
-  static func coversSQL(meter: String, at: String) -> String {
-    "EXISTS (SELECT 1 FROM planned_outages p JOIN archive_meters pm ON pm.area = p.area WHERE pm.address = "
-      + meter + " AND p.starts_at <= " + at + " AND " + at + " < p.ends_at AND p.cancelled_at IS NULL)"
   }
 
   private static func validID(_ id: String) -> Bool {

@@ -74,7 +74,8 @@ func parseOutages(_ text: String) throws(SimulatorOptionError) -> [SupplyOutage]
     let scope: SupplyOutage.Scope
     if target == "area" {
       scope = .area
-    } else if !target.isEmpty, target.utf8.allSatisfy({ $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "C") }) {
+    } else if !target.isEmpty, target.utf8.allSatisfy({ $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "C") })
+    {
       let phases = Set(target.utf8.map { Int($0 - UInt8(ascii: "A")) + 1 })
       guard phases.count == target.utf8.count else {
         throw SimulatorOptionError(.invalid(option: "outage", value: String(item), expected: expected))

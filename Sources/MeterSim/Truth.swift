@@ -101,7 +101,9 @@ extension Simulator {
     }
     let registers = meter.registers
     out += ",\"relay_open\":" + bool(meter.relayOpen) + ",\"keep_power\":" + bool(meter.status.keepPower)
-    out += ",\"supply_lost\":" + bool(meter.supplyLost) + ",\"lost_phases\":" + list(meter.lostPhases.map { Int64($0) })
+    out +=
+      ",\"supply_lost\":" + bool(meter.supplyLost) + ",\"lost_phases\":"
+      + list(meter.lostPhases.map { Int64($0) })
     out += ",\"status_word_3\":" + String(meter.status.rawValue)
     out += ",\"meter_time_ms\":" + String(meter.meterTime)
     out += ",\"load_w\":" + String(meter.trueLoadWatts) + ",\"measured_w\":" + String(meter.measuredWatts)

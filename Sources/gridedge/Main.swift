@@ -154,7 +154,8 @@ struct Main {
     case "audit":
       return LedgerReport.verifyAudit(config: config)
     case "outages":
-      return OutageReport.show(config: config, json: arguments.has("json"), now: SystemClock().wallMilliseconds)
+      return OutageReport.show(
+        config: config, json: arguments.has("json"), now: SystemClock().wallMilliseconds)
     case "inspect":
       var options: [String: String] = [:]
       for name in ["by", "rating", "reason", "note", "port", "baud", "gateway"] {

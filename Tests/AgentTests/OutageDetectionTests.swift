@@ -130,7 +130,10 @@ import Testing
     let r = try rig("outage-silent", settings)
     // Two of six silent: below the minimum of three.
     r.outages.cycleEnded(
-      [(meter(1), false), (meter(2), false), (meter(3), true), (meter(4), true), (meter(5), true), (meter(6), true)],
+      [
+        (meter(1), false), (meter(2), false), (meter(3), true), (meter(4), true), (meter(5), true),
+        (meter(6), true),
+      ],
       wall: Self.t0)
     #expect(try r.events("outage.start").isEmpty)
     // Three of TA-1's six (TA-2's silent meter does not count, and is alone): half, enough.
@@ -169,7 +172,8 @@ import Testing
     r.outages.tick(monotonic: 1_000, wall: Self.t0 + 1_000)
     let starts = try r.events("outage.start")
     #expect(starts.map { $0["area"] as? String } == ["TA-1", "TA-2"])
-    #expect(starts.allSatisfy { $0["causes"] as? [String] == ["power-fail"] && $0["phases"] as? String == "ABC" })
+    #expect(
+      starts.allSatisfy { $0["causes"] as? [String] == ["power-fail"] && $0["phases"] as? String == "ABC" })
     #expect((starts[0]["customers_count"] as? NSNumber)?.intValue == 6)
     // The board goes down and comes back with its supply: the first read ends both.
     try "0\n".write(to: signal, atomically: true, encoding: .utf8)

@@ -75,7 +75,8 @@ import Testing
     let config = dir.appendingPathComponent("agent.conf").path
     try
       (agentBaseConfig(device: device, dir: dir, port: rig.port, keys: keys)
-      + simulatedRelayConfig(meterFile: meterFile, simPort: simPort) + "acquisition.silent_cycles = 1\n").write(
+      + simulatedRelayConfig(meterFile: meterFile, simPort: simPort) + "acquisition.silent_cycles = 1\n")
+      .write(
         toFile: config, atomically: true, encoding: .utf8)
     var agent = try Child("gridedge", ["run", "--config", config], in: dir)
     try agent.waitForLog("birth published")
@@ -83,7 +84,8 @@ import Testing
       [agent, sim, rig.hq].map { String($0.log.suffix(5000)) }.joined(separator: "\n----\n")
     }
     let sent = try hqSend(
-      "archive", Self.archive(customers: 6), device: device, keys: keys, hqDB: rig.db, port: rig.port, in: dir)
+      "archive", Self.archive(customers: 6), device: device, keys: keys, hqDB: rig.db, port: rig.port, in: dir
+    )
     #expect(sent.status == 0, "\(sent.stderr)")
 
     // Yesterday's figures.
@@ -147,7 +149,8 @@ import Testing
     let shown = try jsonObject(report.stdout)
     let listed = try #require((shown["outages"] as? [[String: Any]])?.first)
     #expect(int(listed["start"]) == begunAt && int(listed["end"]) == endedAt)
-    let todayFigures = try #require((shown["today"] as? [[String: Any]])?.first { $0["area"] as? String == "TA-1" })
+    let todayFigures = try #require(
+      (shown["today"] as? [[String: Any]])?.first { $0["area"] as? String == "TA-1" })
     #expect(int(todayFigures["interruptions"]) == 1)
     #expect(int(todayFigures["customers"]) == 6)
     #expect(int(todayFigures["customer_minutes"]) == int(ended?["customer_minutes"]))
@@ -211,13 +214,17 @@ import Testing
     // Malformed and expired announcements are refused with the reason.
     let malformed = try send("planned-outage", #"{"id":"PO-0","area":"TA-1","from":\#(now)}"#)
     #expect(malformed["outcome"] as? String == "rejected" && malformed["reason"] as? String == "malformed")
-    let expired = try send("planned-outage", #"{"id":"PO-0","area":"TA-1","from":\#(now - 7_200_000),"to":\#(now - 60_000)}"#)
+    let expired = try send(
+      "planned-outage", #"{"id":"PO-0","area":"TA-1","from":\#(now - 7_200_000),"to":\#(now - 60_000)}"#)
     #expect(expired["outcome"] as? String == "rejected" && expired["reason"] as? String == "expired")
     let planned = try send(
-      "planned-outage", #"{"id":"PO-1","area":"TA-1","from":\#(now),"to":\#(windowEnd),"reason":"maintenance"}"#)
+      "planned-outage",
+      #"{"id":"PO-1","area":"TA-1","from":\#(now),"to":\#(windowEnd),"reason":"maintenance"}"#)
     #expect(planned["outcome"] as? String == "applied", "\(planned)")
-    _ = try send("tariff", #"{"id":"RES-1","category":"residential","effective_from":"2020-01-01","flat":100000}"#)
-    #expect(try send("topup", #"{"customer":"C-1","purchase":1,"amount":100}"#)["outcome"] as? String == "applied")
+    _ = try send(
+      "tariff", #"{"id":"RES-1","category":"residential","effective_from":"2020-01-01","flat":100000}"#)
+    #expect(
+      try send("topup", #"{"customer":"C-1","purchase":1,"amount":100}"#)["outcome"] as? String == "applied")
     _ = try send("topup", #"{"customer":"C-2","purchase":1,"amount":400000}"#)
     _ = try send("topup", #"{"customer":"C-3","purchase":1,"amount":400000}"#)
     // HQ's own disconnect order is refused during the window too.
@@ -238,7 +245,8 @@ import Testing
         begun = events(rig.db, device, "outage.start").first
         return begun != nil
       }, "no outage.start at HQ\n\(logs())")
-    #expect(begun?["kind"] as? String == "planned" && begun?["planned"] as? String == "PO-1", "\(begun ?? [:])")
+    #expect(
+      begun?["kind"] as? String == "planned" && begun?["planned"] as? String == "PO-1", "\(begun ?? [:])")
     #expect(begun?["phases"] as? String == "B")
     #expect(begun?["customers"] as? [String] == ["C-2"])
     // Nobody is cut until the window ends.

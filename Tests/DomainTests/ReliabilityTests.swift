@@ -29,7 +29,8 @@ import Testing
     let second = ReliabilityFigures(list, from: day, to: 2 * day, now: 2 * day, planned: false)
     #expect(second.interruptions == 1 && second.continued == 1 && second.ongoing == 0)
     #expect(second.customerMinutes == 120 && second.longestSeconds == 2_400)
-    #expect(ReliabilityFigures(list, from: 2 * day, to: 3 * day, now: 3 * day, planned: false).interruptions == 0)
+    #expect(
+      ReliabilityFigures(list, from: 2 * day, to: 3 * day, now: 3 * day, planned: false).interruptions == 0)
   }
 
   @Test func anInterruptionStillLastingCountsUpToNowAndIsOngoing() {

@@ -7,26 +7,10 @@ import Testing
 
 /// `--outage`: parsing, and what the meters do during and after a loss of supply.
 @Suite struct OutageTests {
-  private func parse(_ words: [String]) throws -> SimulatorOptions {
-    let arguments = try Arguments(
-      words, valued: SimulatorOptions.valued.union(ServeOptions.valued),
-      flags: SimulatorOptions.flags.union(ServeOptions.flags))
-    return try SimulatorOptions(arguments: arguments, now: testStart)
-  }
-
-  private func parseError(_ words: [String]) -> String? {
-    do {
-      _ = try parse(words)
-      return nil
-    } catch let error as SimulatorOptionError {
-      return error.description
-    } catch {
-      return "\(error)"
-    }
-  }
-
   @Test func outageItemsTakeAreaPhasesOrMetersAndTimesWithUnits() throws {
-    let options = try parse(["--meters", "10", "--outage", "area@120+5m,B@1h+90s,AC@0+1,3-5@30s+2m,20%@10+10"])
+    let options = try parseSimulatorOptions([
+      "--meters", "10", "--outage", "area@120+5m,B@1h+90s,AC@0+1,3-5@30s+2m,20%@10+10",
+    ])
     #expect(
       options.outages == [
         SupplyOutage(scope: .area, startAfterMilliseconds: 120_000, durationMilliseconds: 300_000),
@@ -39,7 +23,7 @@ import Testing
           durationMilliseconds: 10_000),
       ])
     // All three phases are the whole area.
-    #expect(try parse(["--outage", "ABC@1+1"]).outages.first?.scope == .area)
+    #expect(try parseSimulatorOptions(["--outage", "ABC@1+1"]).outages.first?.scope == .area)
   }
 
   @Test func malformedOutagesAreRefusedNamingTheOption() {
@@ -47,11 +31,11 @@ import Testing
       "area", "area@10", "area@10+0", "area@+10", "area@10+x", "D@1+1", "AA@1+1", "area@10+5d", "0@1+1",
       "area@-1+10", "@1+1", "area@1+1@2",
     ] {
-      let error = parseError(["--meters", "4", "--outage", bad])
+      let error = simulatorOptionError(["--meters", "4", "--outage", bad])
       #expect(error?.hasPrefix("--outage '") == true, "\(bad): \(error ?? "accepted")")
     }
-    #expect(parseError(["--meters", "4", "--outage", "3-9@1+1"]) != nil)
-    #expect(parseError(["--meters", "4", "--outage", "3-4@1+1"]) == nil)
+    #expect(simulatorOptionError(["--meters", "4", "--outage", "3-9@1+1"]) != nil)
+    #expect(simulatorOptionError(["--meters", "4", "--outage", "3-4@1+1"]) == nil)
   }
 
   @Test func anAreaOutageSilencesEveryCustomerAndZeroesTheAreaVoltagesForItsWindow() throws {
@@ -91,7 +75,9 @@ import Testing
   @Test func aPhaseOutageCutsOnlyTheSinglePhaseMetersOnItAndOneAreaPhase() throws {
     let simulator = Simulator(
       options: makeOptions(meters: 6, profile: .residential) {
-        $0.outages = [SupplyOutage(scope: .phases([2]), startAfterMilliseconds: 0, durationMilliseconds: hour)]
+        $0.outages = [
+          SupplyOutage(scope: .phases([2]), startAfterMilliseconds: 0, durationMilliseconds: hour)
+        ]
       })
     #expect(simulator.meters.map(\.phaseName) == ["A", "B", "C", "A", "B", "C"])
     simulator.advance(to: testStart + 1_000)
@@ -109,7 +95,9 @@ import Testing
   @Test func aThreePhaseMeterKeepsAnsweringWhenOnePhaseIsLost() throws {
     let simulator = Simulator(
       options: makeOptions(meters: 2, profile: .commercial) {
-        $0.outages = [SupplyOutage(scope: .phases([1]), startAfterMilliseconds: 0, durationMilliseconds: hour)]
+        $0.outages = [
+          SupplyOutage(scope: .phases([1]), startAfterMilliseconds: 0, durationMilliseconds: hour)
+        ]
       })
     simulator.advance(to: testStart + 1_000)
     #expect(simulator.meters.map(\.phaseName) == ["ABC", "ABC"])
