@@ -240,7 +240,8 @@ public final class Outages {
     let address = meter.description
     guard let area = areaOfMeter[address] ?? areaOfAreaMeter[address] else { return false }
     if let outage = open[area] {
-      if outage.meters.contains(address) { return true }
+      // The area meter itself may be without supply (no auxiliary supply).
+      if outage.meters.contains(address) || areaOfAreaMeter[address] != nil { return true }
       if let phase = areas[area]?.meters[address]?.phase,
         phase.utf8.contains(where: { outage.phases.contains(String(UnicodeScalar($0))) })
       {

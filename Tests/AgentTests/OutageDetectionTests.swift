@@ -70,6 +70,7 @@ import Testing
     #expect(r.outages.areaMeters == ["900000000001"])
     r.outages.voltages(meter: Self.areaMeter, deciVolts: [2_201, 2_199, 2_210], wall: Self.t0)
     #expect(try r.events("outage.start").isEmpty)
+    #expect(!r.outages.covers(Self.areaMeter, wall: Self.t0))
     // Phase B at 100 V (below 132 V): C-2, C-5 (sensitive) and the three-phase C-6.
     r.outages.voltages(meter: Self.areaMeter, deciVolts: [2_201, 1_000, 2_210], wall: Self.t0 + 60_000)
     let start = try #require(try r.events("outage.start").first)
@@ -87,6 +88,7 @@ import Testing
     #expect(r.outages.covers(meter(6), wall: Self.t0 + 60_000))
     #expect(!r.outages.covers(meter(1), wall: Self.t0 + 60_000))
     #expect(!r.outages.covers(meter(7), wall: Self.t0 + 60_000))
+    #expect(r.outages.covers(Self.areaMeter, wall: Self.t0 + 60_000))
     // The same reading again changes nothing; phase C too: an update with C-3.
     r.outages.voltages(meter: Self.areaMeter, deciVolts: [2_201, 0, 2_210], wall: Self.t0 + 120_000)
     #expect(try r.events("outage.update").isEmpty)

@@ -32,6 +32,22 @@ import Testing
     return url
   }
 
+  /// `gridedge-sim` with customer meters 1…n and `simulator` options, mosquitto and
+  /// `gridedge-hq`, and the agent's configuration: those meters and the area meter read
+  /// every minute, relays controlled at any time, a silent meter alarmed after one cycle.
+  private func setUp(
+    device: String, dir: URL, keys: String, customers n: Int, simulator: [String], extra: String = ""
+  ) throws -> (sim: Child, rig: HQUnderTest, config: String) {
+    let (sim, simPort) = try startSimulator(["--meters", String(n)] + simulator, in: dir)
+    let rig = try HQUnderTest(in: dir)
+    let config = dir.appendingPathComponent("agent.conf").path
+    try
+      (agentBaseConfig(device: device, dir: dir, port: rig.port, keys: keys)
+      + simulatedRelayConfig(meterFile: try Self.meterFile(dir, customers: n), simPort: simPort)
+      + "acquisition.silent_cycles = 1\n" + extra).write(toFile: config, atomically: true, encoding: .utf8)
+    return (sim, rig, config)
+  }
+
   private func events(_ hqDB: String, _ device: String, _ type: String) -> [[String: Any]] {
     storedAtHQ(hqDB, device: device, "events").filter { $0["type"] as? String == type }
   }
@@ -65,19 +81,9 @@ import Testing
     var after = (30 - start % 60 + 60) % 60
     if after < 15 { after += 60 }
     let dropAt = start + after
-    let (sim, simPort) = try startSimulator(
-      [
-        "--meters", "6", "--profile", "residential", "--start", String(start), "--outage",
-        "area@\(after)+80",
-      ], in: dir)
-    let rig = try HQUnderTest(in: dir)
-    let meterFile = try Self.meterFile(dir, customers: 6)
-    let config = dir.appendingPathComponent("agent.conf").path
-    try
-      (agentBaseConfig(device: device, dir: dir, port: rig.port, keys: keys)
-      + simulatedRelayConfig(meterFile: meterFile, simPort: simPort) + "acquisition.silent_cycles = 1\n")
-      .write(
-        toFile: config, atomically: true, encoding: .utf8)
+    let (sim, rig, config) = try setUp(
+      device: device, dir: dir, keys: keys, customers: 6,
+      simulator: ["--profile", "residential", "--start", String(start), "--outage", "area@\(after)+80"])
     var agent = try Child("gridedge", ["run", "--config", config], in: dir)
     try agent.waitForLog("birth published")
     func logs() -> String {
@@ -176,20 +182,13 @@ import Testing
     // 120 simulated seconds a real second: customer 1 runs through its small credit
     // between the first two cycles. Phase B (meter 2) drops from 20 s before the next
     // minute for 40 s.
-    let (sim, simPort) = try startSimulator(
-      [
-        "--meters", "3", "--profile", "residential", "--speed", "120", "--start", String(start), "--outage",
+    let (sim, rig, config) = try setUp(
+      device: device, dir: dir, keys: keys, customers: 3,
+      simulator: [
+        "--profile", "residential", "--speed", "120", "--start", String(start), "--outage",
         "B@\((nextMinute - 20 - start) * 120)+\(40 * 120)", "--truth-file", truthFile.path, "--truth-every",
         "200",
-      ], in: dir)
-    let rig = try HQUnderTest(in: dir)
-    let meterFile = try Self.meterFile(dir, customers: 3)
-    let config = dir.appendingPathComponent("agent.conf").path
-    try
-      (agentBaseConfig(device: device, dir: dir, port: rig.port, keys: keys)
-      + simulatedRelayConfig(meterFile: meterFile, simPort: simPort)
-      + "prepaid.overdraft_limit = -100\nacquisition.silent_cycles = 1\n").write(
-        toFile: config, atomically: true, encoding: .utf8)
+      ], extra: "prepaid.overdraft_limit = -100\n")
     let agent = try Child("gridedge", ["run", "--config", config], in: dir)
     try agent.waitForLog("birth published")
     func logs() -> String {
