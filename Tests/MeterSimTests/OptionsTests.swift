@@ -82,9 +82,11 @@ import Testing
     #expect(simulatorOptionError(["--speed", "0"]) != nil)
     #expect(simulatorOptionError(["--password", "2:0"]) != nil)
     #expect(simulatorOptionError(["--first-address", "12345678901A"]) != nil)
-    #expect(simulatorOptionError(["--meters", "2", "--first-address", "999999999998"])?.contains("no room") == true)
     #expect(
-      simulatorOptionError(["--meters", "5", "--area-address", "3"])?.contains("is one of the customer addresses")
+      simulatorOptionError(["--meters", "2", "--first-address", "999999999998"])?.contains("no room") == true)
+    #expect(
+      simulatorOptionError(["--meters", "5", "--area-address", "3"])?.contains(
+        "is one of the customer addresses")
         == true)
     #expect(simulatorOptionError(["--no-area", "--area-address", "7"]) != nil)
     #expect(simulatorOptionError(["--start", "100"]) != nil)
