@@ -37,12 +37,7 @@ import Testing
     var outages: Outages
 
     /// The events enqueued so far of `type`, parsed.
-    func events(_ type: String) throws -> [[String: Any]] {
-      try store.db.query(
-        "SELECT record FROM outbox WHERE class = 'events' AND json_extract(record, '$.type') = ?1 ORDER BY id",
-        [.text(type)]
-      ).map { try jsonObject($0.text(0) ?? "") }
-    }
+    func events(_ type: String) throws -> [[String: Any]] { try outboxEvents(store, type) }
 
     /// The same database opened again, as after a reboot.
     mutating func reboot(_ settings: Outages.Settings = Outages.Settings()) throws {
