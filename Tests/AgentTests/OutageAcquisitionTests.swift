@@ -28,14 +28,18 @@ import Testing
     #expect(h.reads(area).first == .voltageBlock)
     #expect(try h.events("outage.start").isEmpty)
 
-    // Phase A lost: meters 1 and 4 (phase A) do not answer.
-    h.line.with {
-      area.voltages = [0, 2_210, 2_190]
-      customers[0].silent = true
-      customers[3].silent = true
+    /// Phase A without supply or with it (meters 1 and 4 are on it), then the cycle at
+    /// 10:mm.
+    func phaseA(lost: Bool, cycleAt minute: Int64) -> Bool {
+      h.line.with {
+        area.voltages = [lost ? 0 : 2_200, 2_210, 2_190]
+        customers[0].silent = lost
+        customers[3].silent = lost
+      }
+      h.jump(to: chinaTime(10, minute, 1))
+      return h.runCycle(chinaTime(10, minute))
     }
-    h.jump(to: chinaTime(10, 15, 1))
-    #expect(h.runCycle(chinaTime(10, 15)))
+    #expect(phaseA(lost: true, cycleAt: 15))
     let start = try #require(try h.events("outage.start").first)
     #expect(start["phases"] as? String == "A")
     #expect(start["customers"] as? [String] == ["C-1", "C-4"])
@@ -49,13 +53,7 @@ import Testing
     #expect(try h.events("archive.silent").map { $0["meter"] as? String } == ["000000000002"])
 
     // Back: the end, with the duration from the first detection.
-    h.line.with {
-      area.voltages = [2_200, 2_200, 2_200]
-      customers[0].silent = false
-      customers[3].silent = false
-    }
-    h.jump(to: chinaTime(10, 45, 1))
-    #expect(h.runCycle(chinaTime(10, 45)))
+    #expect(phaseA(lost: false, cycleAt: 45))
     let end = try #require(try h.events("outage.end").first)
     #expect(end["start"] as? NSNumber == start["start"] as? NSNumber)
     let duration = try #require((end["duration_s"] as? NSNumber)?.int64Value)
