@@ -75,11 +75,10 @@ import Testing
         VALUES ('TA-1', 'ABC', 'voltage', ?1, ?2, 6, '[]')
         """, [.integer(yesterdayTen), .integer(yesterdayTen + 1_800_000)])
     }
-    // The drop at second 30 of a minute (the agent's cycles start on the minute), for
-    // 80 s: detected by the next cycle, back two cycles later.
+    // The drop 15 s after the start, for 80 s: whenever in the agent's minute it
+    // falls, the next cycle sees it, and the restart below comes before its end.
     let start = Int64(Date().timeIntervalSince1970)
-    var after = (30 - start % 60 + 60) % 60
-    if after < 15 { after += 60 }
+    let after: Int64 = 15
     let dropAt = start + after
     let (sim, rig, config) = try setUp(
       device: device, dir: dir, keys: keys, customers: 6,
@@ -160,6 +159,17 @@ import Testing
     #expect(int(todayFigures["interruptions"]) == 1)
     #expect(int(todayFigures["customers"]) == 6)
     #expect(int(todayFigures["customer_minutes"]) == int(ended?["customer_minutes"]))
+
+    // What HQ shows: the outage with its end and the customer to call first.
+    let hqReport = try runProduct("gridedge-hq", ["report", "--db", rig.db, "--json"], in: dir)
+    #expect(hqReport.status == 0, "\(hqReport.stderr)")
+    let devices = try #require(
+      try JSONSerialization.jsonObject(with: Data(hqReport.stdout.utf8)) as? [[String: Any]])
+    let atHQ = try #require(
+      (devices.first { $0["device"] as? String == device }?["outages"] as? [[String: Any]])?.first)
+    #expect(int(atHQ["start"]) == begunAt && int(atHQ["end"]) == endedAt)
+    #expect(atHQ["kind"] as? String == "unplanned" && atHQ["sensitive"] as? String == "C-2")
+    #expect(int(atHQ["customers"]) == 6)
 
     agent.signal(SIGTERM)
     #expect(try agent.wait(timeout: 10) == 0)
