@@ -133,55 +133,52 @@ public enum Report {
         SELECT device_id, order_id, photo_id, size, sha256, verified, coalesce(problem, '')
         FROM photos ORDER BY device_id, received_at, photo_id
         """)
-      if !photos.isEmpty {
-        Console.writeLine("")
-        Console.writeLine("photos received (work orders):")
-        Console.writeLine(
-          "device                            order               photo                            bytes      sha256 / problem"
-        )
-        for row in photos {
-          Console.writeLine(
-            pad(row.text(0) ?? "", 34) + pad(row.text(1) ?? "", 20) + pad(row.text(2) ?? "", 33)
-              + pad(String(row.int64(3) ?? 0), 11)
-              + (row.int64(5) == 1 ? row.text(4) ?? "" : "CORRUPT: " + (row.text(6) ?? "")))
-        }
+      section(
+        "photos received (work orders):",
+        "device                            order               photo                            bytes      "
+          + "sha256 / problem", photos
+      ) { row in
+        pad(row.text(0) ?? "", 34) + pad(row.text(1) ?? "", 20) + pad(row.text(2) ?? "", 33)
+          + pad(String(row.int64(3) ?? 0), 11)
+          + (row.int64(5) == 1 ? row.text(4) ?? "" : "CORRUPT: " + (row.text(6) ?? ""))
       }
-      let outages = try store.db.query(outages)
-      if !outages.isEmpty {
-        Console.writeLine("")
-        Console.writeLine("outages, newest first (sensitive: outage-sensitive customers, to call first):")
-        Console.writeLine(
-          "device                            area          kind       phases  start                 "
-            + "end                   duration  customers  sensitive")
-        for row in outages {
-          Console.writeLine(
-            pad(row.text(0) ?? "", 34) + pad(row.text(1) ?? "", 14) + pad(row.text(2) ?? "", 11)
-              + pad(row.text(4) ?? "", 8) + pad(formatUTC(milliseconds: row.int64(5) ?? 0), 22)
-              + pad(row.int64(6).map { formatUTC(milliseconds: $0) } ?? "ongoing", 22)
-              + pad(row.int64(7).map { String($0) + " s" } ?? "-", 10) + pad(String(row.int64(8) ?? 0), 11)
-              + (row.text(10) ?? ""))
-        }
+      section(
+        "outages, newest first (sensitive: outage-sensitive customers, to call first):",
+        "device                            area          kind       phases  start                 "
+          + "end                   duration  customers  sensitive", try store.db.query(outages)
+      ) { row in
+        pad(row.text(0) ?? "", 34) + pad(row.text(1) ?? "", 14) + pad(row.text(2) ?? "", 11)
+          + pad(row.text(4) ?? "", 8) + pad(formatUTC(milliseconds: row.int64(5) ?? 0), 22)
+          + pad(row.int64(6).map { formatUTC(milliseconds: $0) } ?? "ongoing", 22)
+          + pad(row.int64(7).map { String($0) + " s" } ?? "-", 10) + pad(String(row.int64(8) ?? 0), 11)
+          + (row.text(10) ?? "")
       }
-      let areas = try store.db.query(balances)
-      guard !areas.isEmpty else { return 0 }
-      Console.writeLine("")
-      Console.writeLine("energy balance, newest day per device and area (kWh):")
-      Console.writeLine(
+      section(
+        "energy balance, newest day per device and area (kWh):",
         "device                            area          day         supplied      sold          loss rate  "
-          + "complete  missing  flags                    suspects  orders  top suspect")
-      for row in areas {
-        Console.writeLine(
-          pad(row.text(0) ?? "", 34) + pad(row.text(1) ?? "", 14) + pad(row.text(2) ?? "", 12)
-            + pad(kWh(row.int64(3)), 14) + pad(kWh(row.int64(4)), 14)
-            + pad(row.int64(6).map(percent) ?? "-", 11) + pad(row.int64(8).map(percent) ?? "-", 10)
-            + pad(String(row.int64(9) ?? 0), 9) + pad(flagText(row.text(10) ?? "", row.text(7)), 25)
-            + pad(String(row.int64(11) ?? 0), 10) + pad(String(row.int64(13) ?? 0), 8) + (row.text(12) ?? ""))
+          + "complete  missing  flags                    suspects  orders  top suspect",
+        try store.db.query(balances)
+      ) { row in
+        pad(row.text(0) ?? "", 34) + pad(row.text(1) ?? "", 14) + pad(row.text(2) ?? "", 12)
+          + pad(kWh(row.int64(3)), 14) + pad(kWh(row.int64(4)), 14)
+          + pad(row.int64(6).map(percent) ?? "-", 11) + pad(row.int64(8).map(percent) ?? "-", 10)
+          + pad(String(row.int64(9) ?? 0), 9) + pad(flagText(row.text(10) ?? "", row.text(7)), 25)
+          + pad(String(row.int64(11) ?? 0), 10) + pad(String(row.int64(13) ?? 0), 8) + (row.text(12) ?? "")
       }
       return 0
     } catch {
       Log.error("report", "database " + databasePath + ": " + error.description)
       return 1
     }
+  }
+
+  /// Prints a blank line, `title`, `header` and one line per row; nothing without rows.
+  private static func section(_ title: String, _ header: String, _ rows: [Row], _ line: (Row) -> String) {
+    guard !rows.isEmpty else { return }
+    Console.writeLine("")
+    Console.writeLine(title)
+    Console.writeLine(header)
+    for row in rows { Console.writeLine(line(row)) }
   }
 
   /// `1234.56` for 1,234,560 Wh (two decimals, truncated toward zero); `-` for none.
