@@ -471,7 +471,7 @@ public final class Agent<C: Clock> {
       sync.recordsEnqueued()
       // An applied archive command changes the meters read (when they come from it).
       acquisition?.followArchive()
-      outages.reloadArchive()
+      outages.reloadArchive(wall: clock.wallMilliseconds)
       // A top-up may permit a reconnection, a command may have queued an operation:
       // decide now, so the close goes out in this loop turn.
       if let relay {

@@ -149,16 +149,18 @@ public final class Outages {
     }
   }
 
-  /// Reads the areas from the archive again (after an archive command).
-  public func reloadArchive() {
+  /// Reads the areas from the archive again (after an archive command). The outage
+  /// of an area that left the archive ends at `wall` (`"end_reason":"area-removed"`):
+  /// nothing would observe its end any more.
+  public func reloadArchive(wall: Int64) {
     do {
-      try loadArchive()
+      try loadArchive(endingRemovedAt: wall)
     } catch {
       Log.error("outage", "reading the archive: " + error.description)
     }
   }
 
-  private func loadArchive() throws(SQLiteError) {
+  private func loadArchive(endingRemovedAt wall: Int64? = nil) throws(SQLiteError) {
     var loaded: [String: Area] = [:]
     var ofMeter: [String: String] = [:]
     var ofAreaMeter: [String: String] = [:]
@@ -175,6 +177,13 @@ public final class Outages {
           address: address, customer: row.text(1) ?? "", phase: row.text(3) ?? "A",
           sensitive: (row.int64(4) ?? 0) != 0)
         ofMeter[address] = area
+      }
+    }
+    if let wall {
+      for (area, outage) in open where loaded[area] == nil {
+        Log.warn("outage", "area " + area + " left the archive while without supply: its outage ends")
+        try end(area, outage, wall: wall, reason: "area-removed")
+        detection[area] = nil
       }
     }
     areas = loaded
@@ -395,12 +404,12 @@ public final class Outages {
     if report { enqueued = true }
   }
 
-  private func end(_ area: String, _ outage: Open, wall: Int64) throws(SQLiteError) {
+  private func end(_ area: String, _ outage: Open, wall: Int64, reason: String? = nil) throws(SQLiteError) {
     let endedAt = max(wall, outage.startedAt)
     try store.db.transaction(.full) { () throws(SQLiteError) in
       try store.db.run(
         "UPDATE outages SET ended_at = ?2 WHERE id = ?1", [.integer(outage.id), .integer(endedAt)])
-      try enqueue("end", area, outage, wall: endedAt)
+      try enqueue("end", area, outage, wall: endedAt, endReason: reason)
     }
     open[area] = nil
     enqueued = true
@@ -419,7 +428,9 @@ public final class Outages {
   }
 
   /// Enqueues `outage.<what>` for `outage`.
-  private func enqueue(_ what: String, _ area: String, _ outage: Open, wall: Int64) throws(SQLiteError) {
+  private func enqueue(_ what: String, _ area: String, _ outage: Open, wall: Int64, endReason: String? = nil)
+    throws(SQLiteError)
+  {
     let q = { (text: String) -> String in "\"" + jsonEscaped(text) + "\"" }
     let list = customers(area, outage.meters)
     var sensitive = ""
@@ -442,6 +453,7 @@ public final class Outages {
       record +=
         ",\"end\":" + String(wall) + ",\"duration_s\":" + String(duration / 1000) + ",\"customer_minutes\":"
         + String((duration * Int64(list.count) + 30_000) / 60_000)
+      if let endReason { record += ",\"end_reason\":" + q(endReason) }
     }
     record +=
       ",\"customers_count\":" + String(list.count) + ",\"meters_count\":" + String(outage.meters.count)

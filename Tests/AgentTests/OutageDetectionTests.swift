@@ -154,6 +154,30 @@ import Testing
     #expect((end["duration_s"] as? NSNumber)?.intValue == 60)
   }
 
+  @Test func anAreaLeavingTheArchiveEndsItsOutage() throws {
+    var settings = Outages.Settings()
+    settings.silentMeters = 1
+    let r = try rig("outage-area-removed", settings)
+    r.outages.cycleEnded([(meter(7), false)], wall: Self.t0)
+    #expect(r.outages.areasWithoutSupply == ["TA-2"])
+    // An archive without TA-2.
+    let withoutTA2 = Self.archive.replacingOccurrences(of: #""version":1"#, with: #""version":2"#)
+      .replacingOccurrences(
+        of:
+          #",\#n{"address":"000000000007","customer":"C-7","area":"TA-2","phase":"A","category":"residential"}"#,
+        with: "")
+    #expect(withoutTA2 != Self.archive.replacingOccurrences(of: #""version":1"#, with: #""version":2"#))
+    _ = try Archive.apply(body: withoutTA2, db: r.store.db, now: Self.t0 + 60_000)
+    r.outages.reloadArchive(wall: Self.t0 + 60_000)
+    let end = try #require(try r.events("outage.end").first)
+    #expect(end["area"] as? String == "TA-2" && end["end_reason"] as? String == "area-removed")
+    #expect(end["customers"] as? [String] == ["C-7"])
+    #expect(r.outages.areasWithoutSupply.isEmpty)
+    // TA-1 goes on as before.
+    r.outages.voltages(meter: Self.areaMeter, deciVolts: [0, 2_200, 2_200], wall: Self.t0 + 120_000)
+    #expect(try r.events("outage.start").map { $0["area"] as? String } == ["TA-2", "TA-1"])
+  }
+
   @Test func thePowerFailSignalCutsEveryAreaAndItsEndRestoresThem() throws {
     let dir = try makeTemporaryDirectory("outage-power-fail")
     let signal = dir.appendingPathComponent("value")
