@@ -436,8 +436,8 @@ step "gridedge-hq report (what HQ knows)"
 
 # ---------------------------------------------------------------------------
 step "6. Not there yet"
-log "outage and restoration events, planned outages, reliability figures"
 log "the energy balance's energy-while-the-relay-is-open rule is not fed from the relay tables yet"
 log "not shown here (tested): credit grades from HQ's model, handheld mode (gridedge inspect),"
-log "  the archive driving which meters are read (this demo uses meter.file), meter replacement"
+log "  the archive driving which meters are read (this demo uses meter.file), meter replacement,"
+log "  outages and planned outages (gridedge-sim --outage; gridedge outages)"
 log "demo finished"

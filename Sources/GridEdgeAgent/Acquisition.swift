@@ -100,12 +100,14 @@ public final class Acquisition {
   }
 
   private enum Task: Equatable {
+    case voltage
     case realtime
     case clock
     case freeze
   }
 
   private enum Step {
+    case voltageBlock
     case realtimeBlock
     case realtimeTotal
     case clockDate
@@ -157,6 +159,9 @@ public final class Acquisition {
   let readings: Readings
   let store: AgentStore
   let outbox: Outbox
+  /// Loss of supply: told the area meters' voltages and who answered in each cycle,
+  /// asked whether a silent meter is in an outage (no missing-read alarm then).
+  public var outages: Outages? = nil
   private var meters: [MeterState] = []
   private var meterIndex: [Address: Int] = [:]
   /// Requests in flight: (bus, ticket) -> meter. Each bus numbers its tickets from 1,
@@ -678,11 +683,17 @@ public final class Acquisition {
     let secondOfDay = (wall - midnight(today)) / 1000
     let freezeDue = secondOfDay >= settings.freezeDelayMinutes * 60
     var jobs = 0
-    for i in meters.indices {
+    // Area meters first: their voltages tell at once whether the area has supply.
+    let areaMeters = outages?.areaMeters ?? []
+    let order =
+      meters.indices.filter { areaMeters.contains(meters[$0].entry.address.description) }
+      + meters.indices.filter { !areaMeters.contains(meters[$0].entry.address.description) }
+    for i in order {
       meters[i].trouble = Trouble()
       meters[i].answered = false
       meters[i].hasRealtime = done.contains(meters[i].entry.address.description)
       var tasks: [Task] = []
+      if areaMeters.contains(meters[i].entry.address.description) { tasks.append(.voltage) }
       if !meters[i].hasRealtime { tasks.append(.realtime) }
       if clockCheckDue(meters[i], wall: wall) { tasks.append(.clock) }
       if freezeDue && meters[i].freezeScannedDay != today { tasks.append(.freeze) }
@@ -713,6 +724,13 @@ public final class Acquisition {
     var answered = 0
     var missing = 0
     var errors = 0
+    if let outages {
+      var asked: [(meter: Address, answered: Bool)] = []
+      for m in meters where m.answered || m.trouble.noAnswer > 0 {
+        asked.append((m.entry.address, m.answered))
+      }
+      outages.cycleEnded(asked, wall: wall)
+    }
     for i in meters.indices {
       meters[i].job = nil
       if meters[i].answered { answered += 1 }
@@ -722,6 +740,10 @@ public final class Acquisition {
       if meters[i].answered {
         meters[i].silentCycles = 0
         meters[i].silenceReported = false
+      } else if t.noAnswer > 0 && outages?.covers(meters[i].entry.address, wall: wall) == true {
+        // Without supply (an outage, or a planned one): no missing-read alarm, and the
+        // cycle does not count towards one.
+        meters[i].silentCycles = 0
       } else if t.noAnswer > 0 {
         meters[i].silentCycles += 1
         if meters[i].silentCycles >= settings.silentCycles && !meters[i].silenceReported {
@@ -812,6 +834,8 @@ public final class Acquisition {
     while let task = tasks.first {
       var job = Job(tasks: tasks, step: .realtimeBlock)
       switch task {
+      case .voltage:
+        job.step = .voltageBlock
       case .realtime:
         job.step = .realtimeBlock
       case .clock:
@@ -855,6 +879,7 @@ public final class Acquisition {
     guard let job = meters[i].job else { return }
     let identifier: DataIdentifier
     switch job.step {
+    case .voltageBlock: identifier = .voltageBlock
     case .realtimeBlock: identifier = .forwardActiveBlock
     case .realtimeTotal: identifier = .forwardActiveTotal
     case .clockDate: identifier = .date
@@ -959,6 +984,9 @@ public final class Acquisition {
       return
     }
     switch (job.step, value) {
+    case (.voltageBlock, .voltages(let volts)):
+      outages?.voltages(meter: meters[i].entry.address, deciVolts: volts.map { Int64($0) }, wall: wall)
+      nextTask(i, wall: wall)
     case (.realtimeBlock, .energyRegisters(let registers)):
       storeRealtime(
         i, identifier: .forwardActiveBlock, total: registers.total, tariffs: registers.tariffs, wall: wall)
@@ -1145,6 +1173,12 @@ public final class Acquisition {
       if let i = meterIndex[meter] { meters[i].trouble.corruptFrames += 1 }
       Log.debug("bus", "bus " + buses[b].name + ": meter " + meter.description + ": " + reason)
     case .noAnswer(let meter):
+      if outages?.covers(meter, wall: wall) == true {
+        Log.info(
+          "bus",
+          "bus " + buses[b].name + ": meter " + meter.description + " does not answer (its supply is out)")
+        return
+      }
       Log.warn(
         "bus", "bus " + buses[b].name + ": meter " + meter.description + " does not answer; marked silent")
       pendingEvents.append(

@@ -36,6 +36,8 @@ public final class Agent<C: Clock> {
   let acquisition: Acquisition?
   /// Disconnection and reconnection over the meter buses; nil without them.
   let relay: RelayControl?
+  /// Loss and return of supply, planned outages, daily reliability figures.
+  let outages: Outages
   let capBytes: Int64
   let signals: TerminationSignals
   let epoch: Int64
@@ -176,6 +178,12 @@ public final class Agent<C: Clock> {
       throw AgentError("database " + path + ": " + error.description, exitCode: ExitCode.database)
     }
     self.acquisition = try Acquisition.make(config: config, store: store, outbox: outbox)
+    do {
+      self.outages = try Outages(store: store, outbox: outbox, settings: Outages.Settings(config: config))
+    } catch {
+      throw AgentError("database " + path + ": " + error.description, exitCode: ExitCode.database)
+    }
+    acquisition?.outages = outages
     let relaySettings: RelaySettings
     do {
       relaySettings = try RelaySettings(config: config)
@@ -217,6 +225,7 @@ public final class Agent<C: Clock> {
         }
       }
       tickRelay()
+      tickOutages()
       if link == .connected && stopReason == nil { pump() }
       var requests = [PollRequest(fd: signals.fd)]
       let socket = client.socket
@@ -231,6 +240,7 @@ public final class Agent<C: Clock> {
       if let deadline = relay?.nextDeadline(wall: clock.wallMilliseconds) {
         limit = max(0, min(limit, deadline - clock.wallMilliseconds))
       }
+      limit = max(0, min(limit, outages.nextDeadline(monotonic: now) - now))
       let results: [PollResult]
       do {
         results = try Poller.wait(requests, timeoutMilliseconds: timers.timeout(now: now, limit: limit))
@@ -252,6 +262,7 @@ public final class Agent<C: Clock> {
         }
       }
       tickRelay()
+      tickOutages()
     }
     acquisition?.close(monotonic: clock.monotonicMilliseconds, wall: clock.wallMilliseconds)
     do {
@@ -460,6 +471,7 @@ public final class Agent<C: Clock> {
       sync.recordsEnqueued()
       // An applied archive command changes the meters read (when they come from it).
       acquisition?.followArchive()
+      outages.reloadArchive(wall: clock.wallMilliseconds)
       // A top-up may permit a reconnection, a command may have queued an operation:
       // decide now, so the close goes out in this loop turn.
       if let relay {
@@ -489,6 +501,13 @@ public final class Agent<C: Clock> {
     } catch {
       Log.error("agent", "could not enqueue event " + body + ": " + error.description)
     }
+  }
+
+  /// Outages: the power-fail signal, the daily figures, and the events acquisition's
+  /// observations raised.
+  private func tickOutages() {
+    outages.tick(monotonic: clock.monotonicMilliseconds, wall: clock.wallMilliseconds)
+    if outages.takeEnqueued() { sync.recordsEnqueued() }
   }
 
   /// Relay operations: completions in, due tries out.

@@ -499,6 +499,38 @@ public final class AgentStore {
           WHERE address NOT IN (SELECT meter FROM topology);
         ALTER TABLE relay_log ADD COLUMN energy_wh INTEGER;
         """),
+    Migration(
+      id: 16, name: "outages, planned outages and daily reliability figures",
+      sql: """
+        CREATE TABLE outages (
+          id INTEGER PRIMARY KEY,
+          area TEXT NOT NULL,
+          phases TEXT NOT NULL,
+          causes TEXT NOT NULL,
+          started_at INTEGER NOT NULL,
+          ended_at INTEGER,
+          customers INTEGER NOT NULL,
+          meters TEXT NOT NULL,
+          planned TEXT
+        ) STRICT;
+        CREATE UNIQUE INDEX outages_open ON outages (area) WHERE ended_at IS NULL;
+        CREATE INDEX outages_started ON outages (started_at);
+        CREATE TABLE planned_outages (
+          id TEXT PRIMARY KEY,
+          area TEXT NOT NULL,
+          starts_at INTEGER NOT NULL,
+          ends_at INTEGER NOT NULL,
+          reason TEXT NOT NULL,
+          received_at INTEGER NOT NULL,
+          cancelled_at INTEGER
+        ) STRICT;
+        CREATE INDEX planned_outages_area ON planned_outages (area, ends_at);
+        CREATE TABLE outage_state (
+          singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+          figures_day INTEGER
+        ) STRICT;
+        INSERT INTO outage_state (singleton, figures_day) VALUES (1, NULL);
+        """),
   ]
 
   /// Opens (creating if needed) the database at `path` for device `deviceID`.

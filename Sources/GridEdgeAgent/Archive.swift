@@ -30,6 +30,15 @@ public enum Archive {
       self.code = code
       self.description = description
     }
+
+    /// The result of `work`, a database error turned into an `internal-error` refusal.
+    static func sql<R>(_ work: () throws(SQLiteError) -> R) throws(Refusal) -> R {
+      do {
+        return try work()
+      } catch {
+        throw Refusal("internal-error", error.description)
+      }
+    }
   }
 
   /// The version the device runs (0 before the first archive).

@@ -188,7 +188,7 @@ public enum ArchiveReport {
     }
   }
 
-  private static func pad(_ text: String, _ width: Int) -> String {
+  static func pad(_ text: String, _ width: Int) -> String {
     var out = text
     while out.utf8.count < width { out += " " }
     return out + " "

@@ -153,6 +153,9 @@ public enum Balance {
         else { return nil }
         return (start.ts, end.ts)
       })
+    let thresholds = try withoutAnomalyRulesInPlannedOutages(
+      thresholds, db: db, area: area, from: offset.unixSeconds(startOf: day) * 1000,
+      to: offset.unixSeconds(startOf: day.adding(days: 1)) * 1000)
     return Result(day: day, hour: nil, input: input, balance: EnergyBalance(input, thresholds: thresholds))
   }
 
@@ -223,7 +226,28 @@ public enum Balance {
         }
         return (start, end)
       })
+    let thresholds = try withoutAnomalyRulesInPlannedOutages(
+      thresholds, db: db, area: area, from: start, to: start + 3_600_000)
     return Result(day: day, hour: hour, input: input, balance: EnergyBalance(input, thresholds: thresholds))
+  }
+
+  /// `thresholds` with the anomaly rules off when a planned outage of `area` overlaps
+  /// `from..<to` (unix ms): a day without supply is no sudden drop or stopped meter.
+  private static func withoutAnomalyRulesInPlannedOutages(
+    _ thresholds: BalanceThresholds, db: Connection, area: String, from: Int64, to: Int64
+  ) throws(Failure) -> BalanceThresholds {
+    var thresholds = thresholds
+    do {
+      // (A database from before migration 16, opened read-only, has no planned outages.)
+      if try db.scalarInt("SELECT count(*) FROM sqlite_master WHERE name = 'planned_outages'") == 1,
+        try PlannedOutages.overlaps(db, area: area, from: from, to: to)
+      {
+        thresholds.anomalyRules = false
+      }
+    } catch {
+      throw .database(error)
+    }
+    return thresholds
   }
 
   /// On how many of `days` each meter of `area` was a suspect in a daily summary

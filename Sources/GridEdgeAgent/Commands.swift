@@ -239,6 +239,10 @@ public final class CommandHandler {
       run = { () throws(Archive.Refusal) -> String in
         try KeepPower.apply(body: command.body, db: self.store.db)
       }
+    case "planned-outage":
+      run = { () throws(Archive.Refusal) -> String in
+        try PlannedOutages.apply(body: command.body, db: self.store.db, now: wall)
+      }
     case "workorder":
       run = { () throws(Archive.Refusal) -> String in
         try WorkOrders.apply(body: command.body, store: self.store, outbox: self.outbox, now: wall)

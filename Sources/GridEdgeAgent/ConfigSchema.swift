@@ -187,6 +187,24 @@ public enum ConfigSchema {
       "Each bus is searched for meters (address patterns, between cycles) this often; meters not in the archive go to HQ as meter.unknown. 0: never."
     ),
     ConfigKey(
+      "outage.voltage_threshold", .integer(0, 400), default: "132", unit: "V",
+      "An area meter phase voltage below this is a lost phase: its area is without supply (event outage.start)."
+    ),
+    ConfigKey(
+      "outage.silent_share", .integer(1, 10_000), default: "5000", unit: "bp",
+      "At least this share of an area's customer meters asked in a cycle answering nothing is an outage of those meters."
+    ),
+    ConfigKey(
+      "outage.silent_meters", .integer(1, 100_000), default: "3", unit: "meters",
+      "The fewest silent customer meters of an area that make an outage (with outage.silent_share)."),
+    ConfigKey(
+      "outage.power_fail_path", .path,
+      "The board's power-fail signal (e.g. /sys/class/gpio/gpio17/value), read every second; unset: none."),
+    ConfigKey(
+      "outage.power_fail_value", .text, default: "1",
+      "What outage.power_fail_path holds while the board's supply has failed: every area is then without supply."
+    ),
+    ConfigKey(
       "commands.trusted_keys", .path,
       "HQ's command signing keys, one '<kid> <base64url Ed25519 public key>' per line; unset: every command is refused."
     ),

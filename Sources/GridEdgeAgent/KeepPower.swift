@@ -16,14 +16,7 @@ public enum KeepPower {
   /// - Throws: `Archive.Refusal` (`malformed`, `unknown-meter`, `unknown-customer`);
   ///   nothing is changed then.
   public static func apply(body: String, db: Connection) throws(Archive.Refusal) -> String {
-    func sql<R>(_ work: () throws(SQLiteError) -> R) throws(Archive.Refusal) -> R {
-      do {
-        return try work()
-      } catch {
-        throw Archive.Refusal("internal-error", error.description)
-      }
-    }
-    let fields = try sql { () throws(SQLiteError) -> Row? in
+    let fields = try Archive.Refusal.sql { () throws(SQLiteError) -> Row? in
       try db.query(
         """
         SELECT json_type(?1, '$.meter'), json_extract(?1, '$.meter'), json_type(?1, '$.customer'),
@@ -45,7 +38,7 @@ public enum KeepPower {
       throw Archive.Refusal(
         "malformed", "keep-power needs exactly one of \"meter\" or \"customer\" (a string)")
     }
-    let changed = try sql { () throws(SQLiteError) -> Int in
+    let changed = try Archive.Refusal.sql { () throws(SQLiteError) -> Int in
       if let meter {
         try db.run(
           "UPDATE archive_meters SET keep_power = ?2 WHERE address = ?1", [.text(meter), .integer(flag)])

@@ -123,11 +123,28 @@ public final class RelayControl {
       // is in a no-disconnect window (a trip decided or ordered before it, or retried
       // into it, goes out after it).
       if operation.open && blocked == nil { blocked = inNoDisconnectWindow(wall: wall) }
-      if wall < Acquisition.plausibleWall || (operation.open && blocked == true) {
+      if wall < Acquisition.plausibleWall
+        || (operation.open && (blocked == true || inPlannedOutage(meter, wall)))
+      {
         operations[meter]?.nextAttemptAt = wall + Self.postponeMilliseconds
         continue
       }
       start(operation, wall: wall)
+    }
+  }
+
+  /// True when `meter`'s area is in a planned outage at `wall`: its trips wait.
+  private func inPlannedOutage(_ meter: String, _ wall: Int64) -> Bool {
+    do {
+      return
+        (try store.db.scalarInt(
+          """
+          SELECT count(*) FROM planned_outages p JOIN archive_meters m ON m.area = p.area
+          WHERE m.address = ?1 AND p.starts_at <= ?2 AND ?2 < p.ends_at AND p.cancelled_at IS NULL
+          """, [.text(meter), .integer(wall)]) ?? 0) > 0
+    } catch {
+      Log.error("relay", "reading the planned outages: " + error.description)
+      return false
     }
   }
 
@@ -225,11 +242,13 @@ public final class RelayControl {
       SELECT a.customer, a.balance_fen, m.address, m.keep_power,
         coalesce((SELECT cg.grade FROM credit_grades cg WHERE cg.customer = a.customer), m.grade), r.desired,
         ar.beyond_since,
-        ar.held_by, ar.refused
+        ar.held_by, ar.refused, po.area IS NOT NULL
       FROM accounts a JOIN archive_meters m ON m.customer = a.customer AND m.area_meter = 0
       LEFT JOIN relay r ON r.meter = m.address LEFT JOIN arrears ar ON ar.customer = a.customer
+      LEFT JOIN (SELECT DISTINCT area FROM planned_outages
+        WHERE starts_at <= ?3 AND ?3 < ends_at AND cancelled_at IS NULL) po ON po.area = m.area
       WHERE a.balance_fen <
-      """ + belowOverdraft + " ORDER BY a.balance_fen, a.customer, m.address", overdraft)
+      """ + belowOverdraft + " ORDER BY a.balance_fen, a.customer, m.address", overdraft + [.integer(wall)])
     // Deepest arrears first: under the hourly maximum they are cut first.
     var since: [String: Int64] = [:]
     var reported: [String: String] = [:]
@@ -255,7 +274,7 @@ public final class RelayControl {
       let request = DisconnectRequest(
         origin: .arrears, keepPower: (row.int64(3) ?? 0) != 0, now: now, disconnectsInLastHour: lastHour,
         secondsBeyondOverdraft: max(0, unixSeconds(milliseconds: wall - (since[customer] ?? wall))),
-        graceSeconds: settings.graceSeconds(grade: row.text(4) ?? ""))
+        graceSeconds: settings.graceSeconds(grade: row.text(4) ?? ""), inPlannedOutage: row.int64(9) == 1)
       switch settings.policy.decideDisconnect(request) {
       case .allowed:
         try self.request(
@@ -345,19 +364,24 @@ public final class RelayControl {
     if fields.text(1) == "text", let meter = fields.text(2) {
       rows = try db.query(
         """
-        SELECT m.address, m.customer, m.keep_power, coalesce(a.balance_fen, 0) FROM archive_meters m
-        LEFT JOIN accounts a ON a.customer = m.customer WHERE m.address = ?1 AND m.area_meter = 0
-        """, [.text(meter)])
+        SELECT m.address, m.customer, m.keep_power, coalesce(a.balance_fen, 0), po.area IS NOT NULL
+        FROM archive_meters m LEFT JOIN accounts a ON a.customer = m.customer
+        LEFT JOIN (SELECT DISTINCT area FROM planned_outages
+          WHERE starts_at <= ?2 AND ?2 < ends_at AND cancelled_at IS NULL) po ON po.area = m.area
+        WHERE m.address = ?1 AND m.area_meter = 0
+        """, [.text(meter), .integer(wall)])
       guard !rows.isEmpty else {
         return rejected("unknown-meter", "meter " + meter + " is not a customer meter in the archive")
       }
     } else if fields.text(3) == "text", let customer = fields.text(4) {
       rows = try db.query(
         """
-        SELECT m.address, m.customer, m.keep_power, coalesce(a.balance_fen, 0) FROM archive_meters m
-        LEFT JOIN accounts a ON a.customer = m.customer WHERE m.customer = ?1 AND m.area_meter = 0
-        ORDER BY m.address
-        """, [.text(customer)])
+        SELECT m.address, m.customer, m.keep_power, coalesce(a.balance_fen, 0), po.area IS NOT NULL
+        FROM archive_meters m LEFT JOIN accounts a ON a.customer = m.customer
+        LEFT JOIN (SELECT DISTINCT area FROM planned_outages
+          WHERE starts_at <= ?2 AND ?2 < ends_at AND cancelled_at IS NULL) po ON po.area = m.area
+        WHERE m.customer = ?1 AND m.area_meter = 0 ORDER BY m.address
+        """, [.text(customer), .integer(wall)])
       guard !rows.isEmpty else {
         return rejected("unknown-customer", "customer " + customer + " has no meter in the archive")
       }
@@ -371,7 +395,8 @@ public final class RelayControl {
       for row in rows {
         let request = DisconnectRequest(
           origin: .ordered, keepPower: (row.int64(2) ?? 0) != 0, now: now,
-          disconnectsInLastHour: lastHour + rows.count - 1, secondsBeyondOverdraft: nil, graceSeconds: 0)
+          disconnectsInLastHour: lastHour + rows.count - 1, secondsBeyondOverdraft: nil, graceSeconds: 0,
+          inPlannedOutage: row.int64(4) == 1)
         if case .refused(let refusal) = settings.policy.decideDisconnect(request) {
           try refused(
             meter: row.text(0) ?? "", customer: row.text(1) ?? "", origin: "command", refusal: refusal,

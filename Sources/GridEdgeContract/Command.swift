@@ -20,9 +20,11 @@ public enum CommandType: CaseIterable, Equatable, Sendable {
   case archive
   /// A planned or unplanned outage notice for the area.
   case outage
+  /// A planned outage of an area: a window without supply HQ announces.
+  case plannedOutage
 
   /// The `typ` value: `tariff`, `topup`, `disconnect`, `reconnect`, `keep-power`,
-  /// `workorder`, `config`, `archive` or `outage`.
+  /// `workorder`, `config`, `archive`, `outage` or `planned-outage`.
   public var name: String {
     switch self {
     case .tariff: return "tariff"
@@ -34,6 +36,7 @@ public enum CommandType: CaseIterable, Equatable, Sendable {
     case .config: return "config"
     case .archive: return "archive"
     case .outage: return "outage"
+    case .plannedOutage: return "planned-outage"
     }
   }
 

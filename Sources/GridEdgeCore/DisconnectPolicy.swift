@@ -6,10 +6,12 @@
 /// 2. for a disconnection for arrears only: `not-beyond-overdraft` when the balance
 ///    is not below the overdraft limit, `within-grace` when it has not been below
 ///    it for longer than the grade's grace;
-/// 3. `holiday`, `weekend`, `daily-window`: local time falls in a no-disconnect
+/// 3. `planned-outage`: the customer's area is in a planned outage HQ announced
+///    (the supply is off anyway; a trip would go to a dead meter);
+/// 4. `holiday`, `weekend`, `daily-window`: local time falls in a no-disconnect
 ///    window (listed holiday dates, weekend days, daily windows such as
 ///    18:00–08:00 which may cross midnight);
-/// 4. `rate-limit`: the maximum number of disconnections per hour is reached.
+/// 5. `rate-limit`: the maximum number of disconnections per hour is reached.
 ///
 /// Reconnection is never blocked by windows or the rate: restoring power is
 /// always allowed once the balance reaches the close-permit amount, or at once
@@ -81,11 +83,14 @@ public struct DisconnectRequest: Hashable, Sendable {
   public var secondsBeyondOverdraft: Int64?
   /// The grace of the customer's grade (`GradeTerms.disconnectGraceSeconds`).
   public var graceSeconds: Int64
+  /// The customer's area is in a planned outage announced by HQ.
+  public var inPlannedOutage: Bool
 
   public init(
     origin: DisconnectOrigin, keepPower: Bool, now: LocalDateTime, disconnectsInLastHour: Int,
-    secondsBeyondOverdraft: Int64?, graceSeconds: Int64
+    secondsBeyondOverdraft: Int64?, graceSeconds: Int64, inPlannedOutage: Bool = false
   ) {
+    self.inPlannedOutage = inPlannedOutage
     self.origin = origin
     self.keepPower = keepPower
     self.now = now
@@ -100,6 +105,7 @@ public enum ControlRefusal: Hashable, Sendable {
   case keepPower
   case notBeyondOverdraft
   case withinGrace
+  case plannedOutage
   case holiday
   case weekend
   case dailyWindow
@@ -112,6 +118,7 @@ public enum ControlRefusal: Hashable, Sendable {
     case .keepPower: return "keep-power"
     case .notBeyondOverdraft: return "not-beyond-overdraft"
     case .withinGrace: return "within-grace"
+    case .plannedOutage: return "planned-outage"
     case .holiday: return "holiday"
     case .weekend: return "weekend"
     case .dailyWindow: return "daily-window"
@@ -126,6 +133,7 @@ public enum ControlRefusal: Hashable, Sendable {
     case .keepPower: return "the customer is flagged keep-power"
     case .notBeyondOverdraft: return "the balance is not below the overdraft limit"
     case .withinGrace: return "the balance has not been below the overdraft limit for longer than the grace"
+    case .plannedOutage: return "the customer's area is in a planned outage announced by HQ"
     case .holiday: return "today is a no-disconnect holiday"
     case .weekend: return "no disconnection on this day of the week"
     case .dailyWindow: return "the time of day is in a no-disconnect window"
@@ -138,7 +146,7 @@ public enum ControlRefusal: Hashable, Sendable {
   /// passing (grace, calendar windows, rate limit).
   public var isTemporary: Bool {
     switch self {
-    case .withinGrace, .holiday, .weekend, .dailyWindow, .rateLimit: return true
+    case .withinGrace, .plannedOutage, .holiday, .weekend, .dailyWindow, .rateLimit: return true
     case .keepPower, .notBeyondOverdraft, .belowClosePermit: return false
     }
   }
@@ -173,6 +181,7 @@ public struct DisconnectPolicy: Hashable, Sendable {
       guard let beyond = request.secondsBeyondOverdraft else { return .refused(.notBeyondOverdraft) }
       guard beyond > request.graceSeconds else { return .refused(.withinGrace) }
     }
+    if request.inPlannedOutage { return .refused(.plannedOutage) }
     if calendar.holidays.contains(request.now.date) { return .refused(.holiday) }
     if calendar.weekendDays.contains(request.now.weekday) { return .refused(.weekend) }
     for window in calendar.dailyWindows where window.contains(secondOfDay: request.now.secondOfDay) {

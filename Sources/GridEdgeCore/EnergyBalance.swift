@@ -129,6 +129,10 @@ public struct BalanceThresholds: Hashable, Sendable {
   public var gradeWeight: Int64 = 250
   /// Added to a suspect's score for each history day it was already a suspect.
   public var repeatWeight: Int64 = 250
+  /// False while the per-meter anomaly rules are off for the period (a planned
+  /// outage of the area overlaps it): no suspects, and the balance is flagged
+  /// `anomaly-rules-off`.
+  public var anomalyRules = true
 
   public init() {}
 }
@@ -178,6 +182,7 @@ public struct BalanceFlag: Hashable, Sendable, CustomStringConvertible {
   private enum Kind: Hashable, Sendable {
     case negativeLoss(Energy)
     case highLoss(rate: Int64, threshold: Int64)
+    case anomalyRulesOff
   }
 
   private let kind: Kind
@@ -187,11 +192,14 @@ public struct BalanceFlag: Hashable, Sendable, CustomStringConvertible {
     BalanceFlag(kind: .highLoss(rate: rate, threshold: threshold))
   }
 
-  /// `negative-loss` or `high-loss`.
+  static let anomalyRulesOff = BalanceFlag(kind: .anomalyRulesOff)
+
+  /// `negative-loss`, `high-loss` or `anomaly-rules-off`.
   public var code: String {
     switch kind {
     case .negativeLoss: return "negative-loss"
     case .highLoss: return "high-loss"
+    case .anomalyRulesOff: return "anomaly-rules-off"
     }
   }
 
@@ -202,6 +210,8 @@ public struct BalanceFlag: Hashable, Sendable, CustomStringConvertible {
         + " Wh more than the area meter supplied: metering, CT ratio, topology or timing error"
     case .highLoss(let rate, let threshold):
       return "loss rate " + percentText(rate) + " is above the " + percentText(threshold) + " threshold"
+    case .anomalyRulesOff:
+      return "a planned outage of the area overlaps the period: the per-meter anomaly rules are off"
     }
   }
 }
@@ -403,11 +413,12 @@ public struct EnergyBalance: Hashable, Sendable {
       withheld = .areaMeterMissing
       lossRateBasisPoints = nil
     }
+    if !thresholds.anomalyRules { flags.append(.anomalyRulesOff) }
     self.flags = flags
 
     var suspects: [Suspect] = []
     let positiveLoss = max(loss?.wattHours ?? 0, 0)
-    for customer in input.customers {
+    for customer in input.customers where thresholds.anomalyRules {
       guard let energy = customer.energy else { continue }
       let anomalies = Self.anomalies(customer, energy: energy, thresholds: thresholds)
       guard !anomalies.isEmpty else { continue }

@@ -62,8 +62,26 @@ public enum Report {
     ORDER BY d.device_id, d.area
     """
 
+  /// Every outage HQ heard of, newest first: its `outage.start` with its `outage.end`
+  /// (joined by their natural keys); one still open has no end.
+  static let outages = """
+    SELECT s.device_id AS device, json_extract(s.body, '$.area') AS area, json_extract(s.body, '$.kind') AS kind,
+      json_extract(s.body, '$.planned') AS planned, json_extract(coalesce(e.body, s.body), '$.phases') AS phases,
+      json_extract(s.body, '$.start') AS start, json_extract(e.body, '$.end') AS ended,
+      json_extract(e.body, '$.duration_s') AS duration_s,
+      json_extract(coalesce(e.body, s.body), '$.customers_count') AS customers,
+      json_extract(e.body, '$.customer_minutes') AS customer_minutes,
+      coalesce((SELECT group_concat(json_extract(value, '$.customer'), ',')
+        FROM json_each(coalesce(e.body, s.body), '$.sensitive')), '') AS sensitive
+    FROM records s LEFT JOIN records e ON e.device_id = s.device_id AND e.class = 'events'
+      AND e.key = replace(s.key, '-start', '-end')
+    WHERE s.class = 'events' AND json_extract(s.body, '$.type') = 'outage.start'
+    ORDER BY json_extract(s.body, '$.start') DESC, s.device_id
+    """
+
   /// Prints the table, or a JSON array with `json` (each device with its `balances`:
-  /// the newest daily energy balance per area). - Returns: the exit code.
+  /// the newest daily energy balance per area, and its `outages`, newest first).
+  /// - Returns: the exit code.
   public static func run(databasePath: String, json: Bool) -> Int32 {
     guard Files.exists(databasePath) else {
       Log.error("report", "no database at " + databasePath)
@@ -73,7 +91,7 @@ public enum Report {
       let store = try HQStore(path: databasePath)
       if json {
         let rows = try store.db.query(
-          "WITH balances AS (" + balances + ")"
+          "WITH balances AS (" + balances + "), outages AS (" + outages + ")"
             + """
             SELECT json_group_array(json_object('device', device, 'state', state, 'epoch', epoch,
               'births', births, 'batches', batches, 'records', records,
@@ -87,7 +105,11 @@ public enum Report {
                 'work_orders', work_orders, 'error', error)) FROM balances b WHERE b.device = devices.device),
               'photos', (SELECT json_group_array(json_object('photo', photo_id, 'order', order_id,
                 'sha256', sha256, 'size', size, 'chunks', chunks, 'verified', verified = 1, 'problem', problem))
-                FROM (SELECT * FROM photos p WHERE p.device_id = devices.device ORDER BY received_at, photo_id))))
+                FROM (SELECT * FROM photos p WHERE p.device_id = devices.device ORDER BY received_at, photo_id)),
+              'outages', (SELECT json_group_array(json_object('area', area, 'kind', kind, 'planned', planned,
+                'phases', phases, 'start', start, 'end', ended, 'duration_s', duration_s, 'customers', customers,
+                'customer_minutes', customer_minutes, 'sensitive', sensitive))
+                FROM outages o WHERE o.device = devices.device)))
             FROM (
             """ + query + ") AS devices")
         Console.writeLine(rows.first?.text(0) ?? "[]")
@@ -111,39 +133,52 @@ public enum Report {
         SELECT device_id, order_id, photo_id, size, sha256, verified, coalesce(problem, '')
         FROM photos ORDER BY device_id, received_at, photo_id
         """)
-      if !photos.isEmpty {
-        Console.writeLine("")
-        Console.writeLine("photos received (work orders):")
-        Console.writeLine(
-          "device                            order               photo                            bytes      sha256 / problem"
-        )
-        for row in photos {
-          Console.writeLine(
-            pad(row.text(0) ?? "", 34) + pad(row.text(1) ?? "", 20) + pad(row.text(2) ?? "", 33)
-              + pad(String(row.int64(3) ?? 0), 11)
-              + (row.int64(5) == 1 ? row.text(4) ?? "" : "CORRUPT: " + (row.text(6) ?? "")))
-        }
+      section(
+        "photos received (work orders):",
+        "device                            order               photo                            bytes      "
+          + "sha256 / problem", photos
+      ) { row in
+        pad(row.text(0) ?? "", 34) + pad(row.text(1) ?? "", 20) + pad(row.text(2) ?? "", 33)
+          + pad(String(row.int64(3) ?? 0), 11)
+          + (row.int64(5) == 1 ? row.text(4) ?? "" : "CORRUPT: " + (row.text(6) ?? ""))
       }
-      let areas = try store.db.query(balances)
-      guard !areas.isEmpty else { return 0 }
-      Console.writeLine("")
-      Console.writeLine("energy balance, newest day per device and area (kWh):")
-      Console.writeLine(
+      section(
+        "outages, newest first (sensitive: outage-sensitive customers, to call first):",
+        "device                            area          kind       phases  start                 "
+          + "end                   duration  customers  sensitive", try store.db.query(outages)
+      ) { row in
+        pad(row.text(0) ?? "", 34) + pad(row.text(1) ?? "", 14) + pad(row.text(2) ?? "", 11)
+          + pad(row.text(4) ?? "", 8) + pad(formatUTC(milliseconds: row.int64(5) ?? 0), 22)
+          + pad(row.int64(6).map { formatUTC(milliseconds: $0) } ?? "ongoing", 22)
+          + pad(row.int64(7).map { String($0) + " s" } ?? "-", 10) + pad(String(row.int64(8) ?? 0), 11)
+          + (row.text(10) ?? "")
+      }
+      section(
+        "energy balance, newest day per device and area (kWh):",
         "device                            area          day         supplied      sold          loss rate  "
-          + "complete  missing  flags                    suspects  orders  top suspect")
-      for row in areas {
-        Console.writeLine(
-          pad(row.text(0) ?? "", 34) + pad(row.text(1) ?? "", 14) + pad(row.text(2) ?? "", 12)
-            + pad(kWh(row.int64(3)), 14) + pad(kWh(row.int64(4)), 14)
-            + pad(row.int64(6).map(percent) ?? "-", 11) + pad(row.int64(8).map(percent) ?? "-", 10)
-            + pad(String(row.int64(9) ?? 0), 9) + pad(flagText(row.text(10) ?? "", row.text(7)), 25)
-            + pad(String(row.int64(11) ?? 0), 10) + pad(String(row.int64(13) ?? 0), 8) + (row.text(12) ?? ""))
+          + "complete  missing  flags                    suspects  orders  top suspect",
+        try store.db.query(balances)
+      ) { row in
+        pad(row.text(0) ?? "", 34) + pad(row.text(1) ?? "", 14) + pad(row.text(2) ?? "", 12)
+          + pad(kWh(row.int64(3)), 14) + pad(kWh(row.int64(4)), 14)
+          + pad(row.int64(6).map(percent) ?? "-", 11) + pad(row.int64(8).map(percent) ?? "-", 10)
+          + pad(String(row.int64(9) ?? 0), 9) + pad(flagText(row.text(10) ?? "", row.text(7)), 25)
+          + pad(String(row.int64(11) ?? 0), 10) + pad(String(row.int64(13) ?? 0), 8) + (row.text(12) ?? "")
       }
       return 0
     } catch {
       Log.error("report", "database " + databasePath + ": " + error.description)
       return 1
     }
+  }
+
+  /// Prints a blank line, `title`, `header` and one line per row; nothing without rows.
+  private static func section(_ title: String, _ header: String, _ rows: [Row], _ line: (Row) -> String) {
+    guard !rows.isEmpty else { return }
+    Console.writeLine("")
+    Console.writeLine(title)
+    Console.writeLine(header)
+    for row in rows { Console.writeLine(line(row)) }
   }
 
   /// `1234.56` for 1,234,560 Wh (two decimals, truncated toward zero); `-` for none.

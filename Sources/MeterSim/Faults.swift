@@ -48,6 +48,28 @@ public enum MeterSelection: Hashable, Sendable {
   /// A share of the meters, in 1/100,000 (5 % = 5,000), rounded to a whole count,
   /// picked by a seeded shuffle (a different shuffle per fault kind).
   case share(perHundredThousand: Int64)
+
+  /// The meter numbers (1…`meterCount`) selected, ascending; a share is picked by a
+  /// seeded shuffle that `salt` varies (one per fault kind, another for outages).
+  func meterNumbers(meterCount: Int, seed: UInt64, salt: UInt64) -> [Int] {
+    switch self {
+    case .numbers(let range):
+      return Array(range.clamped(to: 1...max(1, meterCount)))
+    case .share(let share):
+      let count = Int((Int64(meterCount) * share + 50_000) / 100_000)
+      guard count > 0 else { return [] }
+      // A seeded Fisher–Yates shuffle of 1…N; its first `count` are chosen.
+      var numbers = Array(1...meterCount)
+      var random = SplitMix64(seed: mixHash(seed, 0xFA17, salt))
+      var i = numbers.count - 1
+      while i > 0 {
+        let j = Int(random.next(below: UInt64(i + 1)))
+        numbers.swapAt(i, j)
+        i -= 1
+      }
+      return numbers[0..<min(count, meterCount)].sorted()
+    }
+  }
 }
 
 /// The kinds of fault an option can inject.
@@ -104,23 +126,7 @@ public struct FaultRule: Hashable, Sendable {
 
   /// The meter numbers (1…`meterCount`) this rule names, ascending.
   func meterNumbers(meterCount: Int, seed: UInt64) -> [Int] {
-    switch selection {
-    case .numbers(let range):
-      return Array(range.clamped(to: 1...max(1, meterCount)))
-    case .share(let share):
-      let count = Int((Int64(meterCount) * share + 50_000) / 100_000)
-      guard count > 0 else { return [] }
-      // A seeded Fisher–Yates shuffle of 1…N; its first `count` are chosen.
-      var numbers = Array(1...meterCount)
-      var random = SplitMix64(seed: mixHash(seed, 0xFA17, UInt64(kind.rawValue)))
-      var i = numbers.count - 1
-      while i > 0 {
-        let j = Int(random.next(below: UInt64(i + 1)))
-        numbers.swapAt(i, j)
-        i -= 1
-      }
-      return numbers[0..<min(count, meterCount)].sorted()
-    }
+    selection.meterNumbers(meterCount: meterCount, seed: seed, salt: UInt64(kind.rawValue))
   }
 
   /// Applies this rule to `faults`.

@@ -44,6 +44,8 @@ public struct SimulatorOptions: Sendable {
   public var faultsFromMilliseconds: Int64? = nil
   /// The share of replies sent with a wrong checksum, in ‰.
   public var corruptPermille: Int64 = 0
+  /// Losses of supply played during the run (`--outage`).
+  public var outages: [SupplyOutage] = []
 
   public init() {}
 
@@ -85,6 +87,14 @@ public struct SimulatorOptions: Sendable {
               + firstAddress.description + "…" + Address(number: last)!.description))
       }
     }
+    for outage in outages {
+      if case .meters(.numbers(let range)) = outage.scope, range.upperBound > meterCount {
+        throw SimulatorOptionError(
+          .invalid(
+            option: "outage", value: String(range.upperBound),
+            expected: "meter numbers from 1 to " + String(meterCount)))
+      }
+    }
     for rule in faults {
       if case .numbers(let range) = rule.selection, range.upperBound > meterCount {
         throw SimulatorOptionError(
@@ -101,7 +111,7 @@ extension SimulatorOptions {
   public static let valued: Set<String> = [
     "meters", "seed", "start", "history-days", "speed", "baud", "profile", "first-address", "area-address",
     "loss", "price", "password", "theft", "stopped", "reverse", "silent", "drift", "slow", "relay-bypass",
-    "corrupt", "faults-from",
+    "corrupt", "faults-from", "outage",
   ]
   /// Flags (no value).
   public static let flags: Set<String> = ["no-area"]
@@ -179,6 +189,9 @@ extension SimulatorOptions {
     }
     if let text = arguments.value("corrupt") {
       corruptPermille = try integer(text, "corrupt", 0...1_000, "a share of replies in permille, 0 to 1000")
+    }
+    if let text = arguments.value("outage") {
+      outages = try parseOutages(text)
     }
     if let text = arguments.value("faults-from") {
       let seconds: Int64 = try integer(
@@ -332,15 +345,13 @@ func parseDecimal(_ text: String, fractionDigits: Int) -> Int64? {
 }
 
 /// One selection: `N`, `A-B` or `P%`.
-private func parseSelection(_ text: Substring, kind: FaultKind) throws(SimulatorOptionError)
-  -> MeterSelection
-{
+func parseSelection(_ text: Substring, option: String) throws(SimulatorOptionError) -> MeterSelection {
   let expected = "meter numbers N or A-B (1…N), or a share P% (e.g. 5% or 0.5%)"
   if text.hasSuffix("%") {
     guard let share = parseDecimal(String(text.dropLast()), fractionDigits: 3), share >= 0,
       share <= 100_000
     else {
-      throw SimulatorOptionError(.invalid(option: kind.optionName, value: String(text), expected: expected))
+      throw SimulatorOptionError(.invalid(option: option, value: String(text), expected: expected))
     }
     return .share(perHundredThousand: share)
   }
@@ -348,7 +359,7 @@ private func parseSelection(_ text: Substring, kind: FaultKind) throws(Simulator
   guard bounds.count <= 2, let low = Int(bounds[0]), let high = Int(bounds[bounds.count - 1]), low >= 1,
     high >= low
   else {
-    throw SimulatorOptionError(.invalid(option: kind.optionName, value: String(text), expected: expected))
+    throw SimulatorOptionError(.invalid(option: option, value: String(text), expected: expected))
   }
   return .numbers(low...high)
 }
@@ -358,7 +369,7 @@ func parseFaultRules(_ text: String, kind: FaultKind) throws(SimulatorOptionErro
   var rules: [FaultRule] = []
   for item in text.split(separator: ",", omittingEmptySubsequences: false) {
     let parts = item.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
-    let selection = try parseSelection(parts[0], kind: kind)
+    let selection = try parseSelection(parts[0], option: kind.optionName)
     guard kind.takesValue else {
       guard parts.count == 1 else {
         throw SimulatorOptionError(

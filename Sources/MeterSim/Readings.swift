@@ -81,6 +81,7 @@ extension Simulator {
 
   /// Phase voltage in 0.1 V: 220 V ± 3 %, varying per meter, phase and 15-minute slot.
   func voltage(of meter: SimulatedMeter, phase: Int) -> Int32 {
+    if meter.lostPhases.contains(phase) { return 0 }
     let slot = floorDivide(now, SimulatedMeter.slotMilliseconds)
     let wobble = Int32(mixHash(meter.key, UInt64(bitPattern: slot), UInt64(phase)) % 133) - 66
     return 2_200 + wobble
@@ -90,7 +91,9 @@ extension Simulator {
   /// factor 1; three-phase meters split the power evenly); negative when reversed.
   func current(of meter: SimulatedMeter, phase: Int) -> Int32 {
     let phaseWatts = meter.isThreePhase ? meter.measuredWatts / 3 : meter.measuredWatts
-    let milliAmperes = phaseWatts * 10_000 / Int64(voltage(of: meter, phase: phase))
+    let volts = voltage(of: meter, phase: phase)
+    guard volts > 0 else { return 0 }
+    let milliAmperes = phaseWatts * 10_000 / Int64(volts)
     return Int32(clamp(milliAmperes, limit: 799_999))
   }
 }

@@ -62,6 +62,10 @@ public struct SimulatedMeter: Sendable {
   var areaLoadWatts: Int64 = 0
   /// For the area meter: the technical loss in ‰ (set by the simulator).
   var areaLossPermille: Int64 = 0
+  /// A customer meter cut off by an outage (`--outage`): it neither answers nor consumes.
+  var supplyLost = false
+  /// For the area meter: the phases (1…3) without voltage in an outage.
+  var lostPhases: [Int] = []
 
   /// A customer meter at true time `epoch`, drawn from `seed`.
   init(
@@ -136,6 +140,15 @@ public struct SimulatedMeter: Sendable {
   /// True when the meter has phases B and C (commercial customers and the area).
   public var isThreePhase: Bool { profile?.isThreePhase ?? true }
 
+  /// The phases the meter hangs on (1 = A … 3 = C): all three for a three-phase meter,
+  /// else A, B, C in turn by meter number (1 → A, 2 → B, 3 → C, 4 → A, …).
+  public var phases: [Int] { isThreePhase ? [1, 2, 3] : [(number - 1) % 3 + 1] }
+
+  /// `phases` as an archive writes them: `A`, `B`, `C` or `ABC`.
+  public var phaseName: String {
+    isThreePhase ? "ABC" : ["A", "B", "C"][(number - 1) % 3]
+  }
+
   /// The customer's demand in `slot` (absolute 15-minute slot number), in W.
   func demand(inSlot slot: Int64, hour: Int, weekend: Bool) -> Int64 {
     guard let profile else { return 0 }
@@ -157,6 +170,7 @@ public struct SimulatedMeter: Sendable {
   /// relay is open (unless it is bypassed). For the area meter, the customers' total.
   public var trueLoadWatts: Int64 {
     if isArea { return areaLoadWatts }
+    if supplyLost { return 0 }
     return relayOpen && !faults.relayBypassed ? 0 : slotLoadWatts
   }
 

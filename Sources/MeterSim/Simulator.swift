@@ -40,6 +40,17 @@ public final class Simulator {
   /// Replies corrupted so far.
   public private(set) var corruptedReplyCount = 0
 
+  /// An outage of `options.outages` in simulated time, with the customers it cuts off.
+  private struct OutageWindow {
+    let from: Int64
+    let to: Int64
+    let lostPhases: [Int]
+    /// Customer meter indices (number − 1).
+    let cutOff: Set<Int>
+  }
+
+  private var outageWindows: [OutageWindow] = []
+
   /// The meters at the options' epoch (start minus history days), then advanced to
   /// the start.
   /// - Precondition: `options.validate()` passes.
@@ -66,6 +77,19 @@ public final class Simulator {
     self.now = epoch
     for (index, meter) in meters.enumerated() { indexByAddress[meter.address.rawValue] = index }
     if let area { indexByAddress[area.address.rawValue] = meters.count }
+    for outage in options.outages {
+      let from = options.startMilliseconds + outage.startAfterMilliseconds
+      var cutOff = Set<Int>()
+      for (index, meter) in meters.enumerated()
+      where outage.cutsOff(
+        number: meter.number, phases: meter.phases, meterCount: options.meterCount, seed: options.seed)
+      {
+        cutOff.insert(index)
+      }
+      outageWindows.append(
+        OutageWindow(
+          from: from, to: from + outage.durationMilliseconds, lostPhases: outage.lostPhases, cutOff: cutOff))
+    }
     advance(to: options.startMilliseconds)
   }
 
@@ -84,15 +108,34 @@ public final class Simulator {
   /// the same stretch at the sum of the customers' true loads plus the loss.
   public func advance(to target: Int64) {
     while now < target {
+      applySupply()
       let slot = floorDivide(now, SimulatedMeter.slotMilliseconds)
-      let end = min(target, (slot + 1) * SimulatedMeter.slotMilliseconds)
+      var end = min(target, (slot + 1) * SimulatedMeter.slotMilliseconds)
+      for window in outageWindows {
+        if window.from > now { end = min(end, window.from) }
+        if window.to > now { end = min(end, window.to) }
+      }
       let total = enterSlot(slot)
       for index in meters.indices { meters[index].advance(to: end) }
       area?.advance(to: end, areaRatePermille: total * (1_000 + options.lossPermille))
       now = end
     }
     // Instantaneous values (power, current) show the slot `now` is in.
+    applySupply()
     enterSlot(floorDivide(now, SimulatedMeter.slotMilliseconds))
+  }
+
+  /// Cuts off the meters of the outages `now` is in, and restores the others.
+  private func applySupply() {
+    guard !outageWindows.isEmpty else { return }
+    var cutOff = Set<Int>()
+    var lost = Set<Int>()
+    for window in outageWindows where window.from <= now && now < window.to {
+      cutOff.formUnion(window.cutOff)
+      lost.formUnion(window.lostPhases)
+    }
+    for index in meters.indices { meters[index].supplyLost = cutOff.contains(index) }
+    area?.lostPhases = lost.sorted()
   }
 
   /// Gives every customer its demand for `slot` and the area meter their total.
@@ -159,10 +202,11 @@ public final class Simulator {
     if !address.hasWildcard {
       guard let index = indexByAddress[address.rawValue] else { return [] }
       let meter = index == meters.count ? area! : meters[index]
-      return meter.faults.silent ? [] : [index]
+      return meter.faults.silent || meter.supplyLost ? [] : [index]
     }
     var found: [Int] = []
-    for (index, meter) in meters.enumerated() where !meter.faults.silent && address.matches(meter.address) {
+    for (index, meter) in meters.enumerated()
+    where !meter.faults.silent && !meter.supplyLost && address.matches(meter.address) {
       found.append(index)
     }
     if let area, address.matches(area.address) { found.append(meters.count) }

@@ -87,7 +87,7 @@ extension Simulator {
     out += "{\"number\":" + String(meter.number) + ",\"address\":\"" + meter.address.description + "\""
     out += ",\"role\":\"" + (meter.isArea ? "area" : "customer") + "\""
     if let profile = meter.profile { out += ",\"profile\":\"" + profile.name + "\"" }
-    out += ",\"phases\":" + (meter.isThreePhase ? "3" : "1")
+    out += ",\"phases\":" + (meter.isThreePhase ? "3" : "1") + ",\"phase\":\"" + meter.phaseName + "\""
     let faults = meter.faults
     out += ",\"faults\":{\"registered_permille\":" + String(faults.registeredPermille)
     out += ",\"stopped\":" + bool(faults.stopped) + ",\"reverse\":" + bool(faults.reverse)
@@ -101,6 +101,9 @@ extension Simulator {
     }
     let registers = meter.registers
     out += ",\"relay_open\":" + bool(meter.relayOpen) + ",\"keep_power\":" + bool(meter.status.keepPower)
+    out +=
+      ",\"supply_lost\":" + bool(meter.supplyLost) + ",\"lost_phases\":"
+      + list(meter.lostPhases.map { Int64($0) })
     out += ",\"status_word_3\":" + String(meter.status.rawValue)
     out += ",\"meter_time_ms\":" + String(meter.meterTime)
     out += ",\"load_w\":" + String(meter.trueLoadWatts) + ",\"measured_w\":" + String(meter.measuredWatts)

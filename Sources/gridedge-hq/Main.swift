@@ -23,7 +23,7 @@ struct Main {
       gridedge-hq sign --key FILE --kid K --dev D --ctr N --typ T --body JSON [--ttl SECONDS]
           print command N for device D as a compact JWS (alg Ed25519), valid
           for SECONDS (default 3600); T is tariff, topup, disconnect, reconnect,
-          keep-power, workorder, config, archive or outage
+          keep-power, workorder, config, archive, outage or planned-outage
       gridedge-hq send --key FILE --kid K --dev D --typ T --body JSON [--ttl SECONDS]
           [--db FILE] [--host H] [--port P]
           sign device D's next command (its counter kept in FILE) and publish it

@@ -47,6 +47,14 @@ struct Main {
       --corrupt PERMILLE       that share of all replies has a wrong checksum
       --faults-from T          theft, stopped and reverse act from simulated unix second T
                                (before it the meters register honestly; default: always)
+      --outage TARGET@START+DURATION
+                               loss of supply START simulated seconds after the start (or 90s,
+                               5m, 1h) for DURATION: TARGET area (every phase, every customer),
+                               phases A, B, C or AB... (the area meter shows 0 V on them; the
+                               customers on them, meter n on phase A, B, C for n-1 mod 3 = 0, 1,
+                               2, three-phase ones only when all are lost) or meters SEL (a
+                               branch: the area meter's voltages stay); cut-off meters neither
+                               answer nor consume; several items separated by commas
     """
 
   static func main() {

@@ -33,6 +33,10 @@ struct Main {
                                         area for one local day (from the daily freezes)
                                         or one hour H, 0-23 (from the 15-minute
                                         readings), with suspects
+      gridedge outages --config FILE [--json]
+                                        areas without supply, recent outages (planned
+                                        or not), planned outages to come, and today's
+                                        reliability figures so far
       gridedge audit verify --config FILE
                                         walk the audit hash chain (ledger entries,
                                         command outcomes, relay operations, work order
@@ -91,7 +95,7 @@ struct Main {
     guard
       [
         "run", "status", "readings", "ledger", "relays", "archive", "balance", "audit", "inspect",
-        "check-config",
+        "check-config", "outages",
       ]
       .contains(
         command)
@@ -149,6 +153,9 @@ struct Main {
         config: config, area: area, day: day, hour: arguments.value("hour"), json: arguments.has("json"))
     case "audit":
       return LedgerReport.verifyAudit(config: config)
+    case "outages":
+      return OutageReport.show(
+        config: config, json: arguments.has("json"), now: SystemClock().wallMilliseconds)
     case "inspect":
       var options: [String: String] = [:]
       for name in ["by", "rating", "reason", "note", "port", "baud", "gateway"] {

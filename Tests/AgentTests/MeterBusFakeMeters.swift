@@ -34,6 +34,8 @@ final class FakeMeter {
   var password = try! Password(level: 0x02, code: 0)
   /// 0x1C commands accepted (N1), in order.
   var relayCommands: [RelayCommand] = []
+  /// Phase voltages A, B, C in 0.1 V (02 01 FF 00).
+  var voltages: [Int32] = [2_200, 2_200, 2_200]
 
   init(_ address: String) {
     self.address = Address(address)!
@@ -176,6 +178,7 @@ final class FakeMeterLine: @unchecked Sendable {
     switch identifier {
     case .forwardActiveBlock: return .energyRegisters(meter.registers)
     case .forwardActiveTotal: return .energy(centiKilowattHours: meter.registers.total)
+    case .voltageBlock: return .voltages(meter.voltages)
     case .runStatusWord3:
       var word = RunStatusWord3(rawValue: 0x0200)
       word.relayOpen = meter.relayOpen

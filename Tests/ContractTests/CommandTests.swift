@@ -35,7 +35,7 @@ enum CommandFixture {
     #expect(
       CommandType.allCases.map(\.name) == [
         "tariff", "topup", "disconnect", "reconnect", "keep-power", "workorder", "config", "archive",
-        "outage",
+        "outage", "planned-outage",
       ])
     for type in CommandType.allCases { #expect(CommandType(name: type.name) == type) }
     for unknown in ["", "Topup", "keepPower", "keep_power", "reboot", "topup "] {

@@ -6,26 +6,8 @@ import Testing
 @testable import MeterSim
 
 @Suite struct OptionsTests {
-  private func parse(_ words: [String]) throws -> SimulatorOptions {
-    let arguments = try Arguments(
-      words, valued: SimulatorOptions.valued.union(ServeOptions.valued),
-      flags: SimulatorOptions.flags.union(ServeOptions.flags))
-    return try SimulatorOptions(arguments: arguments, now: testStart)
-  }
-
-  private func parseError(_ words: [String]) -> String? {
-    do {
-      _ = try parse(words)
-      return nil
-    } catch let error as SimulatorOptionError {
-      return error.description
-    } catch {
-      return "\(error)"
-    }
-  }
-
   @Test func defaultsAreOneMeterAtNowWithAnAreaMeter() throws {
-    let options = try parse([])
+    let options = try parseSimulatorOptions([])
     #expect(options.meterCount == 1)
     #expect(options.startMilliseconds == testStart)
     #expect(options.speedPermille == 1_000)
@@ -35,7 +17,7 @@ import Testing
   }
 
   @Test func modelOptionsAreParsedWithTheirUnits() throws {
-    let options = try parse([
+    let options = try parseSimulatorOptions([
       "--meters", "2048", "--seed", "42", "--start", "1767225600", "--speed", "96", "--baud", "9600",
       "--profile", "commercial", "--first-address", "123400000000", "--area-address", "000000000009",
       "--loss", "-20", "--price", "5283", "--password", "04:123456", "--history-days", "3",
@@ -52,12 +34,12 @@ import Testing
     #expect(options.price == Price(tenThousandthsPerKilowattHour: 5_283))
     #expect(options.password == (try Password(level: 4, code: 0x123456)))
     #expect(options.epochMilliseconds == 1_767_225_600_000 - 3 * day)
-    #expect(try parse(["--speed", "0.5"]).speedPermille == 500)
-    #expect(try parse(["--no-area"]).areaAddress == nil)
+    #expect(try parseSimulatorOptions(["--speed", "0.5"]).speedPermille == 500)
+    #expect(try parseSimulatorOptions(["--no-area"]).areaAddress == nil)
   }
 
   @Test func faultListsTakeNumbersRangesAndShares() throws {
-    let options = try parse([
+    let options = try parseSimulatorOptions([
       "--meters", "100", "--theft", "3:0.5,10-12:0.25", "--stopped", "5%", "--drift", "7:-30,8:45",
       "--slow", "1:300", "--silent", "99", "--reverse", "0.5%", "--corrupt", "20", "--relay-bypass",
       "4,20-21",
@@ -87,25 +69,27 @@ import Testing
   }
 
   @Test func badValuesNameTheOptionAndWhatItExpects() {
-    #expect(parseError(["--meters", "0"])?.hasPrefix("--meters '0'") == true)
-    #expect(parseError(["--meters", "2049"]) != nil)
-    #expect(parseError(["--meters", "3", "--theft", "4:0.5"])?.contains("--theft '4'") == true)
-    #expect(parseError(["--theft", "1:1.5"])?.contains("FACTOR") == true)
-    #expect(parseError(["--theft", "1"])?.contains("SELECTION:VALUE") == true)
-    #expect(parseError(["--stopped", "1:2"]) != nil)
-    #expect(parseError(["--relay-bypass", "1:1"]) != nil)
-    #expect(parseError(["--stopped", "0"]) != nil)
-    #expect(parseError(["--stopped", "3-2"]) != nil)
-    #expect(parseError(["--drift", "1:4000"]) != nil)
-    #expect(parseError(["--speed", "0"]) != nil)
-    #expect(parseError(["--password", "2:0"]) != nil)
-    #expect(parseError(["--first-address", "12345678901A"]) != nil)
-    #expect(parseError(["--meters", "2", "--first-address", "999999999998"])?.contains("no room") == true)
+    #expect(simulatorOptionError(["--meters", "0"])?.hasPrefix("--meters '0'") == true)
+    #expect(simulatorOptionError(["--meters", "2049"]) != nil)
+    #expect(simulatorOptionError(["--meters", "3", "--theft", "4:0.5"])?.contains("--theft '4'") == true)
+    #expect(simulatorOptionError(["--theft", "1:1.5"])?.contains("FACTOR") == true)
+    #expect(simulatorOptionError(["--theft", "1"])?.contains("SELECTION:VALUE") == true)
+    #expect(simulatorOptionError(["--stopped", "1:2"]) != nil)
+    #expect(simulatorOptionError(["--relay-bypass", "1:1"]) != nil)
+    #expect(simulatorOptionError(["--stopped", "0"]) != nil)
+    #expect(simulatorOptionError(["--stopped", "3-2"]) != nil)
+    #expect(simulatorOptionError(["--drift", "1:4000"]) != nil)
+    #expect(simulatorOptionError(["--speed", "0"]) != nil)
+    #expect(simulatorOptionError(["--password", "2:0"]) != nil)
+    #expect(simulatorOptionError(["--first-address", "12345678901A"]) != nil)
     #expect(
-      parseError(["--meters", "5", "--area-address", "3"])?.contains("is one of the customer addresses")
+      simulatorOptionError(["--meters", "2", "--first-address", "999999999998"])?.contains("no room") == true)
+    #expect(
+      simulatorOptionError(["--meters", "5", "--area-address", "3"])?.contains(
+        "is one of the customer addresses")
         == true)
-    #expect(parseError(["--no-area", "--area-address", "7"]) != nil)
-    #expect(parseError(["--start", "100"]) != nil)
+    #expect(simulatorOptionError(["--no-area", "--area-address", "7"]) != nil)
+    #expect(simulatorOptionError(["--start", "100"]) != nil)
   }
 
   @Test func serveNeedsATCPPortOrAPty() throws {

@@ -2,6 +2,7 @@ import DLT645
 import Foundation
 import GridEdgeCore
 import MeterSim
+import Runtime
 import TestSupport
 import Testing
 
@@ -169,5 +170,26 @@ enum Binaries {
       throw TestFailure("executable \(name) not found at \(path): build the products first (swift build)")
     }
     return path
+  }
+}
+
+/// Simulator options from command-line words (the serve options allowed too), with
+/// `testStart` as now.
+func parseSimulatorOptions(_ words: [String]) throws -> SimulatorOptions {
+  let arguments = try Arguments(
+    words, valued: SimulatorOptions.valued.union(ServeOptions.valued),
+    flags: SimulatorOptions.flags.union(ServeOptions.flags))
+  return try SimulatorOptions(arguments: arguments, now: testStart)
+}
+
+/// The error `words` give as simulator options, or nil when they parse.
+func simulatorOptionError(_ words: [String]) -> String? {
+  do {
+    _ = try parseSimulatorOptions(words)
+    return nil
+  } catch let error as SimulatorOptionError {
+    return error.description
+  } catch {
+    return "\(error)"
   }
 }
