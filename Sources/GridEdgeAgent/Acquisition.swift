@@ -228,14 +228,14 @@ public final class Acquisition {
         version = try Archive.version(store.db)
         (archive, unpolled) = try ArchiveMeters.polled(store.db, buses: buses.map { $0.name })
       } catch {
-        throw AgentError("database " + store.db.path + ": " + error.description, exitCode: ExitCode.database)
+        throw AgentError.database(store.db.path, "reading the archive", error)
       }
     }
     let readings: Readings
     do {
       readings = try Readings(store: store, outbox: outbox)
     } catch {
-      throw AgentError("database " + store.db.path + ": " + error.description, exitCode: ExitCode.database)
+      throw AgentError.database(store.db.path, "preparing the readings", error)
     }
     let acquisition: Acquisition
     do {
@@ -249,7 +249,7 @@ public final class Acquisition {
     do {
       try acquisition.loadState()
     } catch {
-      throw AgentError("database " + store.db.path + ": " + error.description, exitCode: ExitCode.database)
+      throw AgentError.database(store.db.path, "loading the meter state", error)
     }
     if file == nil {
       acquisition.followsArchive = true

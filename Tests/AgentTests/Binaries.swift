@@ -252,3 +252,25 @@ func simulatedRelayConfig(meterFile: URL, simPort: String) -> String {
 
   """
 }
+
+/// Builds Tests/Fixtures/powerloss_vfs.c (the fault-injecting SQLite VFS, loaded
+/// with LD_PRELOAD: power losses, I/O errors, a full disk) into `dir`.
+/// - Returns: the path of the shared object.
+func buildFaultVFS(in dir: URL) throws -> String {
+  let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures/powerloss_vfs.c")
+  let shim = dir.appendingPathComponent("powerloss_vfs.so").path
+  let built = try runProcess("cc", ["-O2", "-shared", "-fPIC", "-o", shim, source.path, "-lsqlite3"], in: dir)
+  guard built.status == 0 else { throw TestFailure("building the fault VFS failed: \(built.output)") }
+  return shim
+}
+
+/// `gridedge-hq report --json`'s entry for `device`.
+func hqReport(_ hqDB: String, device: String, in dir: URL) throws -> [String: Any] {
+  let out = try runProduct("gridedge-hq", ["report", "--db", hqDB, "--json"], in: dir)
+  guard out.status == 0,
+    let devices = try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [[String: Any]],
+    let entry = devices.first(where: { $0["device"] as? String == device })
+  else { throw TestFailure("gridedge-hq report: \(out.stderr) \(out.stdout)") }
+  return entry
+}

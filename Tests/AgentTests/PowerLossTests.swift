@@ -10,11 +10,6 @@ import Testing
 /// starts again (without the shim) and must open its database, and every top-up HQ
 /// was told was applied must be in the ledger, once.
 @Suite(.serialized) struct PowerLossTests {
-  private static var shimSource: URL {
-    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-      .appendingPathComponent("Fixtures/powerloss_vfs.c")
-  }
-
   private func readOnly(_ path: String) throws -> Connection {
     var options = Connection.Options()
     options.readOnly = true
@@ -35,10 +30,7 @@ import Testing
 
   @Test func everyTopUpHQSawAppliedSurvivesAPowerLossAndNoneIsAppliedTwice() throws {
     let dir = try makeTemporaryDirectory("power-loss")
-    let shim = dir.appendingPathComponent("powerloss_vfs.so").path
-    let built = try runProcess(
-      "cc", ["-O2", "-shared", "-fPIC", "-o", shim, Self.shimSource.path, "-lsqlite3"], in: dir)
-    guard built.status == 0 else { throw TestFailure("building the power-loss VFS failed: \(built.output)") }
+    let shim = try buildFaultVFS(in: dir)
 
     let broker = try MosquittoBroker()
     let keys = dir.appendingPathComponent("keys").path
