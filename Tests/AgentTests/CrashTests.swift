@@ -86,11 +86,12 @@ import Testing
     agent.signal(SIGKILL)
     _ = try agent.wait(timeout: 10)
 
-    // Top-ups of C-1 and C-2 one purchase after another; a purchase without a result
-    // 8 s after it was sent is sent again (a new command), as HQ does.
+    // Top-ups of C-1, C-2 and C-3, one purchase after another each; a purchase
+    // without a result 4 s after it was sent is sent again (a new command), as HQ
+    // does (the agent's session is clean: what comes while it is down is not kept).
     var purchaseOfCtr: [String: (customer: String, purchase: Int)] = [:]
     var current: [String: (purchase: Int, ctrs: [String], sentAt: Date)] = [
-      "C-1": (0, [], .distantPast), "C-2": (0, [], .distantPast),
+      "C-1": (0, [], .distantPast), "C-2": (0, [], .distantPast), "C-3": (0, [], .distantPast),
     ]
     func answered(_ ctrs: [String], in held: [[String: Any]]) -> Bool {
       held.contains { result in
@@ -110,7 +111,7 @@ import Testing
         if !done { allDone = false }
         if done && more {
           state = (state.purchase + 1, [], .distantPast)
-        } else if done || Date().timeIntervalSince(state.sentAt) < 8 {
+        } else if done || Date().timeIntervalSince(state.sentAt) < 4 {
           continue
         }
         let ctr = try send(
@@ -126,14 +127,26 @@ import Testing
     var backlog = 0
     var generator = SystemRandomNumberGenerator()
     let started = Date()
-    for _ in 0..<kills {
+    for kill in 0..<kills {
       agent = try Child("gridedge", ["run", "--config", config], in: dir)
-      try driveTopUps(more: true)
-      // Ingest beside the agent: a backlog of readings enqueued while it runs.
-      let count = Int.random(in: 100...400, using: &generator)
-      try fillOutbox(path: agentDB, device: device, count: count, firstIndex: backlog, chunk: 100)
-      backlog += count
-      usleep(UInt32.random(in: 0...1_500_000, using: &generator))
+      // One kill in five while the agent starts; the others once it is online, while
+      // top-ups arrive, readings are ingested, billed and synced.
+      if kill % 5 == 0 {
+        usleep(UInt32.random(in: 0...400_000, using: &generator))
+      } else {
+        _ = waitUntil(timeout: 10) { agent.log.contains("birth published") || !agent.child.isRunning }
+        try driveTopUps(more: true)
+        if kill % 2 == 0 {
+          // Within the top-ups' handling (a few ms each, synchronous=FULL).
+          usleep(UInt32.random(in: 0...150_000, using: &generator))
+        } else {
+          // Ingest beside the agent: a backlog of readings enqueued while it runs.
+          let count = Int.random(in: 100...400, using: &generator)
+          try fillOutbox(path: agentDB, device: device, count: count, firstIndex: backlog, chunk: 100)
+          backlog += count
+          usleep(UInt32.random(in: 0...1_200_000, using: &generator))
+        }
+      }
       agent.signal(SIGKILL)
       let status = try agent.wait(timeout: 10)
       #expect(status == 128 + SIGKILL, "the agent ended by itself with \(status)\n\(agent.log)")
@@ -212,6 +225,7 @@ import Testing
     print("soak kill9_lost \(lost)")
     print("soak kill9_topups_twice \(twice)")
     print("soak kill9_topups_applied \(appliedCount)")
+    print("soak kill9_topups_sent_again \(purchaseOfCtr.count - appliedCount)")
     print("soak kill9_seq_reused \(reused)")
     print("soak kill9_integrity \(integrity.isEmpty ? "ok" : "FAILED")")
     print("soak kill9_seconds \(Int(killing))")
