@@ -197,3 +197,86 @@ import Testing
     #expect(try agent.wait(timeout: 15) == 0)
   }
 }
+
+extension FreeTextAbuseTests {
+  @Test func customerIdsAndAreasOfTheArchiveReachTheLedgerEventsAndHQUnaltered() throws {
+    let device = "TA-TEXT-2"
+    let dir = try makeTemporaryDirectory("free-text-archive")
+    let keys = dir.appendingPathComponent("keys").path
+    #expect(try runProduct("gridedge-hq", ["keygen", "--out", keys, "--kid", "hq1"], in: dir).status == 0)
+    // Two meters answer; the archive's third never does (archive.silent names its customer).
+    let (sim, simPort) = try startSimulator(["--meters", "2", "--no-area"], in: dir)
+    let rig = try HQUnderTest(in: dir)
+    let agentDB = dir.appendingPathComponent("agent.db").path
+    let config = dir.appendingPathComponent("agent.conf").path
+    try (agentBaseConfig(device: device, dir: dir, port: rig.port, keys: keys) + """
+      bus.1 = tcp 127.0.0.1:\(simPort) 9600 8E1
+      bus.timeout = 300
+      acquisition.interval = 1
+      acquisition.clock_check = 0
+      acquisition.backfill_days = 0
+      acquisition.silent_cycles = 1
+      """).write(toFile: config, atomically: true, encoding: .utf8)
+    let agent = try Child("gridedge", ["run", "--config", config], in: dir)
+    try agent.waitForLog("birth published")
+    func logs() -> String { [agent, rig.hq, sim].map { String($0.log.suffix(3000)) }.joined(separator: "\n----\n") }
+    let agentSchema = try schema(agentDB)
+    func send(_ type: String, _ body: String) throws -> CommandResult {
+      try hqSend(type, body, device: device, keys: keys, hqDB: rig.db, port: rig.port, in: dir)
+    }
+    func applied(_ sent: CommandResult) -> Bool {
+      guard sent.status == 0, let ctr = sent.stdout.split(separator: " ").dropFirst(2).first else { return false }
+      return waitUntil(timeout: 20) {
+        storedAtHQ(rig.db, device: device, "results").contains {
+          $0["ctr"] as? String == String(ctr) && $0["outcome"] as? String == "applied"
+        }
+      }
+    }
+
+    let customer = Self.nasty.replacingOccurrences(of: "\u{0}", with: "")
+    let silentCustomer = "silent " + customer
+    let area = "TA \"north\"\\\t" + "区"
+    func meter(_ n: Int, _ customer: String) throws -> String {
+      #"{"address":"\#(String(format: "%012d", n))","customer":\#(try literal(customer)),"area":\#(try literal(area)),"category":"residential"}"#
+    }
+    // A NUL in a customer id would merge it with another (SQLite cuts it there): refused.
+    let merged = try send(
+      "archive", #"{"op":"snapshot","version":1,"meters":[\#(try meter(1, "C-1\u{0}X")), \#(try meter(2, "C-1"))]}"#)
+    #expect(merged.status != 0 && merged.stderr.contains("U+0000"), "\(merged)")
+    #expect(
+      applied(
+        try send(
+          "archive",
+          #"{"op":"snapshot","version":1,"meters":[\#(try meter(1, customer)),\#(try meter(2, "C-2")),\#(try meter(3, silentCustomer))]}"#
+        )), "archive not applied\n\(logs())")
+    #expect(applied(try send("topup", #"{"customer":\#(try literal(customer)),"purchase":1,"amount":4242}"#)))
+
+    // The agent's own tables and reports hold the text byte for byte.
+    let accounts = try readOnly(agentDB).query("SELECT hex(customer), balance_fen FROM accounts ORDER BY customer")
+    #expect(accounts.contains { $0.text(0) == hex(customer) && $0.int64(1) == 4242 }, "\(accounts.map { $0.text(0) ?? "" })")
+    let ledger = try runProduct("gridedge", ["ledger", "--customer", customer, "--config", config, "--json"], in: dir)
+    #expect(ledger.status == 0, "\(ledger.stderr)")
+    #expect(ledger.stdout.contains("4242"), "\(ledger.stdout)")
+    let accountsJSON = try runProduct("gridedge", ["ledger", "--config", config, "--json"], in: dir)
+    let listed = try JSONSerialization.jsonObject(with: Data(accountsJSON.stdout.utf8)) as? [[String: Any]] ?? []
+    #expect(listed.contains { $0["customer"] as? String == customer }, "\(accountsJSON.stdout)")
+    let archiveJSON = try jsonObject(try runProduct("gridedge", ["archive", "--config", config, "--json"], in: dir).stdout)
+    let archived = archiveJSON["meters"] as? [[String: Any]] ?? []
+    #expect(archived.contains { $0["customer"] as? String == customer && $0["area"] as? String == area })
+
+    // At HQ: the ledger entry and the silent meter's event, with the same text.
+    var silent: [String: Any]? = nil
+    #expect(
+      waitUntil(timeout: 90) {
+        silent = storedAtHQ(rig.db, device: device, "events").first { $0["type"] as? String == "archive.silent" }
+        return silent != nil
+          && storedAtHQ(rig.db, device: device, "ledger").contains { $0["customer"] as? String == customer }
+      }, "no archive.silent event or ledger entry at HQ\n\(logs())")
+    #expect(silent?["customer"] as? String == silentCustomer, "archive.silent customer: \(silent ?? [:])")
+    #expect(silent?["area"] as? String == area, "archive.silent area: \(silent ?? [:])")
+    #expect(try schema(agentDB) == agentSchema, "the agent's schema changed")
+    #expect(try runProduct("gridedge", ["ledger", "verify", "--config", config], in: dir).status == 0)
+    agent.signal()
+    #expect(try agent.wait(timeout: 15) == 0)
+  }
+}
