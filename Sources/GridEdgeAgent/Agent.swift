@@ -286,7 +286,8 @@ public final class Agent<C: Clock> {
     Log.error(
       "agent",
       "could not record the end of boot " + String(epoch) + " in " + store.db.path + ": " + failure
-        + (kept ? "; its write-ahead log is kept, so the next start sees an unclean stop, not a lost log" : ""))
+        + (kept
+          ? "; its write-ahead log is kept, so the next start sees an unclean stop, not a lost log" : ""))
   }
 
   // MARK: - MQTT link

@@ -106,7 +106,8 @@ public final class CommandHandler {
     } else {
       Log.warn(
         "command",
-        handled.what + " " + handled.result.outcome + ": " + handled.result.reason + ": " + handled.result.detail)
+        handled.what + " " + handled.result.outcome + ": " + handled.result.reason + ": "
+          + handled.result.detail)
     }
     return handled.result
   }

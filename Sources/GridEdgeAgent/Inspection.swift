@@ -454,7 +454,9 @@ public final class Inspection {
   static func validate(item: String, value: String, order: Order) throws(InspectionError) -> String {
     func bad(_ why: String) -> InspectionError {
       // A long value is not echoed back whole.
-      let shown = value.utf8.count > 60 ? String(value.prefix(40)) + "… (" + String(value.utf8.count) + " bytes)" : value
+      let shown =
+        value.utf8.count > 60
+        ? String(value.prefix(40)) + "… (" + String(value.utf8.count) + " bytes)" : value
       return InspectionError("bad-value", "finding " + item + " '" + shown + "': " + why)
     }
     switch item {

@@ -320,7 +320,8 @@ public final class Outbox {
     // passed over until the next start.
     let floorsBefore = floors
     do throws(SQLiteError) {
-      return try formInTransaction(count: count, maxRecords: maxRecords, liveAfter: liveAfter,
+      return try formInTransaction(
+        count: count, maxRecords: maxRecords, liveAfter: liveAfter,
         backlogBudget: backlogBudget, now: now, releasing: releasing)
     } catch {
       floors = floorsBefore

@@ -38,7 +38,8 @@ struct Main {
     Process.prepare()
     if let bad = Process.invalidUTF8Argument() {
       Console.writeError(
-        "gridedge-hq: argument " + String(bad) + " is not valid UTF-8: refused (text is kept exactly as given, so it"
+        "gridedge-hq: argument " + String(bad)
+          + " is not valid UTF-8: refused (text is kept exactly as given, so it"
           + " must be UTF-8)\n")
       Process.exit(2)
     }

@@ -260,7 +260,8 @@ func buildFaultVFS(in dir: URL) throws -> String {
   let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Fixtures/powerloss_vfs.c")
   let shim = dir.appendingPathComponent("powerloss_vfs.so").path
-  let built = try runProcess("cc", ["-O2", "-shared", "-fPIC", "-o", shim, source.path, "-lsqlite3"], in: dir)
+  let built = try runProcess(
+    "cc", ["-O2", "-shared", "-fPIC", "-o", shim, source.path, "-lsqlite3"], in: dir)
   guard built.status == 0 else { throw TestFailure("building the fault VFS failed: \(built.output)") }
   return shim
 }

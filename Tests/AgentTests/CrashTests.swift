@@ -47,16 +47,17 @@ import Testing
     let rig = try HQUnderTest(in: dir)
     let agentDB = dir.appendingPathComponent("agent.db").path
     let config = dir.appendingPathComponent("agent.conf").path
-    try (agentBaseConfig(device: device, dir: dir, port: rig.port, keys: keys) + """
-      bus.1 = tcp 127.0.0.1:\(simPort) 9600 8E1
-      bus.timeout = 300
-      acquisition.interval = 1
-      acquisition.clock_check = 0
-      acquisition.backfill_days = 0
-      sync.batch_records = 50
-      sync.ack_timeout = 3000
-      log.level = info
-      """).write(toFile: config, atomically: true, encoding: .utf8)
+    try
+      (agentBaseConfig(device: device, dir: dir, port: rig.port, keys: keys) + """
+        bus.1 = tcp 127.0.0.1:\(simPort) 9600 8E1
+        bus.timeout = 300
+        acquisition.interval = 1
+        acquisition.clock_check = 0
+        acquisition.backfill_days = 0
+        sync.batch_records = 50
+        sync.ack_timeout = 3000
+        log.level = info
+        """).write(toFile: config, atomically: true, encoding: .utf8)
     var agent = try Child("gridedge", ["run", "--config", config], in: dir)
     func logs() -> String {
       [agent, rig.hq, sim].map { String($0.log.suffix(4000)) }.joined(separator: "\n----\n")
@@ -77,11 +78,14 @@ import Testing
     }.joined(separator: ",")
     let setup = [
       try send("archive", #"{"op":"snapshot","version":1,"meters":[\#(archive)]}"#),
-      try send("tariff", #"{"id":"RES-1","category":"residential","effective_from":"2020-01-01","flat":5000}"#),
+      try send(
+        "tariff", #"{"id":"RES-1","category":"residential","effective_from":"2020-01-01","flat":5000}"#),
     ]
     #expect(
       waitUntil(timeout: 30) {
-        setup.allSatisfy { ctr in results().contains { $0["ctr"] as? String == ctr && $0["outcome"] as? String == "applied" } }
+        setup.allSatisfy { ctr in
+          results().contains { $0["ctr"] as? String == ctr && $0["outcome"] as? String == "applied" }
+        }
       }, "archive and tariff not applied\n\(logs())")
     agent.signal(SIGKILL)
     _ = try agent.wait(timeout: 10)
@@ -156,8 +160,10 @@ import Testing
     // A last, calm run: everything drains and every pending top-up gets its result.
     agent = try Child("gridedge", ["run", "--config", config], in: dir)
     try agent.waitForLog("birth published", timeout: 30)
-    let settled = waitUntil(timeout: 120, poll: { usleep(200_000) }) {
-      guard (try? driveTopUps(more: false)) == true, let held = try? hqReadings(rig.db, backlog: true), held.count >= backlog,
+    let pause = { _ = usleep(200_000) }
+    let settled = waitUntil(timeout: 120, poll: pause) {
+      guard (try? driveTopUps(more: false)) == true, let held = try? hqReadings(rig.db, backlog: true),
+        held.count >= backlog,
         let left = try? readOnly(agentDB).scalarInt(
           "SELECT (SELECT count(*) FROM outbox) + (SELECT count(*) FROM batches)")
       else { return false }

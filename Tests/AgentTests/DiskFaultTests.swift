@@ -39,7 +39,9 @@ import Testing
 
   /// The natural keys `meter|di|ts` of the readings in the agent's database.
   private func agentReadings(_ agentDB: String) throws -> [String] {
-    try readOnly(agentDB).query("SELECT meter || '|' || di || '|' || ts FROM readings").map { $0.text(0) ?? "" }
+    try readOnly(agentDB).query("SELECT meter || '|' || di || '|' || ts FROM readings").map {
+      $0.text(0) ?? ""
+    }
   }
 
   /// The same keys of the readings HQ holds for the device.
@@ -74,16 +76,17 @@ import Testing
     let rig = try HQUnderTest(in: dir)
     let agentDB = dir.appendingPathComponent("agent.db").path
     let config = dir.appendingPathComponent("agent.conf").path
-    try (agentBaseConfig(device: device, dir: dir, port: rig.port, keys: keys) + """
-      bus.1 = tcp 127.0.0.1:\(simPort) 9600 8E1
-      bus.timeout = 300
-      acquisition.interval = 1
-      acquisition.clock_check = 0
-      acquisition.backfill_days = 2
-      sync.batch_records = 20
-      sync.ack_timeout = 3000
-      log.level = info
-      """).write(toFile: config, atomically: true, encoding: .utf8)
+    try
+      (agentBaseConfig(device: device, dir: dir, port: rig.port, keys: keys) + """
+        bus.1 = tcp 127.0.0.1:\(simPort) 9600 8E1
+        bus.timeout = 300
+        acquisition.interval = 1
+        acquisition.clock_check = 0
+        acquisition.backfill_days = 2
+        sync.batch_records = 20
+        sync.ack_timeout = 3000
+        log.level = info
+        """).write(toFile: config, atomically: true, encoding: .utf8)
     var agents: [Child] = []
     func logs() -> String {
       (agents.suffix(2) + [rig.hq, sim]).map { String($0.log.suffix(5000)) }.joined(separator: "\n----\n")
@@ -107,7 +110,8 @@ import Testing
     }.joined(separator: ",")
     let setup = [
       try send("archive", #"{"op":"snapshot","version":1,"meters":[\#(archive)]}"#),
-      try send("tariff", #"{"id":"RES-1","category":"residential","effective_from":"2020-01-01","flat":5000}"#),
+      try send(
+        "tariff", #"{"id":"RES-1","category":"residential","effective_from":"2020-01-01","flat":5000}"#),
     ]
     #expect(
       waitUntil(timeout: 30) { setup.allSatisfy { result($0)?["outcome"] as? String == "applied" } },
@@ -199,7 +203,8 @@ import Testing
       last = (stored.count, held.count, left)
       return left == 0 && held.count == stored.count && !stored.isEmpty
     }
-    #expect(healed, "not healed: agent \(last.agent) readings, HQ \(last.hq), backlog \(last.backlog)\n\(logs())")
+    #expect(
+      healed, "not healed: agent \(last.agent) readings, HQ \(last.hq), backlog \(last.backlog)\n\(logs())")
     #expect(agent.child.isRunning, "the agent ended\n\(agent.log)")
     // Every failure was logged as an error naming the database and what SQLite said.
     let errors = agents.flatMap { $0.log.split(separator: "\n") }.filter {
@@ -225,7 +230,8 @@ import Testing
     #expect(try db.integrityCheck().isEmpty)
     let finalStored = try agentReadings(agentDB)
     let finalHeld = try hqReadings(rig.db)
-    #expect(finalHeld.count == finalStored.count, "HQ \(finalHeld.count) readings, agent \(finalStored.count)")
+    #expect(
+      finalHeld.count == finalStored.count, "HQ \(finalHeld.count) readings, agent \(finalStored.count)")
     #expect(Set(finalHeld) == Set(finalStored))
     let report = try hqReport(rig.db, device: device, in: dir)
     #expect(report["conflicting_batches"] as? Int == 0, "a seq was reused: \(report)")

@@ -24,8 +24,10 @@ import Testing
 
   /// The schema of a database: every `sqlite_master` row.
   private func schema(_ path: String) throws -> [String] {
-    try readOnly(path).query("SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_master ORDER BY 1")
-      .map { $0.text(0) ?? "" }
+    try readOnly(path).query(
+      "SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_master ORDER BY 1"
+    )
+    .map { $0.text(0) ?? "" }
   }
 
   /// The records of `recordClass` at HQ, parsed.
@@ -35,8 +37,11 @@ import Testing
 
   /// JSON text of `text` as a JSON string literal (escaped by Foundation).
   private func literal(_ text: String) throws -> String {
-    String(decoding: try JSONSerialization.data(withJSONObject: [text], options: [.fragmentsAllowed]), as: UTF8.self)
-      .dropFirst().dropLast().description
+    String(
+      decoding: try JSONSerialization.data(withJSONObject: [text], options: [.fragmentsAllowed]),
+      as: UTF8.self
+    )
+    .dropFirst().dropLast().description
   }
 
   private func hex(_ text: String) -> String { text.utf8.map { String(format: "%02X", $0) }.joined() }
@@ -49,11 +54,14 @@ import Testing
     let rig = try HQUnderTest(in: dir)
     let agentDB = dir.appendingPathComponent("agent.db").path
     let config = dir.appendingPathComponent("handheld.conf").path
-    try (agentBaseConfig(device: device, dir: dir, port: rig.port, keys: keys) + "device.profile = handheld\n")
+    try
+      (agentBaseConfig(device: device, dir: dir, port: rig.port, keys: keys) + "device.profile = handheld\n")
       .write(toFile: config, atomically: true, encoding: .utf8)
     let agent = try Child("gridedge", ["run", "--config", config], in: dir)
     try agent.waitForLog("birth published")
-    func logs() -> String { [agent, rig.hq].map { String($0.log.suffix(3000)) }.joined(separator: "\n----\n") }
+    func logs() -> String {
+      [agent, rig.hq].map { String($0.log.suffix(3000)) }.joined(separator: "\n----\n")
+    }
     let agentSchema = try schema(agentDB)
     let hqSchema = try schema(rig.db)
     func send(_ body: String) throws -> CommandResult {
@@ -80,11 +88,13 @@ import Testing
 
     // 1. A work order with NUL in its customer (\u0000 in HQ's JSON; SQLite's JSON
     //    functions would cut the text there): refused when signing, with the reason.
-    let withNUL = #"{"id":"WO-T0","kind":"repair","priority":2,"customer":\#(try literal(Self.nasty)),"address":"A"}"#
+    let withNUL =
+      #"{"id":"WO-T0","kind":"repair","priority":2,"customer":\#(try literal(Self.nasty)),"address":"A"}"#
     let unsigned = try send(withNUL)
     #expect(unsigned.status != 0 && unsigned.stderr.contains("U+0000"), "\(unsigned)")
     // An unpaired surrogate escape would become invalid UTF-8: refused too.
-    let surrogate = try send(#"{"id":"WO-T0","kind":"repair","priority":2,"customer":"x\ud800y","address":"A"}"#)
+    let surrogate = try send(
+      #"{"id":"WO-T0","kind":"repair","priority":2,"customer":"x\ud800y","address":"A"}"#)
     #expect(surrogate.status != 0 && surrogate.stderr.contains("surrogate"), "\(surrogate)")
     // Everything else is kept: the customer is the nasty text, the address 30,000 bytes of it.
     let customer = Self.nasty.replacingOccurrences(of: "\u{0}", with: "")
@@ -108,7 +118,9 @@ import Testing
     _ = try inspect(["finding", "WO-T1", "relay", "closed"])
     // Command-line words cannot hold NUL; everything else can.
     let cli = customer
-    let notes = String(repeating: cli, count: 2000 / cli.utf8.count) + String(repeating: "x", count: 2000 % cli.utf8.count)
+    let notes =
+      String(repeating: cli, count: 2000 / cli.utf8.count)
+      + String(repeating: "x", count: 2000 % cli.utf8.count)
     #expect(notes.utf8.count == 2000)
     let tooLong = try inspect(["finding", "WO-T1", "notes", notes + "x"], status: 2)
     #expect(tooLong["error"] as? String == "bad-value")
@@ -127,7 +139,9 @@ import Testing
     #expect(invalid.output.contains("UTF-8"), "\(invalid.output)")
     let by = String(cli.prefix(60))
     let overlong = String(repeating: "名", count: 67)  // 201 bytes
-    #expect(try inspect(["confirm", "WO-T1", "--by", overlong, "--rating", "4"], status: 2)["error"] as? String == "bad-value")
+    #expect(
+      try inspect(["confirm", "WO-T1", "--by", overlong, "--rating", "4"], status: 2)["error"] as? String
+        == "bad-value")
     _ = try inspect(["confirm", "WO-T1", "--by", by, "--rating", "4"])
     let completed = try inspect(["complete", "WO-T1"])
     let recordID = completed["record"] as? String ?? ""
@@ -136,10 +150,13 @@ import Testing
 
     // A second order handed back with the nasty reason; a cancellation with it.
     #expect(
-      try result(try send(#"{"id":"WO-T2","kind":"inspection","priority":3,"customer":"C-2","address":"A"}"#))[
-        "outcome"] as? String == "applied")
+      try result(
+        try send(#"{"id":"WO-T2","kind":"inspection","priority":3,"customer":"C-2","address":"A"}"#))[
+          "outcome"] as? String == "applied")
     let reason = String(repeating: cli, count: 500 / cli.utf8.count)
-    #expect(try inspect(["handback", "WO-T2", "--reason", reason + String(repeating: "y", count: 500)], status: 2)["error"] as? String == "bad-value")
+    #expect(
+      try inspect(["handback", "WO-T2", "--reason", reason + String(repeating: "y", count: 500)], status: 2)[
+        "error"] as? String == "bad-value")
     _ = try inspect(["handback", "WO-T2", "--reason", reason])
     let cancel = #"{"id":"WO-T2","cancel":true,"reason":\#(try literal(customer))}"#
     #expect(try result(try send(cancel))["outcome"] as? String == "applied")
@@ -154,7 +171,10 @@ import Testing
     try Data(repeating: 0x41, count: 1 << 20).write(to: megabyte)
     let published = try runProcess(
       "mosquitto_pub",
-      ["-h", "127.0.0.1", "-p", String(rig.port), "-q", "1", "-t", "gridedge/v1/\(device)/down/cmd", "-f", megabyte.path])
+      [
+        "-h", "127.0.0.1", "-p", String(rig.port), "-q", "1", "-t", "gridedge/v1/\(device)/down/cmd", "-f",
+        megabyte.path,
+      ])
     #expect(published.status == 0, "\(published.output)")
     var bigResult: [String: Any]? = nil
     #expect(
@@ -168,7 +188,9 @@ import Testing
     #expect(
       waitUntil(timeout: 30) {
         hqRecords(rig.db, device, "records").contains { $0["type"] as? String == "workorder.correction" }
-          && hqRecords(rig.db, device, "events").contains { $0["type"] as? String == "workorder.cancel_after_close" }
+          && hqRecords(rig.db, device, "events").contains {
+            $0["type"] as? String == "workorder.cancel_after_close"
+          }
       }, "records did not reach HQ\n\(logs())")
     let records = hqRecords(rig.db, device, "records")
     let completion = try #require(records.first { $0["id"] as? String == recordID })
@@ -209,23 +231,28 @@ extension FreeTextAbuseTests {
     let rig = try HQUnderTest(in: dir)
     let agentDB = dir.appendingPathComponent("agent.db").path
     let config = dir.appendingPathComponent("agent.conf").path
-    try (agentBaseConfig(device: device, dir: dir, port: rig.port, keys: keys) + """
-      bus.1 = tcp 127.0.0.1:\(simPort) 9600 8E1
-      bus.timeout = 300
-      acquisition.interval = 1
-      acquisition.clock_check = 0
-      acquisition.backfill_days = 0
-      acquisition.silent_cycles = 1
-      """).write(toFile: config, atomically: true, encoding: .utf8)
+    try
+      (agentBaseConfig(device: device, dir: dir, port: rig.port, keys: keys) + """
+        bus.1 = tcp 127.0.0.1:\(simPort) 9600 8E1
+        bus.timeout = 300
+        acquisition.interval = 1
+        acquisition.clock_check = 0
+        acquisition.backfill_days = 0
+        acquisition.silent_cycles = 1
+        """).write(toFile: config, atomically: true, encoding: .utf8)
     let agent = try Child("gridedge", ["run", "--config", config], in: dir)
     try agent.waitForLog("birth published")
-    func logs() -> String { [agent, rig.hq, sim].map { String($0.log.suffix(3000)) }.joined(separator: "\n----\n") }
+    func logs() -> String {
+      [agent, rig.hq, sim].map { String($0.log.suffix(3000)) }.joined(separator: "\n----\n")
+    }
     let agentSchema = try schema(agentDB)
     func send(_ type: String, _ body: String) throws -> CommandResult {
       try hqSend(type, body, device: device, keys: keys, hqDB: rig.db, port: rig.port, in: dir)
     }
     func applied(_ sent: CommandResult) -> Bool {
-      guard sent.status == 0, let ctr = sent.stdout.split(separator: " ").dropFirst(2).first else { return false }
+      guard sent.status == 0, let ctr = sent.stdout.split(separator: " ").dropFirst(2).first else {
+        return false
+      }
       return waitUntil(timeout: 20) {
         storedAtHQ(rig.db, device: device, "results").contains {
           $0["ctr"] as? String == String(ctr) && $0["outcome"] as? String == "applied"
@@ -241,7 +268,8 @@ extension FreeTextAbuseTests {
     }
     // A NUL in a customer id would merge it with another (SQLite cuts it there): refused.
     let merged = try send(
-      "archive", #"{"op":"snapshot","version":1,"meters":[\#(try meter(1, "C-1\u{0}X")), \#(try meter(2, "C-1"))]}"#)
+      "archive",
+      #"{"op":"snapshot","version":1,"meters":[\#(try meter(1, "C-1\u{0}X")), \#(try meter(2, "C-1"))]}"#)
     #expect(merged.status != 0 && merged.stderr.contains("U+0000"), "\(merged)")
     #expect(
       applied(
@@ -252,15 +280,21 @@ extension FreeTextAbuseTests {
     #expect(applied(try send("topup", #"{"customer":\#(try literal(customer)),"purchase":1,"amount":4242}"#)))
 
     // The agent's own tables and reports hold the text byte for byte.
-    let accounts = try readOnly(agentDB).query("SELECT hex(customer), balance_fen FROM accounts ORDER BY customer")
-    #expect(accounts.contains { $0.text(0) == hex(customer) && $0.int64(1) == 4242 }, "\(accounts.map { $0.text(0) ?? "" })")
-    let ledger = try runProduct("gridedge", ["ledger", "--customer", customer, "--config", config, "--json"], in: dir)
+    let accounts = try readOnly(agentDB).query(
+      "SELECT hex(customer), balance_fen FROM accounts ORDER BY customer")
+    #expect(
+      accounts.contains { $0.text(0) == hex(customer) && $0.int64(1) == 4242 },
+      "\(accounts.map { $0.text(0) ?? "" })")
+    let ledger = try runProduct(
+      "gridedge", ["ledger", "--customer", customer, "--config", config, "--json"], in: dir)
     #expect(ledger.status == 0, "\(ledger.stderr)")
     #expect(ledger.stdout.contains("4242"), "\(ledger.stdout)")
     let accountsJSON = try runProduct("gridedge", ["ledger", "--config", config, "--json"], in: dir)
-    let listed = try JSONSerialization.jsonObject(with: Data(accountsJSON.stdout.utf8)) as? [[String: Any]] ?? []
+    let listed =
+      try JSONSerialization.jsonObject(with: Data(accountsJSON.stdout.utf8)) as? [[String: Any]] ?? []
     #expect(listed.contains { $0["customer"] as? String == customer }, "\(accountsJSON.stdout)")
-    let archiveJSON = try jsonObject(try runProduct("gridedge", ["archive", "--config", config, "--json"], in: dir).stdout)
+    let archiveJSON = try jsonObject(
+      try runProduct("gridedge", ["archive", "--config", config, "--json"], in: dir).stdout)
     let archived = archiveJSON["meters"] as? [[String: Any]] ?? []
     #expect(archived.contains { $0["customer"] as? String == customer && $0["area"] as? String == area })
 
@@ -268,7 +302,9 @@ extension FreeTextAbuseTests {
     var silent: [String: Any]? = nil
     #expect(
       waitUntil(timeout: 90) {
-        silent = storedAtHQ(rig.db, device: device, "events").first { $0["type"] as? String == "archive.silent" }
+        silent = storedAtHQ(rig.db, device: device, "events").first {
+          $0["type"] as? String == "archive.silent"
+        }
         return silent != nil
           && storedAtHQ(rig.db, device: device, "ledger").contains { $0["customer"] as? String == customer }
       }, "no archive.silent event or ledger entry at HQ\n\(logs())")

@@ -209,7 +209,8 @@ enum CommandFixture {
     for (body, message) in cases {
       let rejected = try rejection(try CommandFixture.token(claims: "{" + base + #","body":"# + body + "}"))
       #expect(rejected?.code == "malformed", "\(body)")
-      #expect(rejected?.description.contains(message) == true, "\(body): \(rejected?.description ?? "accepted")")
+      #expect(
+        rejected?.description.contains(message) == true, "\(body): \(rejected?.description ?? "accepted")")
       #expect(throws: JWSError.self, "\(body) was signed") {
         _ = try CommandFixture.command { $0.body = body }.signed(
           with: try RFC8037.keyPair(), keyID: "rfc8037", json: try JWSTestSupport.json())
