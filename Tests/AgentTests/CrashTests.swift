@@ -18,17 +18,10 @@ import Testing
     Int(ProcessInfo.processInfo.environment["GRIDEDGE_KILLS"] ?? "") ?? 25
   }
 
-  private func readOnly(_ path: String) throws -> Connection {
-    var options = Connection.Options()
-    options.readOnly = true
-    options.verifyIntegrity = false
-    return try Connection(path: path, options: options)
-  }
-
   /// `meter|di|ts` of the readings HQ holds, with `di` (un)equal to the backlog's.
   private func hqReadings(_ hqDB: String, backlog: Bool) throws -> [String] {
     guard FileManager.default.fileExists(atPath: hqDB) else { return [] }
-    return try readOnly(hqDB).query(
+    return try readOnlyConnection(hqDB).query(
       """
       SELECT json_extract(body, '$.meter') || '|' || json_extract(body, '$.di') || '|' || json_extract(body, '$.ts')
       FROM records WHERE device_id = ?1 AND class = 'readings'
@@ -39,45 +32,26 @@ import Testing
 
   @Test func killNineAtRandomPointsDuringIngestSyncAndFeeControlLosesNothingAndAppliesNoTopUpTwice() throws {
     let kills = Self.kills
-    let dir = try makeTemporaryDirectory("crash-kill9")
-    let keys = dir.appendingPathComponent("keys").path
-    #expect(try runProduct("gridedge-hq", ["keygen", "--out", keys, "--kid", "hq1"], in: dir).status == 0)
     let meters = 10
-    let (sim, simPort) = try startSimulator(["--meters", String(meters), "--no-area"], in: dir)
-    let rig = try HQUnderTest(in: dir)
-    let agentDB = dir.appendingPathComponent("agent.db").path
-    let config = dir.appendingPathComponent("agent.conf").path
-    try
-      (agentBaseConfig(device: device, dir: dir, port: rig.port, keys: keys) + """
-        bus.1 = tcp 127.0.0.1:\(simPort) 9600 8E1
-        bus.timeout = 300
-        acquisition.interval = 1
-        acquisition.clock_check = 0
-        acquisition.backfill_days = 0
-        sync.batch_records = 50
-        sync.ack_timeout = 3000
-        log.level = info
-        """).write(toFile: config, atomically: true, encoding: .utf8)
+    let site = try SimulatedSite(
+      "crash-kill9", device: device, simulator: ["--meters", String(meters), "--no-area"],
+      extra: "acquisition.backfill_days = 0\nsync.batch_records = 50\nsync.ack_timeout = 3000")
+    let (dir, keys, sim, rig, agentDB, config) = (
+      site.dir, site.keys, site.sim, site.rig, site.agentDB, site.config
+    )
     var agent = try Child("gridedge", ["run", "--config", config], in: dir)
     func logs() -> String {
       [agent, rig.hq, sim].map { String($0.log.suffix(4000)) }.joined(separator: "\n----\n")
     }
     func send(_ type: String, _ body: String) throws -> String {
-      let out = try hqSend(type, body, device: device, keys: keys, hqDB: rig.db, port: rig.port, in: dir)
-      guard out.status == 0, let ctr = out.stdout.split(separator: " ").dropFirst(2).first else {
-        throw TestFailure("gridedge-hq send \(type): \(out.stderr)")
-      }
-      return String(ctr)
+      try hqSendCounter(type, body, device: device, keys: keys, hqDB: rig.db, port: rig.port, in: dir)
     }
     func results() -> [[String: Any]] { storedAtHQ(rig.db, device: device, "results") }
 
     // The archive and a tariff, on a calm start.
     try agent.waitForLog("birth published")
-    let archive = (1...meters).map {
-      #"{"address":"\#(String(format: "%012d", $0))","customer":"C-\#($0)","area":"TA-1","category":"residential"}"#
-    }.joined(separator: ",")
     let setup = [
-      try send("archive", #"{"op":"snapshot","version":1,"meters":[\#(archive)]}"#),
+      try send("archive", residentialArchive(meters: meters)),
       try send(
         "tariff", #"{"id":"RES-1","category":"residential","effective_from":"2020-01-01","flat":5000}"#),
     ]
@@ -164,7 +138,7 @@ import Testing
     let settled = waitUntil(timeout: 120, poll: pause) {
       guard (try? driveTopUps(more: false)) == true, let held = try? hqReadings(rig.db, backlog: true),
         held.count >= backlog,
-        let left = try? readOnly(agentDB).scalarInt(
+        let left = try? readOnlyConnection(agentDB).scalarInt(
           "SELECT (SELECT count(*) FROM outbox) + (SELECT count(*) FROM batches)")
       else { return false }
       return left == 0

@@ -30,16 +30,9 @@ import Testing
   private let meters = 40
   private let purchases = 4
 
-  private func readOnly(_ path: String) throws -> Connection {
-    var options = Connection.Options()
-    options.readOnly = true
-    options.verifyIntegrity = false
-    return try Connection(path: path, options: options)
-  }
-
   /// The natural keys `meter|di|ts` of the readings in the agent's database.
   private func agentReadings(_ agentDB: String) throws -> [String] {
-    try readOnly(agentDB).query("SELECT meter || '|' || di || '|' || ts FROM readings").map {
+    try readOnlyConnection(agentDB).query("SELECT meter || '|' || di || '|' || ts FROM readings").map {
       $0.text(0) ?? ""
     }
   }
@@ -47,7 +40,7 @@ import Testing
   /// The same keys of the readings HQ holds for the device.
   private func hqReadings(_ hqDB: String) throws -> [String] {
     guard FileManager.default.fileExists(atPath: hqDB) else { return [] }
-    return try readOnly(hqDB).query(
+    return try readOnlyConnection(hqDB).query(
       """
       SELECT json_extract(body, '$.meter') || '|' || json_extract(body, '$.di') || '|'
         || json_extract(body, '$.ts') FROM records WHERE device_id = ?1 AND class = 'readings'
@@ -56,7 +49,8 @@ import Testing
   }
 
   private func backlog(_ agentDB: String) throws -> Int64 {
-    try readOnly(agentDB).scalarInt("SELECT (SELECT count(*) FROM outbox) + (SELECT count(*) FROM batches)")
+    try readOnlyConnection(agentDB).scalarInt(
+      "SELECT (SELECT count(*) FROM outbox) + (SELECT count(*) FROM batches)")
       ?? -1
   }
 
@@ -67,36 +61,20 @@ import Testing
     Fault(error: "full", on: "sync", every: 3, limit: 6),
   ])
   func diskErrorsDuringIngestSyncAndTopUpsAreSurvivedAndNothingIsAckedThatIsNotStored(_ fault: Fault) throws {
-    let dir = try makeTemporaryDirectory("disk-\(fault.error)-\(fault.on)")
+    let site = try SimulatedSite(
+      "disk-\(fault.error)-\(fault.on)", device: device,
+      simulator: ["--meters", String(meters), "--no-area", "--history-days", "2"],
+      extra: "acquisition.backfill_days = 2\nsync.batch_records = 20\nsync.ack_timeout = 3000")
+    let (dir, keys, sim, rig, agentDB, config) = (
+      site.dir, site.keys, site.sim, site.rig, site.agentDB, site.config
+    )
     let shim = try buildFaultVFS(in: dir)
-    let keys = dir.appendingPathComponent("keys").path
-    #expect(try runProduct("gridedge-hq", ["keygen", "--out", keys, "--kid", "hq1"], in: dir).status == 0)
-    let (sim, simPort) = try startSimulator(
-      ["--meters", String(meters), "--no-area", "--history-days", "2"], in: dir)
-    let rig = try HQUnderTest(in: dir)
-    let agentDB = dir.appendingPathComponent("agent.db").path
-    let config = dir.appendingPathComponent("agent.conf").path
-    try
-      (agentBaseConfig(device: device, dir: dir, port: rig.port, keys: keys) + """
-        bus.1 = tcp 127.0.0.1:\(simPort) 9600 8E1
-        bus.timeout = 300
-        acquisition.interval = 1
-        acquisition.clock_check = 0
-        acquisition.backfill_days = 2
-        sync.batch_records = 20
-        sync.ack_timeout = 3000
-        log.level = info
-        """).write(toFile: config, atomically: true, encoding: .utf8)
     var agents: [Child] = []
     func logs() -> String {
       (agents.suffix(2) + [rig.hq, sim]).map { String($0.log.suffix(5000)) }.joined(separator: "\n----\n")
     }
     func send(_ type: String, _ body: String) throws -> String {
-      let out = try hqSend(type, body, device: device, keys: keys, hqDB: rig.db, port: rig.port, in: dir)
-      guard out.status == 0, let ctr = out.stdout.split(separator: " ").dropFirst(2).first else {
-        throw TestFailure("gridedge-hq send \(type): \(out.stderr)")
-      }
-      return String(ctr)
+      try hqSendCounter(type, body, device: device, keys: keys, hqDB: rig.db, port: rig.port, in: dir)
     }
     func result(_ ctr: String) -> [String: Any]? {
       storedAtHQ(rig.db, device: device, "results").first { $0["ctr"] as? String == ctr }
@@ -105,11 +83,8 @@ import Testing
     // 1. A sound disk: the archive (40 customers) and a tariff.
     var agent = try Child("gridedge", ["run", "--config", config], in: dir)
     try agent.waitForLog("birth published")
-    let archive = (1...meters).map {
-      #"{"address":"\#(String(format: "%012d", $0))","customer":"C-\#($0)","area":"TA-1","category":"residential"}"#
-    }.joined(separator: ",")
     let setup = [
-      try send("archive", #"{"op":"snapshot","version":1,"meters":[\#(archive)]}"#),
+      try send("archive", residentialArchive(meters: meters)),
       try send(
         "tariff", #"{"id":"RES-1","category":"residential","effective_from":"2020-01-01","flat":5000}"#),
     ]
@@ -274,7 +249,7 @@ extension DiskFaultTests {
     try agent.waitForLog("birth published")
     agent.signal()
     #expect(try agent.wait(timeout: 15) == 0)
-    let storeID = try readOnly(agentDB).query("SELECT store_id FROM device").first?.text(0)
+    let storeID = try readOnlyConnection(agentDB).query("SELECT store_id FROM device").first?.text(0)
 
     // Every write fails: the agent cannot record its boot.
     agent = try Child(
@@ -292,8 +267,8 @@ extension DiskFaultTests {
     try agent.waitForLog("birth published")
     agent.signal()
     #expect(try agent.wait(timeout: 15) == 0)
-    #expect(try readOnly(agentDB).query("SELECT store_id FROM device").first?.text(0) == storeID)
-    #expect(try readOnly(agentDB).scalarInt("SELECT count(*) FROM boots") == 2)
+    #expect(try readOnlyConnection(agentDB).query("SELECT store_id FROM device").first?.text(0) == storeID)
+    #expect(try readOnlyConnection(agentDB).scalarInt("SELECT count(*) FROM boots") == 2)
     #expect(!FileManager.default.fileExists(atPath: agentDB + ".corrupt"))
   }
 }

@@ -15,16 +15,9 @@ import Testing
     "q\"uo'te \\back\\slash\\ /slash/ \u{0}nul \u{1}\u{1f}\u{7f} tab\tnew\nline\rcr {\"}],: "
     + "€ 电表 🔌 \u{2028}\u{2029} \u{feff}bom"
 
-  private func readOnly(_ path: String) throws -> Connection {
-    var options = Connection.Options()
-    options.readOnly = true
-    options.verifyIntegrity = false
-    return try Connection(path: path, options: options)
-  }
-
   /// The schema of a database: every `sqlite_master` row.
   private func schema(_ path: String) throws -> [String] {
-    try readOnly(path).query(
+    try readOnlyConnection(path).query(
       "SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_master ORDER BY 1"
     )
     .map { $0.text(0) ?? "" }
@@ -102,7 +95,7 @@ import Testing
     let order =
       #"{"id":"WO-T1","kind":"repair","priority":2,"customer":\#(try literal(customer)),"address":\#(try literal(address))}"#
     #expect(try result(try send(order))["outcome"] as? String == "applied", "\(logs())")
-    let stored = try readOnly(agentDB).query(
+    let stored = try readOnlyConnection(agentDB).query(
       "SELECT hex(customer), hex(address), length(CAST(address AS BLOB)) FROM work_orders WHERE id = 'WO-T1'")
     #expect(stored.first?.text(0) == hex(customer), "the customer is not stored byte-identical")
     #expect(stored.first?.text(1) == hex(address), "the address is not stored byte-identical")
@@ -207,7 +200,7 @@ import Testing
       hqRecords(rig.db, device, "events").first { $0["type"] as? String == "workorder.cancel_after_close" })
     #expect(clash["reason"] as? String == customer, "the cancel reason at HQ differs")
     // Byte for byte in HQ's database too (not only equal after JSON decoding).
-    let hqHex = try readOnly(rig.db).query(
+    let hqHex = try readOnlyConnection(rig.db).query(
       "SELECT hex(json_extract(body, '$.customer')) FROM records WHERE class = 'records' AND json_extract(body, '$.id') = ?1",
       [.text(recordID)])
     #expect(hqHex.first?.text(0) == hex(customer))
@@ -223,23 +216,13 @@ import Testing
 extension FreeTextAbuseTests {
   @Test func customerIdsAndAreasOfTheArchiveReachTheLedgerEventsAndHQUnaltered() throws {
     let device = "TA-TEXT-2"
-    let dir = try makeTemporaryDirectory("free-text-archive")
-    let keys = dir.appendingPathComponent("keys").path
-    #expect(try runProduct("gridedge-hq", ["keygen", "--out", keys, "--kid", "hq1"], in: dir).status == 0)
     // Two meters answer; the archive's third never does (archive.silent names its customer).
-    let (sim, simPort) = try startSimulator(["--meters", "2", "--no-area"], in: dir)
-    let rig = try HQUnderTest(in: dir)
-    let agentDB = dir.appendingPathComponent("agent.db").path
-    let config = dir.appendingPathComponent("agent.conf").path
-    try
-      (agentBaseConfig(device: device, dir: dir, port: rig.port, keys: keys) + """
-        bus.1 = tcp 127.0.0.1:\(simPort) 9600 8E1
-        bus.timeout = 300
-        acquisition.interval = 1
-        acquisition.clock_check = 0
-        acquisition.backfill_days = 0
-        acquisition.silent_cycles = 1
-        """).write(toFile: config, atomically: true, encoding: .utf8)
+    let site = try SimulatedSite(
+      "free-text-archive", device: device, simulator: ["--meters", "2", "--no-area"],
+      extra: "acquisition.backfill_days = 0\nacquisition.silent_cycles = 1")
+    let (dir, keys, sim, rig, agentDB, config) = (
+      site.dir, site.keys, site.sim, site.rig, site.agentDB, site.config
+    )
     let agent = try Child("gridedge", ["run", "--config", config], in: dir)
     try agent.waitForLog("birth published")
     func logs() -> String {
@@ -280,7 +263,7 @@ extension FreeTextAbuseTests {
     #expect(applied(try send("topup", #"{"customer":\#(try literal(customer)),"purchase":1,"amount":4242}"#)))
 
     // The agent's own tables and reports hold the text byte for byte.
-    let accounts = try readOnly(agentDB).query(
+    let accounts = try readOnlyConnection(agentDB).query(
       "SELECT hex(customer), balance_fen FROM accounts ORDER BY customer")
     #expect(
       accounts.contains { $0.text(0) == hex(customer) && $0.int64(1) == 4242 },

@@ -279,20 +279,20 @@ VFS_FORWARD(current_time, (sqlite3_vfs * vfs, double *out), xCurrentTime(real_vf
 VFS_FORWARD(last_error, (sqlite3_vfs * vfs, int n, char *out), xGetLastError(real_vfs, n, out))
 VFS_FORWARD(current_time64, (sqlite3_vfs * vfs, sqlite3_int64 *out), xCurrentTimeInt64(real_vfs, out))
 
+static long env_long(const char *name)
+{
+	const char *value = getenv(name);
+	return value ? atol(value) : 0;
+}
+
 __attribute__((constructor)) static void pl_register(void)
 {
-	const char *at = getenv("POWERLOSS_AT_SYNC");
-	power_loss_at = at ? atol(at) : 0;
-	const char *at_write = getenv("POWERLOSS_AT_WRITE");
-	power_loss_at_write = at_write ? atol(at_write) : 0;
-	const char *every_write = getenv("FAULT_EVERY_WRITE");
-	fault_every_write = every_write ? atol(every_write) : 0;
-	const char *every_sync = getenv("FAULT_EVERY_SYNC");
-	fault_every_sync = every_sync ? atol(every_sync) : 0;
-	const char *after = getenv("FAULT_AFTER");
-	fault_after = after ? atol(after) : 0;
-	const char *limit = getenv("FAULT_LIMIT");
-	fault_limit = limit ? atol(limit) : 0;
+	power_loss_at = env_long("POWERLOSS_AT_SYNC");
+	power_loss_at_write = env_long("POWERLOSS_AT_WRITE");
+	fault_every_write = env_long("FAULT_EVERY_WRITE");
+	fault_every_sync = env_long("FAULT_EVERY_SYNC");
+	fault_after = env_long("FAULT_AFTER");
+	fault_limit = env_long("FAULT_LIMIT");
 	const char *error = getenv("FAULT_ERROR");
 	fault_full = error && strcmp(error, "full") == 0;
 	real_vfs = sqlite3_vfs_find(0);
