@@ -544,19 +544,24 @@ public final class Agent<C: Clock> {
     }
     guard unbilled else { return }
     unbilled = false
+    // The pass is one transaction: what it notes is logged only if it commits.
+    let pass: Billing.Pass
     do {
-      let pass = try Billing.run(
+      pass = try Billing.run(
         store: store, outbox: outbox, offset: offset, now: clock.wallMilliseconds, thresholds: thresholds)
-      if pass.charged > 0 {
-        sync.recordsEnqueued()
-        Log.info(
-          "billing",
-          "charged " + String(pass.charged) + " reading interval(s), " + pass.money.yuanText + " in all"
-            + (pass.unpriced > 0 ? "; " + String(pass.unpriced) + " without a tariff yet" : ""))
-      }
     } catch {
-      Log.error("billing", error.description)
+      store.publishNotices(committed: false)
+      Log.error("billing", error.description + " (nothing was charged; the next pass tries again)")
       unbilled = true
+      return
+    }
+    store.publishNotices(committed: true)
+    if pass.charged > 0 {
+      sync.recordsEnqueued()
+      Log.info(
+        "billing",
+        "charged " + String(pass.charged) + " reading interval(s), " + pass.money.yuanText + " in all"
+          + (pass.unpriced > 0 ? "; " + String(pass.unpriced) + " without a tariff yet" : ""))
     }
   }
 

@@ -565,6 +565,21 @@ public final class AgentStore {
     return epoch
   }
 
+  /// Info lines about what the open transaction does (a balance crossing a
+  /// threshold), held until it ends: a log line never claims what did not commit.
+  private var notices: [(component: String, message: String)] = []
+
+  /// Holds an info line until `publishNotices(committed:)`. Call inside a transaction.
+  func notice(_ component: String, _ message: String) {
+    notices.append((component, message))
+  }
+
+  /// Ends the held lines of a transaction: logs them if it committed, else drops them.
+  func publishNotices(committed: Bool) {
+    if committed { for notice in notices { Log.info(notice.component, notice.message) } }
+    notices.removeAll()
+  }
+
   /// Records how boot `epoch` ended.
   public func endBoot(_ epoch: Int64, now: Int64, reason: String) throws(SQLiteError) {
     try db.run(

@@ -92,10 +92,13 @@ public final class CommandHandler {
     let today = offset.localDateTime(fromUnix: nowSeconds).date.daysSinceEpoch
     let suspendedBefore = suspendedUntil
     let handled: (result: Outcome, what: String)
+    // What the effect notes (a balance crossing a threshold) is logged only once committed.
     do throws(SQLiteError) {
       handled = try handleInTransaction(
         payload, digest: digest, nowSeconds: nowSeconds, today: today, wall: wall, monotonic: monotonic)
+      store.publishNotices(committed: true)
     } catch {
+      store.publishNotices(committed: false)
       // Nothing of it was committed (not its effect, not its counter, not its result).
       suspendedUntil = suspendedBefore
       throw error.prefixed("command " + digest + " not handled, nothing of it kept: ")

@@ -222,6 +222,21 @@ import Testing
       }.compactMap { purchaseOfCtr[$0["ctr"] as? String ?? ""] }.filter { $0.customer == customer }
       #expect(appliedAtHQ.map { $0.purchase }.sorted() == Array(1...last), "\(customer)")
     }
+    // The log never claims what the database does not hold: every command it says
+    // was applied has its applied result at HQ.
+    let appliedResults = Set(
+      storedAtHQ(rig.db, device: device, "results").filter { $0["outcome"] as? String == "applied" }
+        .compactMap {
+          $0["ctr"] as? String
+        })
+    let claimed = agents.flatMap { $0.log.split(separator: "\n") }.compactMap { line -> String? in
+      guard line.hasPrefix("info  command:"), line.hasSuffix(" applied"),
+        let ctr = line.split(separator: " ").drop(while: { $0 != "ctr" }).dropFirst().first
+      else { return nil }
+      return String(ctr)
+    }
+    #expect(!claimed.isEmpty)
+    for ctr in claimed { #expect(appliedResults.contains(ctr), "logged as applied, not stored: ctr \(ctr)") }
     #expect(try runProduct("gridedge", ["ledger", "verify", "--config", config], in: dir).status == 0)
     #expect(try runProduct("gridedge", ["audit", "verify", "--config", config], in: dir).status == 0)
     print(
