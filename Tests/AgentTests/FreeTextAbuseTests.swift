@@ -136,6 +136,12 @@ import Testing
       try inspect(["confirm", "WO-T1", "--by", overlong, "--rating", "4"], status: 2)["error"] as? String
         == "bad-value")
     _ = try inspect(["confirm", "WO-T1", "--by", by, "--rating", "4"])
+    // A photo whose file name is the nasty text: attached, and --json stays JSON.
+    let photoPath = dir.appendingPathComponent(cli.replacingOccurrences(of: "/", with: "_") + ".jpg").path
+    try Data(repeating: 7, count: 5000).write(to: URL(fileURLWithPath: photoPath))
+    #expect(try inspect(["photo", "WO-T1", photoPath])["size"] as? Int == 5000)
+    let missingPhoto = try inspect(["photo", "WO-T1", photoPath + ".missing"], status: 2)
+    #expect((missingPhoto["message"] as? String ?? "").contains(photoPath + ".missing"), "\(missingPhoto)")
     let completed = try inspect(["complete", "WO-T1"])
     let recordID = completed["record"] as? String ?? ""
     let note = String(cli.reversed())
