@@ -287,3 +287,47 @@ extension DiskFaultTests {
     #expect(!FileManager.default.fileExists(atPath: agentDB + ".corrupt"))
   }
 }
+
+extension DiskFaultTests {
+  @Test(arguments: ["ioerr", "full"])
+  func aDiskFailingAsTheAgentStopsIsNotTakenForALostLogAtTheNextStart(_ error: String) throws {
+    let dir = try makeTemporaryDirectory("disk-stop-\(error)")
+    let shim = try buildFaultVFS(in: dir)
+    let broker = try MosquittoBroker()
+    let agentDB = dir.appendingPathComponent("agent.db").path
+    let config = dir.appendingPathComponent("agent.conf").path
+    try """
+    device.id = \(device)
+    store.path = \(agentDB)
+    mqtt.port = \(broker.port)
+    """.write(toFile: config, atomically: true, encoding: .utf8)
+    // From just before the stop (once the file `bad-disk` exists), the next writes
+    // fail: the stopping status and the three tries of the end-of-boot record. The
+    // disk is sound again for the checkpoint at close, which (without the fix) deleted
+    // the write-ahead log.
+    let badDisk = dir.appendingPathComponent("bad-disk")
+    let faultLog = dir.appendingPathComponent("faults.log")
+    var agent = try Child(
+      "gridedge", ["run", "--config", config], in: dir,
+      environment: [
+        "LD_PRELOAD": shim, "FAULT_EVERY_WRITE": "1", "FAULT_ERROR": error, "FAULT_WHILE": badDisk.path,
+        "FAULT_LIMIT": "4", "FAULT_LOG": faultLog.path,
+      ])
+    try agent.waitForLog("birth published")
+    try Data().write(to: badDisk)
+    agent.signal()
+    #expect(try agent.wait(timeout: 15) == 0, "\(agent.log)")
+    #expect(
+      agent.log.contains("could not record the end of boot") && agent.log.contains(agentDB)
+        && agent.log.contains("write-ahead log is kept"), "\(agent.log)")
+    try FileManager.default.removeItem(at: badDisk)
+
+    // The next start sees an unclean stop, not a lost log: no seq is skipped.
+    agent = try Child("gridedge", ["run", "--config", config], in: dir)
+    try agent.waitForLog("birth published")
+    agent.signal()
+    #expect(try agent.wait(timeout: 15) == 0)
+    #expect(!agent.log.contains("is missing") && !agent.log.contains("skipped"), "\(agent.log)")
+    #expect(try readOnlyConnection(agentDB).scalarInt("SELECT last_seq FROM sync_state") ?? -1 < 1000)
+  }
+}

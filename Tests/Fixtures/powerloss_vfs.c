@@ -30,6 +30,8 @@
  *                           SQLITE_FULL (ENOSPC).
  *   FAULT_AFTER=M           the first M writes and the first M syncs never fail (let
  *                           a process start before the disk goes bad); default 0.
+ *   FAULT_WHILE=path        faults only while the file `path` exists (a test turns
+ *                           the bad disk on and off while the process runs).
  *   FAULT_LIMIT=K           at most K faults, then the disk is sound again (a
  *                           process must then heal without a restart); 0: no limit.
  *   FAULT_LOG=path          appends one line per injected fault ("pid P fault K: ...").
@@ -70,11 +72,13 @@ static sqlite3_vfs pl_vfs;
 static long syncs, writes, power_loss_at, power_loss_at_write;
 static long fault_every_write, fault_every_sync, fault_after, fault_limit, faults;
 static int fault_full;
+static const char *fault_while;
 
 /* Whether operation number `n` (a write or a sync) is one that fails. */
 static int faulty(long n, long every)
 {
 	if (fault_limit > 0 && faults >= fault_limit) return 0;
+	if (fault_while && access(fault_while, F_OK) != 0) return 0;
 	return every > 0 && n > fault_after && (n - fault_after) % every == 0;
 }
 
@@ -293,6 +297,7 @@ __attribute__((constructor)) static void pl_register(void)
 	fault_every_sync = env_long("FAULT_EVERY_SYNC");
 	fault_after = env_long("FAULT_AFTER");
 	fault_limit = env_long("FAULT_LIMIT");
+	fault_while = getenv("FAULT_WHILE");
 	const char *error = getenv("FAULT_ERROR");
 	fault_full = error && strcmp(error, "full") == 0;
 	real_vfs = sqlite3_vfs_find(0);
