@@ -304,6 +304,9 @@ func hqSendCounter(
   return String(ctr)
 }
 
+/// A tariff for every residential customer: flat 0.5 CNY/kWh from 2020.
+let residentialTariff = #"{"id":"RES-1","category":"residential","effective_from":"2020-01-01","flat":5000}"#
+
 /// An archive snapshot (version 1) of meters 1...`meters` (`000000000001`...), customer
 /// `C-<n>` each, area TA-1, residential.
 func residentialArchive(meters: Int) -> String {

@@ -52,8 +52,7 @@ import Testing
     try agent.waitForLog("birth published")
     let setup = [
       try send("archive", residentialArchive(meters: meters)),
-      try send(
-        "tariff", #"{"id":"RES-1","category":"residential","effective_from":"2020-01-01","flat":5000}"#),
+      try send("tariff", residentialTariff),
     ]
     #expect(
       waitUntil(timeout: 30) {

@@ -85,8 +85,7 @@ import Testing
     try agent.waitForLog("birth published")
     let setup = [
       try send("archive", residentialArchive(meters: meters)),
-      try send(
-        "tariff", #"{"id":"RES-1","category":"residential","effective_from":"2020-01-01","flat":5000}"#),
+      try send("tariff", residentialTariff),
     ]
     #expect(
       waitUntil(timeout: 30) { setup.allSatisfy { result($0)?["outcome"] as? String == "applied" } },
@@ -246,20 +245,26 @@ import Testing
 }
 
 extension DiskFaultTests {
+  /// A fresh folder with the fault VFS built, a broker, and an agent configuration
+  /// with only the device, its database and the broker.
+  private func bareAgent(_ label: String) throws -> (
+    dir: URL, shim: String, broker: MosquittoBroker, agentDB: String, config: String
+  ) {
+    let dir = try makeTemporaryDirectory(label)
+    let broker = try MosquittoBroker()
+    let agentDB = dir.appendingPathComponent("agent.db").path
+    let config = dir.appendingPathComponent("agent.conf").path
+    try "device.id = \(device)\nstore.path = \(agentDB)\nmqtt.port = \(broker.port)\n".write(
+      toFile: config, atomically: true, encoding: .utf8)
+    return (dir, try buildFaultVFS(in: dir), broker, agentDB, config)
+  }
+
   @Test(arguments: ["ioerr", "full"])
   func aDiskFailingWhileTheAgentStartsEndsItWithExitOneAndAClearMessageAndKeepsTheDatabase(_ error: String)
     throws
   {
-    let dir = try makeTemporaryDirectory("disk-start-\(error)")
-    let shim = try buildFaultVFS(in: dir)
-    let broker = try MosquittoBroker()
-    let agentDB = dir.appendingPathComponent("agent.db").path
-    let config = dir.appendingPathComponent("agent.conf").path
-    try """
-    device.id = \(device)
-    store.path = \(agentDB)
-    mqtt.port = \(broker.port)
-    """.write(toFile: config, atomically: true, encoding: .utf8)
+    let (dir, shim, broker, agentDB, config) = try bareAgent("disk-start-\(error)")
+    defer { withExtendedLifetime(broker) {} }
     var agent = try Child("gridedge", ["run", "--config", config], in: dir)
     try agent.waitForLog("birth published")
     agent.signal()
@@ -291,16 +296,8 @@ extension DiskFaultTests {
 extension DiskFaultTests {
   @Test(arguments: ["ioerr", "full"])
   func aDiskFailingAsTheAgentStopsIsNotTakenForALostLogAtTheNextStart(_ error: String) throws {
-    let dir = try makeTemporaryDirectory("disk-stop-\(error)")
-    let shim = try buildFaultVFS(in: dir)
-    let broker = try MosquittoBroker()
-    let agentDB = dir.appendingPathComponent("agent.db").path
-    let config = dir.appendingPathComponent("agent.conf").path
-    try """
-    device.id = \(device)
-    store.path = \(agentDB)
-    mqtt.port = \(broker.port)
-    """.write(toFile: config, atomically: true, encoding: .utf8)
+    let (dir, shim, broker, agentDB, config) = try bareAgent("disk-stop-\(error)")
+    defer { withExtendedLifetime(broker) {} }
     // From just before the stop (once the file `bad-disk` exists), the next writes
     // fail: the stopping status and the three tries of the end-of-boot record. The
     // disk is sound again for the checkpoint at close, which (without the fix) deleted
