@@ -185,6 +185,9 @@ import Testing
       $0.hasPrefix("error") && $0.contains(fault.message) && $0.contains(agentDB)
     }
     #expect(!errors.isEmpty, "no error line names the database and '\(fault.message)'\n\(logs())")
+    // The broker stayed up: a failing disk is no reason to drop the MQTT link.
+    let drops = agents.flatMap { $0.log.split(separator: "\n") }.filter { $0.contains("mqtt: link to") }
+    #expect(drops.isEmpty, "the link was dropped: \(drops.prefix(3))")
     // Nothing HQ holds is missing from the agent's store.
     let stored = Set(try agentReadings(agentDB))
     let held = try hqReadings(rig.db)
