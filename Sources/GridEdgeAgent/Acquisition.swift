@@ -250,14 +250,14 @@ public final class Acquisition {
         version = try Archive.version(store.db)
         (archive, unpolled) = try ArchiveMeters.polled(store.db, buses: buses.map { $0.name })
       } catch {
-        throw AgentError("database " + store.db.path + ": " + error.description, exitCode: ExitCode.database)
+        throw AgentError.database(store.db.path, "reading the archive", error)
       }
     }
     let readings: Readings
     do {
       readings = try Readings(store: store, outbox: outbox)
     } catch {
-      throw AgentError("database " + store.db.path + ": " + error.description, exitCode: ExitCode.database)
+      throw AgentError.database(store.db.path, "preparing the readings", error)
     }
     let acquisition: Acquisition
     do {
@@ -271,7 +271,7 @@ public final class Acquisition {
     do {
       try acquisition.loadState()
     } catch {
-      throw AgentError("database " + store.db.path + ": " + error.description, exitCode: ExitCode.database)
+      throw AgentError.database(store.db.path, "loading the meter state", error)
     }
     if file == nil {
       acquisition.followsArchive = true
@@ -1401,16 +1401,9 @@ func unixSeconds(milliseconds: Int64) -> Int64 {
   return (milliseconds % 1000 != 0 && milliseconds < 0) ? q - 1 : q
 }
 
-/// `text` with `"` and `\` escaped and control characters dropped, for a JSON string.
+/// `text` escaped for the inside of a JSON string (`jsonString` without the quotes):
+/// control characters are escaped, never dropped, so a customer id or a reason
+/// reaches HQ exactly as it was.
 func jsonEscaped(_ text: String) -> String {
-  var out = ""
-  for scalar in text.unicodeScalars {
-    switch scalar {
-    case "\"": out += "\\\""
-    case "\\": out += "\\\\"
-    default:
-      if scalar.value >= 0x20 { out.unicodeScalars.append(scalar) }
-    }
-  }
-  return out
+  String(jsonString(text).dropFirst().dropLast())
 }

@@ -45,6 +45,9 @@ public final class Agent<C: Clock> {
   let port: Int32
   private var timers = TimerQueue<Timer>()
   private var backoff: Backoff
+  /// The pause of sync after a database failure: up to 250 ms, doubling up to 10 s
+  /// while the failures go on (full jitter).
+  private var databasePause = Backoff(baseMilliseconds: 250, capMilliseconds: 10_000)
   private var link: Link = .idle
   private var stopReason: String? = nil
   private var offlineMessageID: Int32? = nil
@@ -70,13 +73,13 @@ public final class Agent<C: Clock> {
     do {
       self.store = try AgentStore(path: path, deviceID: deviceID, now: clock.wallMilliseconds)
     } catch {
-      throw AgentError(error.description, exitCode: ExitCode.database)
+      throw AgentError(error.description, exitCode: error.diskFailure ? ExitCode.failure : ExitCode.database)
     }
     do {
       self.epoch = try store.beginBoot(
         now: clock.wallMilliseconds, pid: Process.id, version: BuildInfo.version)
     } catch {
-      throw AgentError("database " + path + ": " + error.description, exitCode: ExitCode.database)
+      throw AgentError.database(path, "recording this boot", error)
     }
     do {
       self.signals = try TerminationSignals()
@@ -130,7 +133,7 @@ public final class Agent<C: Clock> {
     do {
       self.outbox = try Outbox(store: store)
     } catch {
-      throw AgentError("database " + path + ": " + error.description, exitCode: ExitCode.database)
+      throw AgentError.database(path, "preparing the outbox", error)
     }
     do {
       if let epoch = store.lostLogOfEpoch {
@@ -151,7 +154,7 @@ public final class Agent<C: Clock> {
       }
       self.sync = try Sync(outbox: outbox, client: client, settings: settings)
     } catch {
-      throw AgentError("database " + path + ": " + error.description, exitCode: ExitCode.database)
+      throw AgentError.database(path, "recovering the sync state", error)
     }
     let trusted: TrustedKeys?
     do {
@@ -175,7 +178,7 @@ public final class Agent<C: Clock> {
         maxSignatureFailures: config.integer("commands.max_signature_failures"),
         thresholds: thresholds)
     } catch {
-      throw AgentError("database " + path + ": " + error.description, exitCode: ExitCode.database)
+      throw AgentError.database(path, "preparing command handling", error)
     }
     self.acquisition = try Acquisition.make(config: config, store: store, outbox: outbox)
     do {
@@ -271,14 +274,31 @@ public final class Agent<C: Clock> {
       Log.warn("sync", error.description + " (they are sent again at the next start)")
     }
     let reason = stopReason ?? "stopped"
-    do {
-      try store.endBoot(epoch, now: clock.wallMilliseconds, reason: reason)
-    } catch {
-      Log.warn("agent", "could not record the end of boot " + String(epoch) + ": " + error.description)
-    }
+    recordEndOfBoot(reason)
     setStatus(phase: "stopped", linkState: "closed", detail: "stopped on " + reason)
     Log.info("agent", "stopped on " + reason)
     return ExitCode.ok
+  }
+
+  /// Records how this boot ended; a disk error is tried again twice. If it still
+  /// fails, the write-ahead log is kept at close: a next start that finds this boot
+  /// unfinished and no log would take the log for lost and skip a million seqs.
+  private func recordEndOfBoot(_ reason: String) {
+    var failure = ""
+    for _ in 0..<3 {
+      do {
+        try store.endBoot(epoch, now: clock.wallMilliseconds, reason: reason)
+        return
+      } catch {
+        failure = error.description
+      }
+    }
+    let kept = store.db.keepWriteAheadLogAtClose()
+    Log.error(
+      "agent",
+      "could not record the end of boot " + String(epoch) + " in " + store.db.path + ": " + failure
+        + (kept
+          ? "; its write-ahead log is kept, so the next start sees an unclean stop, not a lost log" : ""))
   }
 
   // MARK: - MQTT link
@@ -434,14 +454,25 @@ public final class Agent<C: Clock> {
     do {
       try sync.pump(monotonic: clock.monotonicMilliseconds, wall: clock.wallMilliseconds)
     } catch {
+      if error.database {
+        // The link is fine: keep it, and try the database again after a pause
+        // (doubling while it keeps failing), so the loop does not spin on it.
+        let pause = databasePause.nextDelay()
+        sync.pause(monotonic: clock.monotonicMilliseconds, milliseconds: pause)
+        Log.error(
+          "sync",
+          "database " + store.db.path + " failed: " + error.description + "; nothing is released or sent"
+            + " that is not stored; trying again in " + String(pause) + " ms")
+        return
+      }
       Log.error("sync", error.description)
       if link == .connected {
-        // A client failure means the link is gone; a database failure is retried
-        // after the backoff like a lost link, so the loop does not spin on it.
+        // A client failure means the link is gone.
         try? client.disconnect()
         linkLost(error.description)
       }
     }
+    if !sync.isPaused(monotonic: clock.monotonicMilliseconds) { databasePause.reset() }
   }
 
   private func downlink(_ message: Message) {
@@ -481,8 +512,13 @@ public final class Agent<C: Clock> {
       }
     } catch {
       // Nothing was committed: the broker redelivers nothing (QoS 1 was acked), so HQ
-      // sees no result and sends the command again.
-      Log.error("command", "could not store a command's outcome: " + error.description)
+      // sees no result and sends the command again. What the command changed in
+      // memory (a queued relay operation) goes back to what the database holds.
+      Log.error(
+        "command",
+        "could not store a command's outcome, so it was not applied and HQ gets no result (HQ sends it"
+          + " again): " + error.description)
+      relay?.reload()
     }
   }
 
@@ -527,19 +563,24 @@ public final class Agent<C: Clock> {
     }
     guard unbilled else { return }
     unbilled = false
+    // The pass is one transaction: what it notes is logged only if it commits.
+    let pass: Billing.Pass
     do {
-      let pass = try Billing.run(
+      pass = try Billing.run(
         store: store, outbox: outbox, offset: offset, now: clock.wallMilliseconds, thresholds: thresholds)
-      if pass.charged > 0 {
-        sync.recordsEnqueued()
-        Log.info(
-          "billing",
-          "charged " + String(pass.charged) + " reading interval(s), " + pass.money.yuanText + " in all"
-            + (pass.unpriced > 0 ? "; " + String(pass.unpriced) + " without a tariff yet" : ""))
-      }
     } catch {
-      Log.error("billing", error.description)
+      store.publishNotices(committed: false)
+      Log.error("billing", error.description + " (nothing was charged; the next pass tries again)")
       unbilled = true
+      return
+    }
+    store.publishNotices(committed: true)
+    if pass.charged > 0 {
+      sync.recordsEnqueued()
+      Log.info(
+        "billing",
+        "charged " + String(pass.charged) + " reading interval(s), " + pass.money.yuanText + " in all"
+          + (pass.unpriced > 0 ? "; " + String(pass.unpriced) + " without a tariff yet" : ""))
     }
   }
 
@@ -663,6 +704,23 @@ public struct AgentError: Error, CustomStringConvertible {
   public init(_ description: String, exitCode: Int32) {
     self.description = description
     self.exitCode = exitCode
+  }
+}
+
+extension AgentError {
+  /// A database failure while starting: a failing disk (I/O error, full) is a runtime
+  /// failure (exit 1: the service manager starts the agent again), anything else
+  /// refuses the database (exit 3).
+  /// - Parameters:
+  ///   - path: the database file; `step`: what the agent was doing.
+  static func database(_ path: String, _ step: String, _ error: SQLiteError) -> AgentError {
+    if AgentStore.isDiskFailure(error) {
+      return AgentError(
+        "database " + path + ": the disk failed while " + step + ": " + error.description
+          + " (nothing was changed; exiting so the agent is started again)", exitCode: ExitCode.failure)
+    }
+    return AgentError(
+      "database " + path + " (" + step + "): " + error.description, exitCode: ExitCode.database)
   }
 }
 

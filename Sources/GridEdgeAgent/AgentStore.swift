@@ -557,10 +557,12 @@ public final class AgentStore {
         }
         throw StoreOpenError(path: path, reason: error.description, quarantinedTo: movedTo)
       }
-      throw StoreOpenError(path: path, reason: error.description, quarantinedTo: nil)
+      throw StoreOpenError(
+        path: path, reason: error.description, quarantinedTo: nil, diskFailure: Self.isDiskFailure(error))
     }
     func refuse(_ error: SQLiteError) -> StoreOpenError {
-      StoreOpenError(path: path, reason: error.description, quarantinedTo: nil)
+      StoreOpenError(
+        path: path, reason: error.description, quarantinedTo: nil, diskFailure: Self.isDiskFailure(error))
     }
     let existing: Row?
     do {
@@ -610,6 +612,14 @@ public final class AgentStore {
   /// record ids it may have used (`Outbox.skipAfterLostLog`).
   public private(set) var lostLogOfEpoch: Int64? = nil
 
+  /// Whether `error` is the disk failing (an I/O error, a full file system, no
+  /// memory) rather than the database being wrong: the same database may work on the
+  /// next try.
+  public static func isDiskFailure(_ error: SQLiteError) -> Bool {
+    error.code == .ioError || error.code == .full || error.code == .noMemory || error.code == .busy
+      || error.code == .locked || error.code == .readOnly || error.code == .cantOpen
+  }
+
   /// Records a new boot and returns its epoch (one more than the last). The boot is
   /// checkpointed into the database file at once, so a lost write-ahead log shows
   /// (`lostLogOfEpoch` at the next open).
@@ -621,8 +631,31 @@ public final class AgentStore {
         [.integer(last + 1), .integer(now), .integer(Int64(pid)), .text(version)])
       return last + 1
     }
-    _ = try db.query("PRAGMA wal_checkpoint(PASSIVE)")
+    do {
+      _ = try db.query("PRAGMA wal_checkpoint(PASSIVE)")
+    } catch {
+      // The boot is committed; only a lost log would now go unnoticed for it.
+      Log.warn(
+        "store",
+        "could not checkpoint boot " + String(epoch) + " into " + db.path + ": " + error.description
+          + " (a write-ahead log lost before the next checkpoint would not be noticed)")
+    }
     return epoch
+  }
+
+  /// Info lines about what the open transaction does (a balance crossing a
+  /// threshold), held until it ends: a log line never claims what did not commit.
+  private var notices: [(component: String, message: String)] = []
+
+  /// Holds an info line until `publishNotices(committed:)`. Call inside a transaction.
+  func notice(_ component: String, _ message: String) {
+    notices.append((component, message))
+  }
+
+  /// Ends the held lines of a transaction: logs them if it committed, else drops them.
+  func publishNotices(committed: Bool) {
+    if committed { for notice in notices { Log.info(notice.component, notice.message) } }
+    notices.removeAll()
   }
 
   /// Records how boot `epoch` ended.
@@ -683,8 +716,22 @@ public struct StoreOpenError: Error, CustomStringConvertible {
   public let reason: String
   /// Where a corrupt database was moved, if it was.
   public let quarantinedTo: String?
+  /// The disk failed (I/O error, file system full) rather than the database being
+  /// refused: nothing was quarantined and a later start may succeed.
+  public let diskFailure: Bool
+
+  public init(path: String, reason: String, quarantinedTo: String?, diskFailure: Bool = false) {
+    self.path = path
+    self.reason = reason
+    self.quarantinedTo = quarantinedTo
+    self.diskFailure = diskFailure
+  }
 
   public var description: String {
+    if diskFailure {
+      return "database " + path + " could not be opened, the disk failed: " + reason
+        + " (nothing was quarantined; the agent exits and is started again)"
+    }
     var text = "database " + path + " refused: " + reason
     if let quarantinedTo {
       text += "; quarantined to " + quarantinedTo + " (a new database is made on the next start)"

@@ -208,25 +208,6 @@ public enum BalanceReport {
   /// `1234.56` for 1,234,560 Wh (kWh with two decimals, truncated toward zero).
   static func kWh(_ energy: Energy) -> String { ReadingsReport.kilowattHours(energy.wattHours) }
 
-  /// `text` as a JSON string literal.
-  static func quoted(_ text: String) -> String {
-    let hex: [Character] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "a", "b", "c", "d", "e", "f"]
-    var out = "\""
-    for scalar in text.unicodeScalars {
-      switch scalar {
-      case "\"": out += "\\\""
-      case "\\": out += "\\\\"
-      case "\n": out += "\\n"
-      case "\r": out += "\\r"
-      case "\t": out += "\\t"
-      default:
-        if scalar.value < 0x20 {
-          out += "\\u00" + String(hex[Int(scalar.value >> 4)]) + String(hex[Int(scalar.value & 0xF)])
-        } else {
-          out.unicodeScalars.append(scalar)
-        }
-      }
-    }
-    return out + "\""
-  }
+  /// `text` as a JSON string literal (`jsonString`).
+  static func quoted(_ text: String) -> String { jsonString(text) }
 }

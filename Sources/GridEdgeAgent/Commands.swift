@@ -90,7 +90,35 @@ public final class CommandHandler {
     let digest = hexString(Array(SHA256.hash(payload).prefix(16)))
     let nowSeconds = roundingDownDivision(wall, 1000)
     let today = offset.localDateTime(fromUnix: nowSeconds).date.daysSinceEpoch
-    return try store.db.transaction(.full) { () throws(SQLiteError) -> Outcome in
+    let suspendedBefore = suspendedUntil
+    let handled: (result: Outcome, what: String)
+    // What the effect notes (a balance crossing a threshold) is logged only once committed.
+    do throws(SQLiteError) {
+      handled = try handleInTransaction(
+        payload, digest: digest, nowSeconds: nowSeconds, today: today, wall: wall, monotonic: monotonic)
+      store.publishNotices(committed: true)
+    } catch {
+      store.publishNotices(committed: false)
+      // Nothing of it was committed (not its effect, not its counter, not its result).
+      suspendedUntil = suspendedBefore
+      throw error.prefixed("command " + digest + " not handled, nothing of it kept: ")
+    }
+    // Logged once committed: a log line never claims what the database does not hold.
+    if handled.result.outcome == "applied" {
+      Log.info("command", handled.what + " applied")
+    } else {
+      Log.warn(
+        "command",
+        handled.what + " " + handled.result.outcome + ": " + handled.result.reason + ": "
+          + handled.result.detail)
+    }
+    return handled.result
+  }
+
+  private func handleInTransaction(
+    _ payload: [UInt8], digest: String, nowSeconds: Int64, today: Int64, wall: Int64, monotonic: Int64
+  ) throws(SQLiteError) -> (result: Outcome, what: String) {
+    try store.db.transaction(.full) { () throws(SQLiteError) -> (result: Outcome, what: String) in
       let state = try store.db.query(
         "SELECT last_counter, failure_day, failures, suspended_day FROM command_state WHERE singleton = 1"
       ).first
@@ -180,12 +208,7 @@ public final class CommandHandler {
       let what =
         "command " + digest + (counter.map { " ctr " + String($0) } ?? "")
         + (typeName.map { " (" + $0 + ")" } ?? "")
-      if result.outcome == "applied" {
-        Log.info("command", what + " applied")
-      } else {
-        Log.warn("command", what + " " + result.outcome + ": " + result.reason + ": " + result.detail)
-      }
-      return result
+      return (result, what)
     }
   }
 

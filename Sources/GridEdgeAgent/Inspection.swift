@@ -453,7 +453,11 @@ public final class Inspection {
   /// Checks one item's value; returns it as JSON.
   static func validate(item: String, value: String, order: Order) throws(InspectionError) -> String {
     func bad(_ why: String) -> InspectionError {
-      InspectionError("bad-value", "finding " + item + " '" + value + "': " + why)
+      // A long value is not echoed back whole.
+      let shown =
+        value.utf8.count > 60
+        ? String(value.prefix(40)) + "… (" + String(value.utf8.count) + " bytes)" : value
+      return InspectionError("bad-value", "finding " + item + " '" + shown + "': " + why)
     }
     switch item {
     case "seals":

@@ -124,7 +124,7 @@ public enum Ledger {
       ref: "rebate:" + String(first),
       detail: "arrears repaid within " + String(rule.windowSeconds) + " s: " + String(rule.basisPoints)
         + " bp of the deepest arrears", now: now, thresholds: thresholds)
-    Log.info("prepaid", customer + ": arrears repaid in time, rebate " + earned.yuanText)
+    store.notice("prepaid", customer + ": arrears repaid in time, rebate " + earned.yuanText)
   }
 
   /// Appends a ledger entry (the account row is updated by the caller), enqueues it in
@@ -176,7 +176,7 @@ public enum Ledger {
           ]
         ).first?.text(0) ?? "{}"
       try outbox.enqueue(.events, record: event, retention: .billing, now: now)
-      Log.info(
+      store.notice(
         "prepaid",
         customer + ": balance " + balanceAfter.yuanText + " crossed " + crossing.threshold.code + " going "
           + (crossing.direction == .down ? "down" : "up"))

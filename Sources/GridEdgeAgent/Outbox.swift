@@ -317,7 +317,25 @@ public final class Outbox {
       return Formation(releasedSeqs: released.seqs, releasedRecords: released.records)
     }
     try reserve(count)
-    return try db.transaction { () throws(SQLiteError) -> Formation in
+    // The floors move up as batches form; a formation that does not commit (a disk
+    // error at COMMIT) formed nothing, so they go back, or its records would be
+    // passed over until the next start.
+    let floorsBefore = floors
+    do throws(SQLiteError) {
+      return try formInTransaction(
+        count: count, maxRecords: maxRecords, liveAfter: liveAfter,
+        backlogBudget: backlogBudget, now: now, releasing: releasing)
+    } catch {
+      floors = floorsBefore
+      throw error
+    }
+  }
+
+  private func formInTransaction(
+    count: Int, maxRecords: Int, liveAfter: Marks, backlogBudget: Int, now: Int64,
+    releasing: [ClosedRange<Int64>]
+  ) throws(SQLiteError) -> Formation {
+    try db.transaction { () throws(SQLiteError) -> Formation in
       var formation = Formation()
       (formation.releasedSeqs, formation.releasedRecords) = try releaseInTransaction(releasing)
       guard let state = try rows(seqState, []).first, var seq = state.int64(0), let reserved = state.int64(1)

@@ -73,6 +73,8 @@ public final class Sync {
   private var tokensAt: Int64 = 0
   private var refusalEventAt: [Int32: Int64] = [:]
   private var nothingPendingUntil: Int64 = 0
+  /// After a database failure nothing is formed or sent before this (monotonic ms).
+  private var pausedUntil: Int64 = 0
   /// Seq ranges HQ acknowledged, not yet released in the database.
   private var acknowledgedRanges: [ClosedRange<Int64>] = []
   public private(set) var figures = Figures()
@@ -135,6 +137,15 @@ public final class Sync {
     readyStart = 0
   }
 
+  /// The database failed: form and send nothing for `milliseconds` (the link stays
+  /// up; what is in flight stays in flight).
+  public func pause(monotonic now: Int64, milliseconds: Int64) {
+    pausedUntil = now + milliseconds
+  }
+
+  /// Whether sync is paused after a database failure.
+  public func isPaused(monotonic now: Int64) -> Bool { now < pausedUntil }
+
   /// Something was enqueued: look for pending records at the next `pump`.
   public func recordsEnqueued() {
     nothingPendingUntil = 0
@@ -150,6 +161,7 @@ public final class Sync {
   ///   - now: monotonic ms; `wall`: wall-clock ms (stored with batches).
   /// - Throws: `SyncError` when the database or the client fails.
   public func pump(monotonic now: Int64, wall: Int64) throws(SyncError) {
+    guard now >= pausedUntil else { return }
     guard connected else {
       try releaseAcknowledged(wall: wall)
       return
@@ -166,7 +178,7 @@ public final class Sync {
       do {
         batch = try outbox.batch(seq)
       } catch {
-        throw SyncError("reading batch " + String(seq) + ": " + error.description)
+        throw SyncError("reading batch " + String(seq) + ": " + error.description, database: true)
       }
       guard let batch else { continue }  // acked meanwhile
       try publish(batch, now: now, again: true)
@@ -192,7 +204,7 @@ public final class Sync {
         backlogBudget: tokens >= Int64(Int.max) ? Int.max : Int(tokens), now: wall,
         releasing: acknowledgedRanges)
     } catch {
-      throw SyncError("forming batches: " + error.description)
+      throw SyncError("forming batches: " + error.description, database: true)
     }
     acknowledgedRanges.removeAll()
     countReleased(formed.releasedSeqs, records: formed.releasedRecords, wall: wall)
@@ -228,7 +240,7 @@ public final class Sync {
     do {
       released = try outbox.release(acknowledgedRanges)
     } catch {
-      throw SyncError("releasing acknowledged batches: " + error.description)
+      throw SyncError("releasing acknowledged batches: " + error.description, database: true)
     }
     acknowledgedRanges.removeAll()
     countReleased(released.seqs, records: released.records, wall: wall)
@@ -351,6 +363,7 @@ public final class Sync {
     for (_, flight) in inFlight { consider(flight.sentAt + settings.ackTimeoutMilliseconds) }
     for (_, at) in held { consider(at) }
     if nothingPendingUntil > now { consider(nothingPendingUntil) }
+    if pausedUntil > now { consider(pausedUntil) }
     return deadline
   }
 }
@@ -358,5 +371,10 @@ public final class Sync {
 /// Sync failed on the database or the client.
 public struct SyncError: Error, CustomStringConvertible {
   public let description: String
-  public init(_ description: String) { self.description = description }
+  /// The database failed (the MQTT link may well be fine).
+  public let database: Bool
+  public init(_ description: String, database: Bool = false) {
+    self.description = description
+    self.database = database
+  }
 }

@@ -277,6 +277,59 @@ public struct JWSError: Error, CustomStringConvertible, Equatable, Sendable {
 }
 
 /// Why a byte string is not a usable JSON object.
+/// What is wrong with the `\u` escapes in JSON text `bytes`: one that decodes to
+/// U+0000 or an unpaired UTF-16 surrogate; nil when there is none. (Whether the text
+/// is valid JSON is `json_valid`'s business; this only walks its strings.)
+func unsafeEscape(_ bytes: [UInt8]) -> String? {
+  func hexValue(at i: Int) -> Int? {
+    guard i + 4 <= bytes.count else { return nil }
+    var value = 0
+    for b in bytes[i..<(i + 4)] {
+      switch b {
+      case 0x30...0x39: value = value * 16 + Int(b - 0x30)
+      case 0x41...0x46: value = value * 16 + Int(b - 0x41 + 10)
+      case 0x61...0x66: value = value * 16 + Int(b - 0x61 + 10)
+      default: return nil
+      }
+    }
+    return value
+  }
+  var inString = false
+  var i = 0
+  while i < bytes.count {
+    let b = bytes[i]
+    if !inString {
+      if b == 0x22 { inString = true }
+      i += 1
+      continue
+    }
+    if b == 0x22 {
+      inString = false
+      i += 1
+      continue
+    }
+    guard b == 0x5C, i + 1 < bytes.count else {
+      i += 1
+      continue
+    }
+    guard bytes[i + 1] == 0x75, let unit = hexValue(at: i + 2) else {
+      i += 2
+      continue
+    }
+    if unit == 0 { return "has a string holding U+0000 (NUL, \\u0000), which no field may hold" }
+    if unit >= 0xDC00 && unit <= 0xDFFF { return "has an unpaired UTF-16 surrogate escape in a string" }
+    if unit >= 0xD800 && unit <= 0xDBFF {
+      guard i + 11 < bytes.count, bytes[i + 6] == 0x5C, bytes[i + 7] == 0x75, let low = hexValue(at: i + 8),
+        low >= 0xDC00 && low <= 0xDFFF
+      else { return "has an unpaired UTF-16 surrogate escape in a string" }
+      i += 12
+      continue
+    }
+    i += 6
+  }
+  return nil
+}
+
 struct JSONCheckError: Error, CustomStringConvertible {
   let description: String
   /// True when SQLite failed, not the input.
@@ -285,6 +338,8 @@ struct JSONCheckError: Error, CustomStringConvertible {
 
 /// `bytes` as text when it is a JSON object that the JSON1 functions read the same
 /// way any other parser does: valid UTF-8 without NUL (SQLite would stop at a NUL),
+/// no string escaping one either (`\u0000`: `json_extract` cuts the text there) or
+/// an unpaired UTF-16 surrogate (`\ud800`: it would yield invalid UTF-8),
 /// strict RFC 8259 JSON (`json_valid`), an object, and no member name twice in any
 /// object (`json_tree`; parsers differ on which duplicate wins).
 /// - Throws: `JSONCheckError` saying what is wrong ("is not ...", "has ...").
@@ -296,6 +351,7 @@ func jsonObjectText(_ bytes: [UInt8], json: Connection) throws(JSONCheckError) -
   guard text.utf8.elementsEqual(bytes) else {
     throw JSONCheckError(description: "is not valid UTF-8", isInternal: false)
   }
+  if let problem = unsafeEscape(bytes) { throw JSONCheckError(description: problem, isInternal: false) }
   let isObject: Bool
   let duplicates: [Row]
   do throws(SQLiteError) {

@@ -15,18 +15,34 @@ public enum Process {
   /// builds, so the kernel's copy of argv is the one source that works in every
   /// build of the executables.
   public static func arguments() -> [String] {
+    rawArguments().map { String(decoding: $0, as: UTF8.self) }
+  }
+
+  /// The position (1 = the first after the program name) of the first argument that
+  /// is not valid UTF-8, or nil. `arguments()` would have replaced its bad bytes with
+  /// U+FFFD: text given on the command line is refused rather than stored altered.
+  public static func invalidUTF8Argument() -> Int? {
+    for (i, word) in rawArguments().enumerated().dropFirst()
+    where !String(decoding: word, as: UTF8.self).utf8.elementsEqual(word) {
+      return i
+    }
+    return nil
+  }
+
+  /// The bytes of every argument, program name first.
+  private static func rawArguments() -> [[UInt8]] {
     guard let bytes = try? Files.read("/proc/self/cmdline") else { return [] }
-    var out: [String] = []
+    var out: [[UInt8]] = []
     var current: [UInt8] = []
     for b in bytes {
       if b == 0 {
-        out.append(String(decoding: current, as: UTF8.self))
+        out.append(current)
         current.removeAll(keepingCapacity: true)
       } else {
         current.append(b)
       }
     }
-    if !current.isEmpty { out.append(String(decoding: current, as: UTF8.self)) }
+    if !current.isEmpty { out.append(current) }
     return out
   }
 

@@ -387,6 +387,17 @@ public final class Connection {
     return problems.isEmpty ? rows : problems
   }
 
+  /// Keeps the write-ahead log file when the connection closes, instead of
+  /// checkpointing and deleting it (`sqlite3_file_control` with
+  /// `SQLITE_FCNTL_PERSIST_WAL`).
+  /// - Returns: whether SQLite took the setting.
+  @discardableResult
+  public func keepWriteAheadLogAtClose() -> Bool {
+    guard let handle else { return false }
+    var keep: Int32 = 1
+    return sqlite3_file_control(handle, "main", SQLITE_FCNTL_PERSIST_WAL, &keep) == SQLITE_OK
+  }
+
   // MARK: - Closing
 
   /// Closes the connection (`sqlite3_close_v2`). Idempotent. Statements still alive keep the

@@ -45,7 +45,7 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable {
   }
 
   /// The same error with `prefix` put in front of its message (code, SQL and path kept).
-  func prefixed(_ prefix: String) -> SQLiteError {
+  public func prefixed(_ prefix: String) -> SQLiteError {
     SQLiteError(
       code: code, extendedCode: extendedCode, message: prefix + message, sql: sql, path: path)
   }

@@ -36,6 +36,13 @@ struct Main {
 
   static func main() {
     Process.prepare()
+    if let bad = Process.invalidUTF8Argument() {
+      Console.writeError(
+        "gridedge-hq: argument " + String(bad)
+          + " is not valid UTF-8: refused (text is kept exactly as given, so it"
+          + " must be UTF-8)\n")
+      Process.exit(2)
+    }
     Process.exit(run(Array(Process.arguments().dropFirst())))
   }
 

@@ -55,6 +55,17 @@ struct Main {
 
   static func main() {
     Process.prepare()
+    if let bad = Process.invalidUTF8Argument() {
+      let message =
+        "argument " + String(bad) + " is not valid UTF-8: refused, nothing written (text is kept exactly as"
+        + " given, so it must be UTF-8)"
+      // `inspect --json` promises a JSON refusal on stdout.
+      if Process.arguments().contains("--json") {
+        Console.writeLine("{\"error\":\"bad-value\",\"message\":\"" + message + "\"}")
+      }
+      Console.writeError("gridedge: " + message + "\n")
+      Process.exit(ExitCode.config)
+    }
     Process.exit(run(Array(Process.arguments().dropFirst())))
   }
 

@@ -263,3 +263,101 @@ func simulatedRelayConfig(meterFile: URL, simPort: String) -> String {
 
   """
 }
+
+/// Builds Tests/Fixtures/powerloss_vfs.c (the fault-injecting SQLite VFS, loaded
+/// with LD_PRELOAD: power losses, I/O errors, a full disk) into `dir`.
+/// - Returns: the path of the shared object.
+func buildFaultVFS(in dir: URL) throws -> String {
+  let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures/powerloss_vfs.c")
+  let shim = dir.appendingPathComponent("powerloss_vfs.so").path
+  let built = try runProcess(
+    "cc", ["-O2", "-shared", "-fPIC", "-o", shim, source.path, "-lsqlite3"], in: dir)
+  guard built.status == 0 else { throw TestFailure("building the fault VFS failed: \(built.output)") }
+  return shim
+}
+
+/// `gridedge-hq report --json`'s entry for `device`.
+func hqReport(_ hqDB: String, device: String, in dir: URL) throws -> [String: Any] {
+  let out = try runProduct("gridedge-hq", ["report", "--db", hqDB, "--json"], in: dir)
+  guard out.status == 0,
+    let devices = try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [[String: Any]],
+    let entry = devices.first(where: { $0["device"] as? String == device })
+  else { throw TestFailure("gridedge-hq report: \(out.stderr) \(out.stdout)") }
+  return entry
+}
+
+/// The configuration of an agent of the end-to-end tests (`agentBaseConfig`) that reads
+/// `gridedge-sim` meters over TCP port `simPort` as bus 1, a cycle a minute, without
+/// backfill or clock checks; `extra` lines are appended.
+func simulatedMetersConfig(
+  device: String, dir: URL, port: Int32, keys: String, simPort: String, extra: String = ""
+) -> String {
+  agentBaseConfig(device: device, dir: dir, port: port, keys: keys) + """
+    bus.1 = tcp 127.0.0.1:\(simPort) 9600 8E1
+    bus.timeout = 300
+    acquisition.interval = 1
+    acquisition.clock_check = 0
+    \(extra)
+
+    """
+}
+
+/// `hqSend`, failing unless it succeeded.
+/// - Returns: the command's counter (`sent command N ...`).
+func hqSendCounter(
+  _ type: String, _ body: String, device: String, keys: String, hqDB: String, port: Int32, in dir: URL
+) throws -> String {
+  let out = try hqSend(type, body, device: device, keys: keys, hqDB: hqDB, port: port, in: dir)
+  guard out.status == 0, let ctr = out.stdout.split(separator: " ").dropFirst(2).first else {
+    throw TestFailure("gridedge-hq send \(type): \(out.stderr)")
+  }
+  return String(ctr)
+}
+
+/// A tariff for every residential customer: flat 0.5 CNY/kWh from 2020.
+let residentialTariff = #"{"id":"RES-1","category":"residential","effective_from":"2020-01-01","flat":5000}"#
+
+/// An archive snapshot (version 1) of meters 1...`meters` (`000000000001`...), customer
+/// `C-<n>` each, area TA-1, residential.
+func residentialArchive(meters: Int) -> String {
+  let list = (1...meters).map {
+    #"{"address":"\#(String(format: "%012d", $0))","customer":"C-\#($0)","area":"TA-1","category":"residential"}"#
+  }
+  return #"{"op":"snapshot","version":1,"meters":[\#(list.joined(separator: ","))]}"#
+}
+
+/// A read-only connection to a database another process writes (no integrity check).
+func readOnlyConnection(_ path: String) throws -> Connection {
+  var options = Connection.Options()
+  options.readOnly = true
+  options.verifyIntegrity = false
+  return try Connection(path: path, options: options)
+}
+
+/// What the end-to-end tests with simulated meters share: a fresh folder, HQ's key
+/// (kid hq1), `gridedge-sim` on TCP, a broker with `gridedge-hq`, and the agent's
+/// configuration file (`simulatedMetersConfig`). The processes stop when it is released.
+struct SimulatedSite {
+  let dir: URL
+  let keys: String
+  let sim: Child
+  let rig: HQUnderTest
+  let agentDB: String
+  let config: String
+
+  init(_ label: String, device: String, simulator: [String], extra: String) throws {
+    dir = try makeTemporaryDirectory(label)
+    keys = dir.appendingPathComponent("keys").path
+    let keygen = try runProduct("gridedge-hq", ["keygen", "--out", keys, "--kid", "hq1"], in: dir)
+    guard keygen.status == 0 else { throw TestFailure("gridedge-hq keygen: \(keygen.stderr)") }
+    let simPort: String
+    (sim, simPort) = try startSimulator(simulator, in: dir)
+    rig = try HQUnderTest(in: dir)
+    agentDB = dir.appendingPathComponent("agent.db").path
+    config = dir.appendingPathComponent("agent.conf").path
+    try simulatedMetersConfig(
+      device: device, dir: dir, port: rig.port, keys: keys, simPort: simPort, extra: extra
+    ).write(toFile: config, atomically: true, encoding: .utf8)
+  }
+}

@@ -10,22 +10,11 @@ import Testing
 /// starts again (without the shim) and must open its database, and every top-up HQ
 /// was told was applied must be in the ledger, once.
 @Suite(.serialized) struct PowerLossTests {
-  private static var shimSource: URL {
-    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-      .appendingPathComponent("Fixtures/powerloss_vfs.c")
-  }
-
-  private func readOnly(_ path: String) throws -> Connection {
-    var options = Connection.Options()
-    options.readOnly = true
-    options.verifyIntegrity = false
-    return try Connection(path: path, options: options)
-  }
 
   /// (ctr, outcome, reason) of every top-up result HQ holds.
   private func topUpResults(_ hqDB: String) throws -> [(ctr: String, outcome: String)] {
     guard FileManager.default.fileExists(atPath: hqDB) else { return [] }
-    return try readOnly(hqDB).query(
+    return try readOnlyConnection(hqDB).query(
       """
       SELECT json_extract(body, '$.ctr'), json_extract(body, '$.outcome') FROM records
       WHERE class = 'results' AND json_extract(body, '$.typ') = 'topup'
@@ -38,10 +27,7 @@ import Testing
     let rounds = try soakParameter("GRIDEDGE_POWERLOSS_ROUNDS", default: 6)
     let started = Date()
     let dir = try makeTemporaryDirectory("power-loss")
-    let shim = dir.appendingPathComponent("powerloss_vfs.so").path
-    let built = try runProcess(
-      "cc", ["-O2", "-shared", "-fPIC", "-o", shim, Self.shimSource.path, "-lsqlite3"], in: dir)
-    guard built.status == 0 else { throw TestFailure("building the power-loss VFS failed: \(built.output)") }
+    let shim = try buildFaultVFS(in: dir)
 
     let broker = try MosquittoBroker()
     let keys = dir.appendingPathComponent("keys").path
@@ -76,7 +62,8 @@ import Testing
       return String(words[2])
     }
     func lastPurchase() throws -> Int64 {
-      try readOnly(agentDB).scalarInt("SELECT last_purchase FROM accounts WHERE customer = 'C-1'") ?? 0
+      try readOnlyConnection(agentDB).scalarInt("SELECT last_purchase FROM accounts WHERE customer = 'C-1'")
+        ?? 0
     }
     /// Starts the agent without the shim, lets it take what the broker kept for it,
     /// and stops it cleanly.
@@ -97,7 +84,7 @@ import Testing
     )
     #expect(
       waitUntil(timeout: 15) {
-        ((try? self.readOnly(hqDB).scalarInt(
+        ((try? readOnlyConnection(hqDB).scalarInt(
           """
           SELECT count(*) FROM records WHERE class = 'results' AND json_extract(body, '$.typ') = 'archive'
             AND json_extract(body, '$.outcome') = 'applied'

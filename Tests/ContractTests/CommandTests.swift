@@ -197,6 +197,34 @@ enum CommandFixture {
     }
   }
 
+  @Test func aStringEscapingNULOrAnUnpairedSurrogateIsMalformedAndNotSigned() throws {
+    let base = #""dev":"TA-1","ctr":7,"iat":1767225600,"exp":1767229200,"typ":"topup""#
+    let cases: [(body: String, message: String)] = [
+      (#"{"customer":"C-1\u0000X"}"#, "U+0000"),
+      (#"{"customer":"C-1","note":"\u0000"}"#, "U+0000"),
+      (#"{"list":["a","b\ud800"]}"#, "surrogate"),
+      (#"{"x":"\udc00 low first"}"#, "surrogate"),
+      (#"{"x":"\ud800\u0041 not a low one"}"#, "surrogate"),
+    ]
+    for (body, message) in cases {
+      let rejected = try rejection(try CommandFixture.token(claims: "{" + base + #","body":"# + body + "}"))
+      #expect(rejected?.code == "malformed", "\(body)")
+      #expect(
+        rejected?.description.contains(message) == true, "\(body): \(rejected?.description ?? "accepted")")
+      #expect(throws: JWSError.self, "\(body) was signed") {
+        _ = try CommandFixture.command { $0.body = body }.signed(
+          with: try RFC8037.keyPair(), keyID: "rfc8037", json: try JWSTestSupport.json())
+      }
+    }
+    // Escaped backslashes before a 'u', a paired surrogate and other escapes are fine.
+    for body in [
+      #"{"x":"\\u0000 is text"}"#, #"{"x":"\ud83d\udd0c plug"}"#, #"{"x":"\u0001\u001f\"\\\/"}"#,
+    ] {
+      #expect(unsafeEscape(Array(body.utf8)) == nil, "\(body)")
+      #expect(try rejection(try signed { $0.body = body }) == nil, "\(body)")
+    }
+  }
+
   @Test func unsupportedAlgorithmIsRefused() throws {
     let token = try signed()
     let header = Base64URL.encode(Array(#"{"alg":"RS256","kid":"rfc8037"}"#.utf8))

@@ -1,5 +1,6 @@
 /*
- * powerloss_vfs.c: a fault-injecting SQLite VFS for the power-loss tests (issue 8).
+ * powerloss_vfs.c: a fault-injecting SQLite VFS for the power-loss and disk-fault
+ * tests (issue 8).
  * Tests only: never linked into the product. Loaded with LD_PRELOAD into a process
  * that uses the system libsqlite3; a constructor registers it as the default VFS,
  * wrapping the one that was the default ("unix").
@@ -16,6 +17,29 @@
  *                           moment, not only when SQLite syncs).
  *   POWERLOSS_LOG=path      appends one line per simulated power loss (file, sync
  *                           count, writes dropped), for the test's messages.
+ *
+ * It also plays a failing disk (I/O errors, a full file system) without ending the
+ * process, so the tests see how the agent copes with an error it must survive:
+ *
+ *   FAULT_EVERY_WRITE=N     every Nth xWrite (counted from the start, all files)
+ *                           fails; nothing is written (or held).
+ *   FAULT_EVERY_SYNC=N      every Nth xSync fails (held writes stay held until a
+ *                           later sync of the file succeeds).
+ *   FAULT_ERROR=ioerr|full  what a fault returns: ioerr (the default) is
+ *                           SQLITE_IOERR_WRITE / SQLITE_IOERR_FSYNC, full is
+ *                           SQLITE_FULL (ENOSPC).
+ *   FAULT_AFTER=M           the first M writes and the first M syncs never fail (let
+ *                           a process start before the disk goes bad); default 0.
+ *   FAULT_WHILE=path        faults only while the file `path` exists (a test turns
+ *                           the bad disk on and off while the process runs).
+ *   FAULT_LIMIT=K           at most K faults, then the disk is sound again (a
+ *                           process must then heal without a restart); 0: no limit.
+ *   FAULT_LOG=path          appends one line per injected fault ("pid P fault K: ...").
+ *
+ * Writes are held (the write-back cache above) only when a power loss is asked for;
+ * otherwise they reach the file at once, as through the page cache that every
+ * process shares, so other processes (the CLI, the tests) read the database as it
+ * is while the faults go on.
  *
  * Simplifications (stated, so nobody reads more into the test): xTruncate and
  * xClose first apply the held writes (as if the OS had written them back by then);
@@ -46,6 +70,33 @@ struct pl_file {
 static sqlite3_vfs *real_vfs;
 static sqlite3_vfs pl_vfs;
 static long syncs, writes, power_loss_at, power_loss_at_write;
+static long fault_every_write, fault_every_sync, fault_after, fault_limit, faults;
+static int fault_full;
+static const char *fault_while;
+
+/* Whether operation number `n` (a write or a sync) is one that fails. */
+static int faulty(long n, long every)
+{
+	if (fault_limit > 0 && faults >= fault_limit) return 0;
+	if (fault_while && access(fault_while, F_OK) != 0) return 0;
+	return every > 0 && n > fault_after && (n - fault_after) % every == 0;
+}
+
+static int inject(struct pl_file *f, const char *what, long n, int ioerr)
+{
+	int rc = fault_full ? SQLITE_FULL : ioerr;
+	faults++;
+	const char *log = getenv("FAULT_LOG");
+	if (log) {
+		FILE *out = fopen(log, "a");
+		if (out) {
+			fprintf(out, "pid %ld fault %ld: %s %ld (%s) -> %s\n", (long)getpid(), faults, what, n,
+				f->name ? f->name : "?", fault_full ? "SQLITE_FULL" : "SQLITE_IOERR");
+			fclose(out);
+		}
+	}
+	return rc;
+}
 
 static int apply_held(struct pl_file *f)
 {
@@ -110,6 +161,8 @@ static int pl_write(sqlite3_file *file, const void *buf, int amount, sqlite3_int
 	struct pl_file *f = (struct pl_file *)file;
 	writes++;
 	if (power_loss_at_write > 0 && writes >= power_loss_at_write) power_loss(f);
+	if (faulty(writes, fault_every_write)) return inject(f, "write", writes, SQLITE_IOERR_WRITE);
+	if (power_loss_at <= 0 && power_loss_at_write <= 0) return f->real->pMethods->xWrite(f->real, buf, amount, offset);
 	if (f->count == f->capacity) {
 		int capacity = f->capacity ? f->capacity * 2 : 64;
 		struct held *grown = realloc(f->writes, sizeof *grown * (size_t)capacity);
@@ -137,6 +190,7 @@ static int pl_sync(sqlite3_file *file, int flags)
 	struct pl_file *f = (struct pl_file *)file;
 	syncs++;
 	if (power_loss_at > 0 && syncs >= power_loss_at) power_loss(f);
+	if (faulty(syncs, fault_every_sync)) return inject(f, "sync", syncs, SQLITE_IOERR_FSYNC);
 	int rc = apply_held(f);
 	if (rc != SQLITE_OK) return rc;
 	return f->real->pMethods->xSync(f->real, flags);
@@ -229,12 +283,23 @@ VFS_FORWARD(current_time, (sqlite3_vfs * vfs, double *out), xCurrentTime(real_vf
 VFS_FORWARD(last_error, (sqlite3_vfs * vfs, int n, char *out), xGetLastError(real_vfs, n, out))
 VFS_FORWARD(current_time64, (sqlite3_vfs * vfs, sqlite3_int64 *out), xCurrentTimeInt64(real_vfs, out))
 
+static long env_long(const char *name)
+{
+	const char *value = getenv(name);
+	return value ? atol(value) : 0;
+}
+
 __attribute__((constructor)) static void pl_register(void)
 {
-	const char *at = getenv("POWERLOSS_AT_SYNC");
-	power_loss_at = at ? atol(at) : 0;
-	const char *at_write = getenv("POWERLOSS_AT_WRITE");
-	power_loss_at_write = at_write ? atol(at_write) : 0;
+	power_loss_at = env_long("POWERLOSS_AT_SYNC");
+	power_loss_at_write = env_long("POWERLOSS_AT_WRITE");
+	fault_every_write = env_long("FAULT_EVERY_WRITE");
+	fault_every_sync = env_long("FAULT_EVERY_SYNC");
+	fault_after = env_long("FAULT_AFTER");
+	fault_limit = env_long("FAULT_LIMIT");
+	fault_while = getenv("FAULT_WHILE");
+	const char *error = getenv("FAULT_ERROR");
+	fault_full = error && strcmp(error, "full") == 0;
 	real_vfs = sqlite3_vfs_find(0);
 	if (!real_vfs) return;
 	pl_vfs = (sqlite3_vfs){
