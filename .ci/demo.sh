@@ -436,8 +436,9 @@ step "gridedge-hq report (what HQ knows)"
 
 # ---------------------------------------------------------------------------
 step "6. Not there yet"
-log "the energy balance's energy-while-the-relay-is-open rule is not fed from the relay tables yet"
+log "the MQTT connect still blocks the agent's loop while a silent network holds its TCP handshake"
 log "not shown here (tested): credit grades from HQ's model, handheld mode (gridedge inspect),"
 log "  the archive driving which meters are read (this demo uses meter.file), meter replacement,"
-log "  outages and planned outages (gridedge-sim --outage; gridedge outages)"
+log "  dated topology, outages and planned outages (gridedge-sim --outage; gridedge outages),"
+log "  the bus search for unlisted meters (meter.unknown), make soak"
 log "demo finished"

@@ -570,6 +570,10 @@ public final class AgentStore {
       // with secure_delete on, which would also write every freed page out again
       // (zeroed). FAST still zeroes deleted content on pages written anyway.
       try db.execute("PRAGMA secure_delete = FAST")
+      // The write-ahead log is reused from its start after each checkpoint but never
+      // shrinks by itself: a drain or a burst that grew it would hold that disk space
+      // for good (outside the disk budget). Past 4 MiB it is cut back at the reset.
+      _ = try db.query("PRAGMA journal_size_limit = 4194304")
       _ = try Migrator(Self.migrations).migrate(db)
       existing = try db.query("SELECT device_id, store_id FROM device").first
     } catch {

@@ -48,7 +48,17 @@ import Testing
     let agent = try Child("gridedge", ["run", "--config", config], in: dir)
     try agent.waitForLog("reading(s) stored", timeout: 60)
 
-    // Fill the filesystem: the next cycle cannot write.
+    // Fill the filesystem: the next cycle cannot write. The write-ahead log is first
+    // cut to nothing (it keeps its size after a checkpoint, and the room left in it
+    // would take several cycles' readings, more as the schema grows).
+    let emptied = waitUntil(timeout: 30) {
+      guard let db = try? Connection(path: agentDB),
+        let row = try? db.query("PRAGMA wal_checkpoint(TRUNCATE)").first
+      else { return false }
+      db.close()
+      return row.int64(0) == 0
+    }
+    #expect(emptied, "the agent's write-ahead log could not be checkpointed and truncated")
     let filler = small.appendingPathComponent("filler")
     let written = try fill(filler)
     #expect(written > 0)
