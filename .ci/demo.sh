@@ -436,7 +436,6 @@ step "gridedge-hq report (what HQ knows)"
 
 # ---------------------------------------------------------------------------
 step "6. Not there yet"
-log "the MQTT connect still blocks the agent's loop while a silent network holds its TCP handshake"
 log "not shown here (tested): credit grades from HQ's model, handheld mode (gridedge inspect),"
 log "  the archive driving which meters are read (this demo uses meter.file), meter replacement,"
 log "  dated topology, outages and planned outages (gridedge-sim --outage; gridedge outages),"

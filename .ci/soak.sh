@@ -43,6 +43,7 @@ kills       $SOAK_KILLS_FILTER                                        GRIDEDGE_K
 diskfault   DiskFaultTests
 freetext    FreeTextAbuseTests
 network     NetworkFaultTests                                        GRIDEDGE_NETWORK_SECONDS=$((SOAK_MINUTES * 60))
+network-far NetworkFaultTests                                        GRIDEDGE_NETWORK_SECONDS=$((SOAK_MINUTES * 60)) GRIDEDGE_NETWORK_FAR_CUT=1
 clock       ClockJumpTests                                           GRIDEDGE_CLOCK_JUMPS=$((SOAK_MINUTES * 4))
 fuzz        fuzz                                                     FUZZ_SECONDS=$SOAK_FUZZ_SECONDS
 "

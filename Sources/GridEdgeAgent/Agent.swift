@@ -1,3 +1,4 @@
+import CLibc
 import GridEdgeContract
 import GridEdgeCore
 import MosquittoClient
@@ -43,6 +44,14 @@ public final class Agent<C: Clock> {
   let epoch: Int64
   let host: String
   let port: Int32
+  /// The longest the TCP handshake with the broker may take (`mqtt.connect_timeout`).
+  let connectTimeout: Int64
+  /// The non-blocking TCP connect made before the MQTT connect, and when it gives up:
+  /// libmosquitto's connect blocks the loop until the kernel's SYN timeout (a minute
+  /// or two) when the network drops packets silently; the probe finds that out
+  /// without stopping the meters, the relays or the signals.
+  private var probe: TCPGateway? = nil
+  private var probeDeadline: Int64 = 0
   private var timers = TimerQueue<Timer>()
   private var backoff: Backoff
   /// The pause of sync after a database failure: up to 250 ms, doubling up to 10 s
@@ -88,6 +97,7 @@ public final class Agent<C: Clock> {
     }
     self.host = config.string("mqtt.host") ?? "127.0.0.1"
     self.port = Int32(config.integer("mqtt.port"))
+    self.connectTimeout = config.integer("mqtt.connect_timeout")
     self.backoff = Backoff(
       baseMilliseconds: config.integer("mqtt.reconnect_min"),
       capMilliseconds: config.integer("mqtt.reconnect_max"))
@@ -230,9 +240,12 @@ public final class Agent<C: Clock> {
       tickRelay()
       tickOutages()
       if link == .connected && stopReason == nil { pump() }
+      checkProbe(now)
       var requests = [PollRequest(fd: signals.fd)]
       let socket = client.socket
       if socket >= 0 { requests.append(PollRequest(fd: socket, read: true, write: client.wantsWrite)) }
+      let probing = probe?.fd ?? -1
+      if probing >= 0 { requests.append(PollRequest(fd: probing, read: false, write: true)) }
       let busStart = requests.count
       if let acquisition { requests += acquisition.pollRequests() }
       var limit: Int64 = 1000
@@ -244,6 +257,7 @@ public final class Agent<C: Clock> {
         limit = max(0, min(limit, deadline - clock.wallMilliseconds))
       }
       limit = max(0, min(limit, outages.nextDeadline(monotonic: now) - now))
+      if probing >= 0 { limit = max(0, min(limit, probeDeadline - now)) }
       let results: [PollResult]
       do {
         results = try Poller.wait(requests, timeoutMilliseconds: timers.timeout(now: now, limit: limit))
@@ -255,6 +269,9 @@ public final class Agent<C: Clock> {
         for signal in signals.take() { beginStop(TerminationSignals.name(signal)) }
       }
       if socket >= 0 { service(results[1]) }
+      if probing >= 0, results[busStart - 1].writable || results[busStart - 1].failed {
+        finishProbe()
+      }
       handleEvents()
       if let acquisition {
         acquisition.service(
@@ -303,9 +320,56 @@ public final class Agent<C: Clock> {
 
   // MARK: - MQTT link
 
+  /// Starts a connection: first a non-blocking TCP connect to the broker (a numeric
+  /// address; a host name goes to libmosquitto directly), then, once that handshake
+  /// succeeded, the MQTT connect.
   private func connect() {
     link = .connecting
     setStatus(phase: "running", detail: "connecting")
+    let attempt = TCPGateway(host: host, port: UInt16(truncatingIfNeeded: port))
+    do {
+      if try attempt.open() {
+        attempt.close()
+        connectMQTT()
+      } else {
+        probe = attempt
+        probeDeadline = clock.monotonicMilliseconds + connectTimeout
+      }
+    } catch {
+      if error.errno == EINVAL {
+        connectMQTT()  // not a numeric address: libmosquitto resolves it (blocking)
+      } else {
+        linkLost("cannot connect: " + error.description)
+      }
+    }
+  }
+
+  /// The probe's socket is writable: the handshake is done, one way or the other.
+  private func finishProbe() {
+    guard let attempt = probe else { return }
+    do {
+      guard try attempt.finishOpening() else { return }
+      probe = nil
+      attempt.close()
+      connectMQTT()
+    } catch {
+      probe = nil
+      attempt.close()
+      linkLost("cannot connect: " + error.description)
+    }
+  }
+
+  /// Gives up a handshake that took longer than `connectTimeout`.
+  private func checkProbe(_ now: Int64) {
+    guard let attempt = probe, now >= probeDeadline else { return }
+    probe = nil
+    attempt.close()
+    linkLost(
+      "cannot connect: no TCP handshake with " + broker + " within " + String(connectTimeout)
+        + " ms (mqtt.connect_timeout)")
+  }
+
+  private func connectMQTT() {
     do {
       try client.connect(host: host, port: port)
       Log.debug("mqtt", "TCP connected to " + broker + ", waiting for CONNACK")

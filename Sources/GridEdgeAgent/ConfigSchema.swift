@@ -104,6 +104,9 @@ public enum ConfigSchema {
       "mqtt.reconnect_max", .integer(1000, 3_600_000), default: "120000", unit: "ms",
       "Reconnect backoff cap: no retry waits longer than this."),
     ConfigKey(
+      "mqtt.connect_timeout", .integer(100, 120_000), default: "10000", unit: "ms",
+      "The longest the TCP handshake with the broker may take before the attempt counts as failed."),
+    ConfigKey(
       "sync.batch_records", .integer(1, 10_000), default: "100",
       "The most records one uplink batch carries."),
     ConfigKey(
