@@ -56,14 +56,7 @@ public enum Archive {
   public static func apply(body: String, db: Connection, now: Int64, offset: UTCOffset = .china)
     throws(Refusal) -> String
   {
-    func sql<R>(_ work: () throws(SQLiteError) -> R) throws(Refusal) -> R {
-      do {
-        return try work()
-      } catch {
-        throw Refusal("internal-error", error.description)
-      }
-    }
-    let header = try sql { () throws(SQLiteError) -> Row? in
+    let header = try Refusal.sql { () throws(SQLiteError) -> Row? in
       try db.query(
         """
         SELECT json_extract(?1, '$.op'), json_type(?1, '$.version'), json_extract(?1, '$.version'),
@@ -90,7 +83,7 @@ public enum Archive {
     guard header.text(3) == "array", let count = header.int64(4) else {
       throw Refusal("malformed", "archive \"meters\" must be an array")
     }
-    let current = try sql { () throws(SQLiteError) in try Self.version(db) }
+    let current = try Refusal.sql { () throws(SQLiteError) in try Self.version(db) }
     if op == "snapshot" {
       guard version > current else {
         throw Refusal(
@@ -106,7 +99,7 @@ public enum Archive {
       }
     }
     // Validate every entry before touching anything.
-    let bad = try sql { () throws(SQLiteError) -> Row? in
+    let bad = try Refusal.sql { () throws(SQLiteError) -> Row? in
       try db.query(
         """
         SELECT key, CASE
@@ -133,7 +126,7 @@ public enum Archive {
       throw Refusal(
         "malformed", "archive meters[" + String(bad.int64(0) ?? 0) + "]: " + (bad.text(1) ?? "invalid"))
     }
-    let duplicates = try sql { () throws(SQLiteError) -> Int64 in
+    let duplicates = try Refusal.sql { () throws(SQLiteError) -> Int64 in
       try db.scalarInt(
         """
         SELECT count(*) - count(DISTINCT json_extract(value, '$.address')) FROM json_each(?1, '$.meters')
@@ -141,7 +134,7 @@ public enum Archive {
     }
     guard duplicates == 0 else { throw Refusal("malformed", "archive lists a meter address twice") }
     if op == "add" || op == "change" {
-      let known = try sql { () throws(SQLiteError) -> Int64 in
+      let known = try Refusal.sql { () throws(SQLiteError) -> Int64 in
         try db.scalarInt(
           """
           SELECT count(*) FROM json_each(?1, '$.meters')
@@ -156,7 +149,7 @@ public enum Archive {
           "conflict", "change: " + String(count - known) + " of the meters are not in the archive")
       }
     }
-    let changed = try sql { () throws(SQLiteError) -> Int in
+    let changed = try Refusal.sql { () throws(SQLiteError) -> Int in
       let upsert = """
         INSERT INTO archive_meters (address, customer, area, phase, ct_ratio, category, grade, keep_power,
           outage_sensitive, bus, baud, area_meter, updated_at)
@@ -219,21 +212,14 @@ public enum Archive {
   static func replace(body: String, version: Int64, db: Connection, now: Int64, offset: UTCOffset)
     throws(Refusal) -> String
   {
-    func sql<R>(_ work: () throws(SQLiteError) -> R) throws(Refusal) -> R {
-      do {
-        return try work()
-      } catch {
-        throw Refusal("internal-error", error.description)
-      }
-    }
-    let current = try sql { () throws(SQLiteError) in try Self.version(db) }
+    let current = try Refusal.sql { () throws(SQLiteError) in try Self.version(db) }
     guard version == current + 1 else {
       throw Refusal(
         "version-gap",
         "replace version " + String(version) + " must be the current version + 1 (" + String(current + 1)
           + ")")
     }
-    let fields = try sql { () throws(SQLiteError) -> Row? in
+    let fields = try Refusal.sql { () throws(SQLiteError) -> Row? in
       try db.query(
         """
         SELECT json_type(?1, '$.old'), json_extract(?1, '$.old'), json_type(?1, '$.new'),
@@ -278,19 +264,19 @@ public enum Archive {
         "replace: in \"new\", phase must be A, B, C or ABC, ct a positive integer, baud 1200, 2400, 4800 or 9600"
           + " and bus a string")
     }
-    let entry = try sql { () throws(SQLiteError) -> Row? in
+    let entry = try Refusal.sql { () throws(SQLiteError) -> Row? in
       try db.query("SELECT customer, category, area FROM archive_meters WHERE address = ?1", [.text(old)])
         .first
     }
     guard let entry else { throw Refusal("conflict", "replace: meter " + old + " is not in the archive") }
-    let taken = try sql { () throws(SQLiteError) -> Int64 in
+    let taken = try Refusal.sql { () throws(SQLiteError) -> Int64 in
       try db.scalarInt("SELECT count(*) FROM archive_meters WHERE address = ?1", [.text(new)]) ?? 0
     }
     guard taken == 0 else {
       throw Refusal("conflict", "replace: meter " + new + " is already in the archive")
     }
     // The final reading must not go back in time or below what was read from the old meter.
-    let last = try sql { () throws(SQLiteError) -> Row? in
+    let last = try Refusal.sql { () throws(SQLiteError) -> Row? in
       try db.query(
         """
         SELECT ts, value FROM readings WHERE meter = ?1 AND di IN ('0001FF00', '00010000', '05060101')
@@ -313,7 +299,7 @@ public enum Archive {
             + " Wh")
       }
     }
-    try sql { () throws(SQLiteError) in
+    try Refusal.sql { () throws(SQLiteError) in
       try Topology.seed(db, version: current, now: now)
       try db.run(
         """

@@ -85,10 +85,7 @@ import Testing
     let agent = try Child("gridedge", ["run", "--config", config], in: dir)
     try agent.waitForLog("reading(s) stored", timeout: 60)
 
-    var options = Connection.Options()
-    options.readOnly = true
-    options.verifyIntegrity = false
-    let db = try Connection(path: agentDB, options: options)
+    let db = try readOnlyConnection(agentDB)
     let cycle = try #require(
       try db.query("SELECT slot, meters, answered, missing, errors, stored FROM acquisition_cycles").first)
     #expect(cycle.int64(1) == Int64(count + 1))
@@ -165,7 +162,7 @@ import Testing
     var atHQ: Int64 = 0
     let delivered = waitUntil(timeout: 30) {
       guard FileManager.default.fileExists(atPath: hqDB),
-        let hqConnection = try? Connection(path: hqDB, options: options)
+        let hqConnection = try? readOnlyConnection(hqDB)
       else { return false }
       atHQ =
         (try? hqConnection.scalarInt(
@@ -178,7 +175,7 @@ import Testing
     let counted = try db.scalarInt("SELECT coalesce(sum(corrupt_frames), 0) FROM meter_state") ?? -1
     var reported: Int64 = -1
     let eventsDelivered = waitUntil(timeout: 30) {
-      guard let hqConnection = try? Connection(path: hqDB, options: options) else { return false }
+      guard let hqConnection = try? readOnlyConnection(hqDB) else { return false }
       reported =
         (try? hqConnection.scalarInt(
           """

@@ -21,10 +21,7 @@ import Testing
   /// The real-time readings (00 01 FF 00 or 00 01 00 00) of `meter` in the agent's
   /// database, slot timestamps.
   private func readingSlots(_ dbPath: String, _ meter: Int) -> [Int64] {
-    var options = Connection.Options()
-    options.readOnly = true
-    options.verifyIntegrity = false
-    guard let db = try? Connection(path: dbPath, options: options),
+    guard let db = try? readOnlyConnection(dbPath),
       let rows = try? db.query(
         "SELECT ts FROM readings WHERE meter = ?1 AND di IN ('0001FF00', '00010000') ORDER BY ts",
         [.text(String(repeating: "0", count: 11) + String(meter))])
@@ -194,10 +191,7 @@ import Testing
 
   /// The newest real-time reading of `meter` in the agent's database (Wh).
   private func lastReading(_ dbPath: String, _ meter: Int) throws -> Int64 {
-    var options = Connection.Options()
-    options.readOnly = true
-    options.verifyIntegrity = false
-    let db = try Connection(path: dbPath, options: options)
+    let db = try readOnlyConnection(dbPath)
     guard
       let value = try db.scalarInt(
         "SELECT value FROM readings WHERE meter = ?1 AND di IN ('0001FF00', '00010000') ORDER BY ts DESC LIMIT 1",
@@ -208,10 +202,7 @@ import Testing
 
   /// The event types HQ has received from this device.
   private func hqEventTypes(_ hqDB: String) throws -> [String] {
-    var options = Connection.Options()
-    options.readOnly = true
-    options.verifyIntegrity = false
-    let db = try Connection(path: hqDB, options: options)
+    let db = try readOnlyConnection(hqDB)
     return try db.query(
       "SELECT json_extract(body, '$.type') FROM records WHERE device_id = ?1 AND class = 'events'",
       [.text(device)]

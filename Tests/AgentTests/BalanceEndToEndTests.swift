@@ -15,10 +15,7 @@ import Testing
   /// The HQ records of `type` from device TA-1, parsed.
   private func hqEvents(_ path: String, _ type: String) throws -> [[String: Any]] {
     guard FileManager.default.fileExists(atPath: path) else { return [] }
-    var options = Connection.Options()
-    options.readOnly = true
-    options.verifyIntegrity = false
-    let db = try Connection(path: path, options: options)
+    let db = try readOnlyConnection(path)
     return try db.query(
       """
       SELECT body FROM records WHERE device_id = 'TA-1' AND class = 'events'

@@ -220,10 +220,7 @@ func hqSend(
 /// (empty while its database is not there yet).
 func storedAtHQ(_ hqDB: String, device: String, _ recordClass: String) -> [[String: Any]] {
   guard FileManager.default.fileExists(atPath: hqDB) else { return [] }
-  var options = Connection.Options()
-  options.readOnly = true
-  options.verifyIntegrity = false
-  guard let db = try? Connection(path: hqDB, options: options),
+  guard let db = try? readOnlyConnection(hqDB),
     let rows = try? db.query(
       "SELECT body FROM records WHERE device_id = ?1 AND class = ?2 ORDER BY id",
       [.text(device), .text(recordClass)])

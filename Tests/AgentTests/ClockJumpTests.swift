@@ -165,10 +165,7 @@ import Testing
     #expect(results.count == replays)
     #expect(results.filter { $0.hasPrefix("applied") }.count == 1, "\(results)")
     #expect(results.dropFirst().allSatisfy { $0 == "rejected:replayed" }, "\(results)")
-    var options = Connection.Options()
-    options.readOnly = true
-    options.verifyIntegrity = false
-    let db = try Connection(path: agentDB, options: options)
+    let db = try readOnlyConnection(agentDB)
     #expect(try db.scalarInt("SELECT count(*) FROM tariffs") == 1)
     // Readings: none in 1970, every one a year off suspect, none of those charged.
     let all = storedAtHQ(rig.db, device: device, "readings")

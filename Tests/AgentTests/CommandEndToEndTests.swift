@@ -8,10 +8,7 @@ import Testing
 @Suite(.serialized) struct CommandEndToEndTests {
   private func results(_ hqDB: String) -> [[String: Any]] {
     guard FileManager.default.fileExists(atPath: hqDB) else { return [] }
-    var options = Connection.Options()
-    options.readOnly = true
-    options.verifyIntegrity = false
-    guard let db = try? Connection(path: hqDB, options: options),
+    guard let db = try? readOnlyConnection(hqDB),
       let rows = try? db.query("SELECT body FROM records WHERE class = 'results' ORDER BY id")
     else { return [] }
     return rows.compactMap { row in
@@ -83,12 +80,9 @@ import Testing
     #expect(result["kid"] as? String == "hq1")
     #expect(result["outcome"] as? String == "applied", "\(result)")
     // The ledger entry reached HQ too.
-    var options = Connection.Options()
-    options.readOnly = true
-    options.verifyIntegrity = false
     #expect(
       waitUntil(timeout: 10) {
-        let db = try? Connection(path: hqDB, options: options)
+        let db = try? readOnlyConnection(hqDB)
         return
           (try? db?.scalarInt(
             "SELECT count(*) FROM records WHERE class = 'ledger' AND json_extract(body, '$.balance_fen') = 1000"

@@ -56,10 +56,7 @@ import Testing
       else { throw TestFailure("no result for command \(ctr) at HQ\n\(logs())") }
       return found
     }
-    var options = Connection.Options()
-    options.readOnly = true
-    options.verifyIntegrity = false
-    let agentDB = try Connection(path: dir.appendingPathComponent("agent.db").path, options: options)
+    let agentDB = try readOnlyConnection(dir.appendingPathComponent("agent.db").path)
     func balance(_ customer: String) -> Int64 {
       (try? agentDB.scalarInt("SELECT balance_fen FROM accounts WHERE customer = ?1", [.text(customer)]))
         ?? nil

@@ -123,10 +123,7 @@ import Testing
   /// The real-time slots (ms) in which every one of `meters` meters has a reading,
   /// oldest first.
   private func realtimeSlots(_ path: String, meters: Int) throws -> [Int64] {
-    var options = Connection.Options()
-    options.readOnly = true
-    options.verifyIntegrity = false
-    let db = try Connection(path: path, options: options)
+    let db = try readOnlyConnection(path)
     return try db.query(
       "SELECT ts FROM readings WHERE di = '0001FF00' GROUP BY ts HAVING count(*) = ?1 ORDER BY ts",
       [.integer(Int64(meters))]

@@ -10,10 +10,7 @@ import Testing
 /// both photos byte-identical, exactly once.
 @Suite(.serialized) struct InspectionEndToEndTests {
   private func hqQuery(_ hqDB: String, _ sql: String) -> [Row] {
-    var options = Connection.Options()
-    options.readOnly = true
-    options.verifyIntegrity = false
-    guard FileManager.default.fileExists(atPath: hqDB), let db = try? Connection(path: hqDB, options: options)
+    guard FileManager.default.fileExists(atPath: hqDB), let db = try? readOnlyConnection(hqDB)
     else { return [] }
     return (try? db.query(sql)) ?? []
   }

@@ -152,10 +152,7 @@ import Testing
   /// (rows, distinct natural keys) of the readings HQ holds for `device`.
   private func hqReadings(_ path: String, device: String) throws -> (rows: Int64, distinct: Int64) {
     guard FileManager.default.fileExists(atPath: path) else { return (0, 0) }
-    var options = Connection.Options()
-    options.readOnly = true
-    options.verifyIntegrity = false
-    let row = try Connection(path: path, options: options).query(
+    let row = try readOnlyConnection(path).query(
       "SELECT count(*), count(DISTINCT key) FROM records WHERE device_id = ?1 AND class = 'readings'",
       [.text(device)])[0]
     return (row.int64(0) ?? 0, row.int64(1) ?? 0)
@@ -163,10 +160,7 @@ import Testing
 
   /// Outbox rows plus unacknowledged batches left in the agent's database.
   private func outboxBacklog(_ path: String) throws -> Int64 {
-    var options = Connection.Options()
-    options.readOnly = true
-    options.verifyIntegrity = false
-    let row = try Connection(path: path, options: options).query(
+    let row = try readOnlyConnection(path).query(
       "SELECT (SELECT count(*) FROM outbox) + (SELECT count(*) FROM batches)")[0]
     return row.int64(0) ?? 1
   }

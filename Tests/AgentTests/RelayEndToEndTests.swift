@@ -127,10 +127,7 @@ import Testing
       }, "no keep-power refusal for C-2 at HQ\n\(logs())")
     #expect(simRelayOpen(truthFile, "000000000002") == false)
     #expect(simRelayOpen(truthFile, "000000000003") == false)
-    var options = Connection.Options()
-    options.readOnly = true
-    options.verifyIntegrity = false
-    let agentDB = try Connection(path: dir.appendingPathComponent("agent.db").path, options: options)
+    let agentDB = try readOnlyConnection(dir.appendingPathComponent("agent.db").path)
     #expect((try agentDB.scalarInt("SELECT balance_fen FROM accounts WHERE customer = 'C-2'") ?? 0) < -100)
     // What an engineer on site sees.
     let status = try runProduct("gridedge", ["status", "--config", config], in: dir)

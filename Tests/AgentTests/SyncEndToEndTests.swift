@@ -50,10 +50,7 @@ import Testing
   /// Readings HQ holds for `device`: (rows, distinct natural keys).
   private func hqReadings(_ s: Setup) throws -> (rows: Int64, distinct: Int64) {
     guard FileManager.default.fileExists(atPath: s.hqDB) else { return (0, 0) }
-    var options = Connection.Options()
-    options.readOnly = true
-    options.verifyIntegrity = false
-    let db = try Connection(path: s.hqDB, options: options)
+    let db = try readOnlyConnection(s.hqDB)
     let row = try db.query(
       "SELECT count(*), count(DISTINCT key) FROM records WHERE device_id = ?1 AND class = 'readings'",
       [.text(s.device)])[0]
@@ -62,10 +59,7 @@ import Testing
 
   /// What is left in the agent's outbox: (pending records, unacked batches).
   private func agentBacklog(_ s: Setup) throws -> (pending: Int64, unacked: Int64) {
-    var options = Connection.Options()
-    options.readOnly = true
-    options.verifyIntegrity = false
-    let db = try Connection(path: s.agentDB, options: options)
+    let db = try readOnlyConnection(s.agentDB)
     let row = try db.query("SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM batches)")[0]
     return (row.int64(0) ?? 0, row.int64(1) ?? 0)
   }
