@@ -20,7 +20,7 @@
 #   SOAK_WORK       logs and fuzz artifacts          (default a new folder under /tmp)
 #   SOAK_JOBS       build jobs                       (default 2)
 #   SOAK_SKIP_BUILD 1: use the existing build        (default 0)
-#   SOAK_KILLS_FILTER  the kill -9 with fee control suite (default CrashTests)
+#   SOAK_KILLS_FILTER  the kill -9 with top-ups test (default CrashTests/killNineAtRandomPoints)
 #   SOAK_MINUTES    the network and clock soak length in minutes (default 6)
 #   SOAK_FUZZ_SECONDS  seconds per fuzz target       (default 600)
 set -euo pipefail
@@ -32,7 +32,7 @@ SOAK_SKIP_BUILD=${SOAK_SKIP_BUILD:-0}
 SOAK_ONLY=${SOAK_ONLY:-}
 SOAK_MINUTES=${SOAK_MINUTES:-6}
 SOAK_FUZZ_SECONDS=${SOAK_FUZZ_SECONDS:-600}
-SOAK_KILLS_FILTER=${SOAK_KILLS_FILTER:-CrashTests}
+SOAK_KILLS_FILTER=${SOAK_KILLS_FILTER:-CrashTests/killNineAtRandomPoints}
 DEFAULT_STEPS="
 powerloss   PowerLossTests                                           GRIDEDGE_POWERLOSS_ROUNDS=40
 diskfull    DiskFullTests
@@ -40,6 +40,7 @@ kill9-sync  SyncEndToEndTests/killNineAtFiftyRandomPoints
 broker      SyncEndToEndTests/brokerKilledAndRestartedInALoop        GRIDEDGE_BROKER_FLAPS=100
 hq-crash    SyncEndToEndTests/receiverKilledBetweenItsCommitAndItsAck
 kills       $SOAK_KILLS_FILTER                                        GRIDEDGE_KILLS=200
+relay-kills CrashTests/killNineDuringRelayControl                    GRIDEDGE_RELAY_KILLS=100
 diskfault   DiskFaultTests
 freetext    FreeTextAbuseTests
 network     NetworkFaultTests                                        GRIDEDGE_NETWORK_SECONDS=$((SOAK_MINUTES * 60))

@@ -44,6 +44,11 @@ public struct SimulatedMeter: Sendable {
   var trueEnergy: EnergyAccumulator
   /// Run status word 3: relay state, relay command, alarm, keep-power, meter type.
   var status: RunStatusWord3
+  /// 0x1C requests accepted since the simulator started: trips, and closes
+  /// (close-permit or direct close). Tests check that a keep-power meter was never
+  /// tripped and count the relay operations a crash repeated.
+  var tripsAccepted = 0
+  var closesAccepted = 0
 
   /// Prepaid: the remaining amount when `chargedFromWattHours` was the forward energy.
   let creditFen: Int64

@@ -283,10 +283,12 @@ public final class Simulator {
       guard !meters[index].status.keepPower else { return .controlRefusedStatus(.tripRefusedKeepPower) }
       meters[index].status.relayOpen = true
       meters[index].status.relayCommandOpen = true
+      meters[index].tripsAccepted += 1
     case .closePermit, .directClose:
       // Close-permit: the simulated customer presses the button at once.
       meters[index].status.relayOpen = false
       meters[index].status.relayCommandOpen = false
+      meters[index].closesAccepted += 1
     case .alarm:
       meters[index].status.preTripAlarm = true
     case .alarmRelease:

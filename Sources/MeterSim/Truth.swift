@@ -14,7 +14,8 @@ import Runtime
 /// {"v":1,"time_ms":T,"time":"2026-01-01T00:00:00Z","seed":S,"price":4883,"loss_permille":50,
 ///  "tariff_order":["sharp","peak","flat","valley"],
 ///  "customers":[{"number":1,"address":"000000000001","role":"customer","profile":"residential",
-///     "phases":1,"faults":{...},"relay_open":false,"keep_power":false,"status_word_3":512,
+///     "phases":1,"faults":{...},"relay_open":false,"keep_power":false,"trips":0,"closes":0,
+///     "status_word_3":512,
 ///     "meter_time_ms":T,"load_w":350,"measured_w":350,"true_wh":12345,"forward_wh":...,
 ///     "forward_centi_kwh":[total,sharp,peak,flat,valley],"reverse_centi_kwh":0,
 ///     "remaining_fen":12345,"purchase_count":7,
@@ -101,6 +102,7 @@ extension Simulator {
     }
     let registers = meter.registers
     out += ",\"relay_open\":" + bool(meter.relayOpen) + ",\"keep_power\":" + bool(meter.status.keepPower)
+    out += ",\"trips\":" + String(meter.tripsAccepted) + ",\"closes\":" + String(meter.closesAccepted)
     out +=
       ",\"supply_lost\":" + bool(meter.supplyLost) + ",\"lost_phases\":"
       + list(meter.lostPhases.map { Int64($0) })
