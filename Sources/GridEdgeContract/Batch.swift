@@ -28,7 +28,8 @@ public struct BatchHeader: Equatable, Sendable {
 
   /// Validates a received batch payload and returns its header.
   ///
-  /// Checks: valid JSON object, `v` = 1, `dev` a device id, `store` 16 lowercase hex
+  /// Checks: UTF-8 without NUL (raw or `\u0000`) or unpaired surrogate escapes, a
+  /// valid JSON object, `v` = 1, `dev` a device id, `store` 16 lowercase hex
   /// digits, `seq` a positive integer, `class` a known uplink class, `records` an array
   /// of objects each with its natural key (`RecordKey`).
   /// - Throws: `ContractError` naming the first member at fault.
@@ -36,7 +37,13 @@ public struct BatchHeader: Equatable, Sendable {
     guard payload.count <= maximumBytes else {
       throw .badField("(payload)", "larger than " + String(maximumBytes) + " bytes")
     }
-    let text = String(decoding: payload, as: UTF8.self)
+    // A NUL (raw or escaped) would cut a string short in json_extract, so that two
+    // records could share a natural key; invalid UTF-8 would be stored altered.
+    let text: String
+    switch sqliteSafeText(payload) {
+    case .success(let safe): text = safe
+    case .failure(let problem): throw .badField("(payload)", problem.description)
+    }
     guard try isJSONObject(text, db) else { throw .notJSON }
     let rows: [Row]
     do {

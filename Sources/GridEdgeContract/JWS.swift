@@ -330,6 +330,22 @@ func unsafeEscape(_ bytes: [UInt8]) -> String? {
   return nil
 }
 
+/// What makes bytes unsafe to hand to the JSON1 functions (`sqliteSafeText`).
+struct UnsafeText: Error, CustomStringConvertible {
+  let description: String
+}
+
+/// `bytes` as text when the JSON1 functions read them as any other parser does:
+/// valid UTF-8, no NUL byte, no string escaping a NUL or an unpaired surrogate.
+/// - Returns: the text, or what is wrong ("contains ...", "is not ...", "has ...").
+func sqliteSafeText(_ bytes: [UInt8]) -> Result<String, UnsafeText> {
+  guard !bytes.contains(0) else { return .failure(UnsafeText(description: "contains a NUL byte")) }
+  let text = String(decoding: bytes, as: UTF8.self)
+  guard text.utf8.elementsEqual(bytes) else { return .failure(UnsafeText(description: "is not valid UTF-8")) }
+  if let problem = unsafeEscape(bytes) { return .failure(UnsafeText(description: problem)) }
+  return .success(text)
+}
+
 struct JSONCheckError: Error, CustomStringConvertible {
   let description: String
   /// True when SQLite failed, not the input.
@@ -344,14 +360,11 @@ struct JSONCheckError: Error, CustomStringConvertible {
 /// object (`json_tree`; parsers differ on which duplicate wins).
 /// - Throws: `JSONCheckError` saying what is wrong ("is not ...", "has ...").
 func jsonObjectText(_ bytes: [UInt8], json: Connection) throws(JSONCheckError) -> String {
-  guard !bytes.contains(0) else {
-    throw JSONCheckError(description: "contains a NUL byte", isInternal: false)
+  let text: String
+  switch sqliteSafeText(bytes) {
+  case .success(let safe): text = safe
+  case .failure(let problem): throw JSONCheckError(description: problem.description, isInternal: false)
   }
-  let text = String(decoding: bytes, as: UTF8.self)
-  guard text.utf8.elementsEqual(bytes) else {
-    throw JSONCheckError(description: "is not valid UTF-8", isInternal: false)
-  }
-  if let problem = unsafeEscape(bytes) { throw JSONCheckError(description: problem, isInternal: false) }
   let isObject: Bool
   let duplicates: [Row]
   do throws(SQLiteError) {

@@ -76,6 +76,44 @@ import Testing
         == #"member "records[0]" is invalid: a record needs "id" (text)"#)
   }
 
+  /// A NUL in a record would cut its strings short in SQLite's JSON functions, so two
+  /// records differing after it would share a natural key at HQ and one be dropped as
+  /// a duplicate; invalid UTF-8 would be stored altered. The agent never sends either
+  /// (it refuses them on input); HQ refuses such a batch, naming why.
+  @Test func nulAndInvalidUTF8InRecordsAreRefused() throws {
+    let head = #"{"v":1,"dev":"TA-1","store":"0123456789abcdef","seq":1,"class":"readings","records":["#
+    func readings(_ meters: [String]) -> String {
+      head
+        + meters.map { #"{"meter":"\#($0)","di":"00010000","ts":1700000000000,"v":1}"# }
+        .joined(separator: ",") + "]}"
+    }
+    let twins = readings([#"000000000001\u0000a"#, #"000000000001\u0000b"#])
+    // Why: SQLite reads both meters as the same text.
+    let keys = try db.query(
+      "SELECT DISTINCT json_extract(value, '$.meter') FROM json_each(?1, '$.records')", [.text(twins)])
+    #expect(keys.count == 1)
+    #expect(error(twins)?.contains("U+0000") == true, "\(String(describing: error(twins)))")
+    #expect(error(readings([#"000000000001\u0000"#])) != nil)
+    #expect(error(readings([#"000000000001\ud800"#]))?.contains("surrogate") == true)
+    // An escaped backslash before "u0000" is text, not a NUL.
+    #expect(try decode(readings([#"000000000001\\u0000"#])).recordCount == 1)
+
+    func rawError(_ bytes: [UInt8]) -> String? {
+      do {
+        _ = try BatchHeader.decode(bytes, db)
+        return nil
+      } catch {
+        return error.description
+      }
+    }
+    var raw = Array(readings(["000000000001"]).utf8)
+    let at = raw.firstIndex(of: UInt8(ascii: "1"))!
+    raw[at] = 0
+    #expect(rawError(raw) == #"member "(payload)" is invalid: contains a NUL byte"#)
+    raw[at] = 0xFF
+    #expect(rawError(raw) == #"member "(payload)" is invalid: is not valid UTF-8"#)
+  }
+
   @Test func oversizedPayloadIsRefusedBeforeParsing() {
     let big = [UInt8](repeating: 0x20, count: BatchHeader.maximumBytes + 1)
     #expect(throws: ContractError.self) { try BatchHeader.decode(big, db) }
