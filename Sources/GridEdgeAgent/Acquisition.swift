@@ -725,8 +725,17 @@ public final class Acquisition {
     var missing = 0
     var errors = 0
     if let outages {
+      // A meter silent since before the last `silent_cycles` cycles, outside any
+      // outage, is dead or gone (and reported `archive.silent`), no sign of a new
+      // outage: it counts neither among the silent nor among the asked.
+      let deadBefore = slotStart - settings.silentCycles * settings.intervalMinutes * 60_000
       var asked: [(meter: Address, answered: Bool)] = []
       for m in meters where m.answered || m.trouble.noAnswer > 0 {
+        if !m.answered, let since = m.silentSince, since < deadBefore,
+          !outages.covers(m.entry.address, wall: wall)
+        {
+          continue
+        }
         asked.append((m.entry.address, m.answered))
       }
       outages.cycleEnded(asked, wall: wall)

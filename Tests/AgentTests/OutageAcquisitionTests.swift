@@ -59,4 +59,50 @@ import Testing
     let duration = try #require((end["duration_s"] as? NSNumber)?.int64Value)
     #expect(duration >= 29 * 60 && duration <= 31 * 60, "\(duration)")
   }
+
+  /// Meters dead for long (silent since before the last `silent_cycles` cycles, no
+  /// outage) are no evidence of a new outage: two meters going silent beside four
+  /// long-dead ones are two of six, not six of ten. A real outage is still found, and
+  /// its meters keep counting while it lasts.
+  @Test func longDeadMetersDoNotMakeAnOutageOfTwoSilentOnes() throws {
+    let area = FakeMeter("900000000001")
+    let customers = (1...10).map { FakeMeter(String(format: "%012d", $0)) }
+    var settings = quietSettings()
+    settings.silentCycles = 2
+    let h = try AcquisitionHarness(
+      "outage-dead", meters: customers + [area], start: chinaTime(10, 7), settings: settings)
+    _ = try Archive.apply(
+      body: OutageEndToEndTests.archive(customers: 10), db: h.fixture.store.db, now: chinaTime(10, 7))
+    let outages = try Outages(store: h.fixture.store, outbox: h.fixture.outbox, settings: Outages.Settings())
+    h.acquisition.outages = outages
+    var minute: Int64 = 0
+    func cycle(silent: [Int]) -> Bool {
+      h.line.with { for (i, meter) in customers.enumerated() { meter.silent = silent.contains(i + 1) } }
+      minute += 15
+      h.jump(to: chinaTime(10, minute, 1))
+      return h.runCycle(chinaTime(10, minute))
+    }
+    #expect(cycle(silent: []))
+    // Meters 1-4 die one by one over the morning, each under the threshold.
+    #expect(cycle(silent: [1]))
+    #expect(cycle(silent: [1, 2]))
+    #expect(cycle(silent: [1, 2, 3]))
+    #expect(cycle(silent: [1, 2, 3, 4]))
+    for _ in 0..<3 { #expect(cycle(silent: [1, 2, 3, 4])) }
+    #expect(try h.events("outage.start").isEmpty)
+    #expect(Set(try h.events("archive.silent").compactMap { $0["meter"] as? String }).count == 4)
+    // Two more go silent: 2 of the 6 alive, under half.
+    #expect(cycle(silent: [1, 2, 3, 4, 7, 8]))
+    #expect(
+      try h.events("outage.start").isEmpty, "two silent meters beside four long-dead ones made an outage")
+    // A branch fuse blows: meters 5-10 all silent at once, an outage of those six.
+    #expect(cycle(silent: Array(1...10)))
+    let start = try #require(try h.events("outage.start").first)
+    #expect(Set(start["customers"] as? [String] ?? []) == Set((5...10).map { "C-\($0)" }), "\(start)")
+    // It lasts beyond `silent_cycles` cycles: its meters still count.
+    for _ in 0..<3 { #expect(cycle(silent: Array(1...10))) }
+    #expect(try h.events("outage.end").isEmpty)
+    #expect(cycle(silent: [1, 2, 3, 4]))
+    #expect(try h.events("outage.end").count == 1)
+  }
 }
