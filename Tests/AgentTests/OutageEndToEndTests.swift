@@ -284,4 +284,77 @@ import Testing
     _ = try sim.wait(timeout: 10)
     withExtendedLifetime(rig) {}
   }
+
+  /// The board's power-fail signal (a GPIO value file, read every second): HQ hears of
+  /// the outage within seconds, while the board still runs on its reserve; the board
+  /// then dies (kill -9), and when the supply is back the agent's first second ends the
+  /// outage with the start it had before.
+  @Test func thePowerFailSignalReachesHQWithinSecondsAndTheRestartAfterItEndsTheOutage() throws {
+    let device = "TA-POWERFAIL"
+    let dir = try makeTemporaryDirectory("outage-powerfail")
+    let keys = dir.appendingPathComponent("keys").path
+    #expect(try runProduct("gridedge-hq", ["keygen", "--out", keys, "--kid", "hq1"], in: dir).status == 0)
+    let signal = dir.appendingPathComponent("power_fail")
+    try "0\n".write(to: signal, atomically: true, encoding: .utf8)
+    let (sim, rig, config) = try setUp(
+      device: device, dir: dir, keys: keys, customers: 3, simulator: ["--profile", "residential"],
+      extra: "outage.power_fail_path = \(signal.path)\n")
+    var agent = try Child("gridedge", ["run", "--config", config], in: dir)
+    try agent.waitForLog("birth published")
+    func logs() -> String {
+      [agent, sim, rig.hq].map { String($0.log.suffix(5000)) }.joined(separator: "\n----\n")
+    }
+    let sent = try hqSend(
+      "archive", Self.archive(customers: 3), device: device, keys: keys, hqDB: rig.db, port: rig.port, in: dir
+    )
+    #expect(sent.status == 0, "\(sent.stderr)")
+    #expect(
+      waitUntil(timeout: 20) {
+        storedAtHQ(rig.db, device: device, "results").contains { $0["outcome"] as? String == "applied" }
+      }, "archive not applied\n\(logs())")
+    usleep(1_500_000)
+    #expect(events(rig.db, device, "outage.start").isEmpty, "an outage before the signal\n\(logs())")
+
+    // The supply fails: the signal file says 1.
+    let failedAt = Int64(Date().timeIntervalSince1970 * 1000)
+    try "1\n".write(to: signal, atomically: true, encoding: .utf8)
+    var begun: [String: Any]? = nil
+    #expect(
+      waitUntil(timeout: 10) {
+        begun = events(rig.db, device, "outage.start").first
+        return begun != nil
+      }, "no outage.start at HQ\n\(logs())")
+    let heard = Double(Int64(Date().timeIntervalSince1970 * 1000) - failedAt) / 1000
+    print("outage-powerfail: outage.start at HQ \(String(format: "%.1f", heard)) s after the signal")
+    #expect(heard < 5, "HQ heard of the power failure \(heard) s after it")
+    let begunAt = try #require(int(begun?["start"]))
+    #expect(begunAt >= failedAt && begunAt < failedAt + 2_000, "start \(begunAt), signal at \(failedAt)")
+    #expect(begun?["causes"] as? [String] == ["power-fail"])
+    #expect(begun?["phases"] as? String == "ABC")
+    #expect(begun?["customers"] as? [String] == (1...3).map { "C-\($0)" })
+
+    // The reserve runs out: the board dies. The supply comes back before it boots.
+    agent.signal(SIGKILL)
+    _ = try agent.wait(timeout: 10)
+    try "0\n".write(to: signal, atomically: true, encoding: .utf8)
+    let backAt = Int64(Date().timeIntervalSince1970 * 1000)
+    agent = try Child("gridedge", ["run", "--config", config], in: dir)
+    var ended: [String: Any]? = nil
+    #expect(
+      waitUntil(timeout: 20) {
+        ended = events(rig.db, device, "outage.end").first
+        return ended != nil
+      }, "no outage.end at HQ\n\(logs())")
+    let endedAt = try #require(int(ended?["end"]))
+    #expect(int(ended?["start"]) == begunAt)
+    #expect(endedAt >= backAt && endedAt < backAt + 5_000, "end \(endedAt), back at \(backAt)")
+    #expect(int(ended?["duration_s"]) == (endedAt - begunAt) / 1000)
+    #expect(events(rig.db, device, "outage.start").count == 1, "a second start after the restart")
+
+    agent.signal(SIGTERM)
+    #expect(try agent.wait(timeout: 10) == 0)
+    sim.signal(SIGTERM)
+    _ = try sim.wait(timeout: 10)
+    withExtendedLifetime(rig) {}
+  }
 }
