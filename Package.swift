@@ -52,7 +52,7 @@ let package = Package(
 
     // Executables: argument parsing and wiring only.
     .executableTarget(name: "gridedge", dependencies: ["Runtime", "GridEdgeAgent"]),
-    .executableTarget(name: "gridedge-hq", dependencies: ["Runtime", "GridEdgeHQ"]),
+    .executableTarget(name: "gridedge-hq", dependencies: ["Runtime", "MosquittoClient", "GridEdgeHQ"]),
     .executableTarget(name: "gridedge-sim", dependencies: ["Runtime", "MeterSim"]),
 
     // Tests (full Swift; may use Foundation).

@@ -20,6 +20,8 @@ public enum CommandSender {
     public var typeName = ""
     public var body = "{}"
     public var timeToLive = CommandSigner.defaultTimeToLive
+    /// TLS to the broker.
+    public var tls: TLSOptions? = nil
     public init() {}
   }
 
@@ -102,6 +104,7 @@ public enum CommandSender {
   {
     var options = ClientOptions(clientID: "gridedge-hq-send-" + hexString(SecureRandom.bytes(4)))
     options.protocolVersion = .v5
+    options.tls = request.tls
     let client: Client
     do {
       client = try Client(options)

@@ -19,6 +19,8 @@ public final class Receiver<C: Clock> {
     public var databasePath = "gridedge-hq.db"
     public var clientID = "gridedge-hq"
     public var sharedGroup: String? = nil
+    /// TLS to the broker (the example broker requires a client certificate).
+    public var tls: TLSOptions? = nil
     /// Fault injection for tests: exit with status 70 after this many commits,
     /// before publishing their acks (0: never). Set from the environment variable
     /// `GRIDEDGE_HQ_FAULT_EXIT_BEFORE_ACK`.
@@ -53,6 +55,7 @@ public final class Receiver<C: Clock> {
     }
     var clientOptions = ClientOptions(clientID: options.clientID)
     clientOptions.protocolVersion = .v5
+    clientOptions.tls = options.tls
     do {
       client = try Client(clientOptions)
     } catch {

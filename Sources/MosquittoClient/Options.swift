@@ -28,7 +28,7 @@ public struct Will {
 ///
 /// Files are PEM and are read when `connect` runs; `mosquitto_tls_set` only checks that
 /// they can be opened.
-public struct TLSOptions {
+public struct TLSOptions: Sendable {
   /// CA certificate(s) the broker's certificate must chain to.
   public var caFile: String
   /// This client's certificate (for brokers with `require_certificate true`).

@@ -1,4 +1,5 @@
 import GridEdgeHQ
+import MosquittoClient
 import Runtime
 
 /// `gridedge-hq`: the reference HQ receiver and command tool.
@@ -8,7 +9,7 @@ struct Main {
     gridedge-hq — reference HQ receiver for the GridEdge MQTT contract v1
 
     usage:
-      gridedge-hq serve [--host H] [--port P] [--db FILE] [--client-id ID] [--group G]
+      gridedge-hq serve [--host H] [--port P] [--db FILE] [--client-id ID] [--group G] [TLS]
           subscribe to every device's state (as $share/G/... with --group) and
           keep it in FILE (default gridedge-hq.db) until SIGTERM/SIGINT
       gridedge-hq report [--db FILE] [--json]
@@ -25,13 +26,18 @@ struct Main {
           for SECONDS (default 3600); T is tariff, topup, disconnect, reconnect,
           keep-power, workorder, config, archive, outage or planned-outage
       gridedge-hq send --key FILE --kid K --dev D --typ T --body JSON [--ttl SECONDS]
-          [--db FILE] [--host H] [--port P]
+          [--db FILE] [--host H] [--port P] [TLS]
           sign device D's next command (its counter kept in FILE) and publish it
           on gridedge/v1/D/down/cmd at QoS 1; the outcome comes back in class
           results. A work order: --typ workorder --body '{"id":"WO-1","kind":
           "inspection","priority":1,"customer":"C-1","address":"..."}' (README);
           its cancellation: --body '{"id":"WO-1","cancel":true,"reason":"..."}'
       gridedge-hq --help | --version
+
+    TLS (serve, send): --tls-ca FILE [--tls-cert FILE --tls-key FILE]
+        connect with TLS, the broker's certificate checked against the CA in
+        FILE; with a client certificate and its key for brokers that require
+        one (firmware-config/mosquitto: the CN must be an HQ user of the ACL)
     """
 
   static func main() {
@@ -53,7 +59,7 @@ struct Main {
         words,
         valued: [
           "host", "port", "db", "client-id", "group", "log-level", "out", "kid", "key", "dev", "ctr", "typ",
-          "body", "ttl",
+          "body", "ttl", "tls-ca", "tls-cert", "tls-key",
         ],
         flags: ["help", "version", "json"])
     } catch {
@@ -77,6 +83,10 @@ struct Main {
     }
     var options = Receiver<SystemClock>.Options()
     if let db = arguments.value("db") { options.databasePath = db }
+    switch tls(arguments) {
+    case .success(let tls): options.tls = tls
+    case .failure(let problem): return usageError(problem.description)
+    }
     switch command {
     case "serve":
       if let host = arguments.value("host") { options.host = host }
@@ -102,7 +112,7 @@ struct Main {
     case "sign":
       return sign(arguments)
     case "send":
-      return send(arguments, databasePath: options.databasePath)
+      return send(arguments, databasePath: options.databasePath, tls: options.tls)
     default:
       Console.writeError("gridedge-hq: unknown command '" + command + "'\n\n" + usage + "\n")
       return 2
@@ -163,9 +173,10 @@ struct Main {
   }
 
   /// `send --key FILE --kid K --dev D --typ T --body JSON [--ttl S] [--db FILE] [--host H] [--port P]`.
-  static func send(_ arguments: Arguments, databasePath: String) -> Int32 {
+  static func send(_ arguments: Arguments, databasePath: String, tls: TLSOptions?) -> Int32 {
     var request = CommandSender.Request()
     request.databasePath = databasePath
+    request.tls = tls
     guard let keyFile = arguments.value("key"), let keyID = arguments.value("kid"),
       let device = arguments.value("dev"), let typeName = arguments.value("typ"),
       let body = arguments.value("body")
@@ -189,6 +200,30 @@ struct Main {
       request.timeToLive = value
     }
     return CommandSender.run(request)
+  }
+
+  struct UsageProblem: Error, CustomStringConvertible {
+    let description: String
+  }
+
+  /// The TLS options of `--tls-ca`, `--tls-cert` and `--tls-key` (nil: plain TCP).
+  static func tls(_ arguments: Arguments) -> Result<TLSOptions?, UsageProblem> {
+    let ca = arguments.value("tls-ca")
+    let cert = arguments.value("tls-cert")
+    let key = arguments.value("tls-key")
+    guard (cert == nil) == (key == nil) else {
+      return .failure(UsageProblem(description: "--tls-cert and --tls-key go together"))
+    }
+    guard let ca else {
+      return cert == nil
+        ? .success(nil) : .failure(UsageProblem(description: "a client certificate needs --tls-ca"))
+    }
+    for file in [ca, cert, key] {
+      if let file, !Files.exists(file) {
+        return .failure(UsageProblem(description: "TLS file " + file + " does not exist"))
+      }
+    }
+    return .success(TLSOptions(caFile: ca, certFile: cert, keyFile: key))
   }
 
   static func usageError(_ message: String) -> Int32 {

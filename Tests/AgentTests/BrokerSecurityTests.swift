@@ -194,4 +194,122 @@ import Testing
     #expect(try agent.wait(timeout: 10) == 0)
     #expect(waitUntil(timeout: 5) { read(seen).contains(#""reason":"shutdown""#) })
   }
+
+  /// The whole path through the example broker (TLS, client certificates, the ACL):
+  /// `gridedge-hq serve` and `send` with `--tls-*`, an agent with its certificate.
+  /// HQ's identity publishes 100 bad commands on the device's command topic: 25
+  /// replays of a command already applied, 25 signed with a key HQ never had (same
+  /// kid), 25 expired, and 25 others (another device's, an unknown kid, alg none,
+  /// not a token). All 100 are rejected with their reason, nothing is applied twice,
+  /// and the signature failures suspend control commands for the day.
+  @Test func hundredForgedReplayedOrExpiredCommandsThroughTheExampleBrokerAreAllRejected() throws {
+    let dir = try makeTemporaryDirectory("broker-security-commands")
+    let pki = try TestPKI()
+    let port = try freeLoopbackPort()
+    let broker = try startExampleBroker(pki: pki, dir: dir, port: port)
+    defer { broker.terminate() }
+    let hqID = try pki.makeClientCertificate(commonName: "gridedge-hq-1")
+    let deviceID = "TA-TLS-2"
+    let device = try pki.makeClientCertificate(commonName: deviceID)
+    let tls = [
+      "--tls-ca", pki.caCertificate.path, "--tls-cert", hqID.certificate.path, "--tls-key", hqID.key.path,
+    ]
+    let keys = dir.appendingPathComponent("keys").path
+    let other = dir.appendingPathComponent("other").path
+    for (out, kid) in [(keys, "hq1"), (other, "hq1"), (other, "hq9")] {
+      #expect(try runProduct("gridedge-hq", ["keygen", "--out", out, "--kid", kid], in: dir).status == 0)
+    }
+    let hqDB = dir.appendingPathComponent("hq.db").path
+    let hq = try Child(
+      "gridedge-hq", ["serve", "--port", String(port), "--db", hqDB, "--client-id", "gridedge-hq-1"] + tls,
+      in: dir)
+    try hq.waitForLog("connected to")
+    let config = dir.appendingPathComponent("agent.conf").path
+    try """
+    device.id = \(deviceID)
+    store.path = \(dir.appendingPathComponent("agent.db").path)
+    mqtt.host = 127.0.0.1
+    mqtt.port = \(port)
+    mqtt.tls.ca_file = \(pki.caCertificate.path)
+    mqtt.tls.cert_file = \(device.certificate.path)
+    mqtt.tls.key_file = \(device.key.path)
+    commands.trusted_keys = \(keys)/trusted-keys
+    """.write(toFile: config, atomically: true, encoding: .utf8)
+    let agent = try Child("gridedge", ["run", "--config", config], in: dir)
+    try agent.waitForLog("birth published")
+    func logs() -> String { [agent, hq].map { String($0.log.suffix(4000)) }.joined(separator: "\n----\n") }
+    func results() -> [[String: Any]] { storedAtHQ(hqDB, device: deviceID, "results") }
+
+    // One genuine command through gridedge-hq send over TLS; its token is kept.
+    let sent = try runProduct(
+      "gridedge-hq",
+      [
+        "send", "--db", hqDB, "--port", String(port), "--key", "\(keys)/hq1.key", "--kid", "hq1", "--dev",
+        deviceID, "--typ", "tariff", "--body", residentialTariff,
+      ] + tls, in: dir)
+    #expect(sent.status == 0, "\(sent.stderr)")
+    let token = sent.stdout.split(separator: "\n").dropFirst().first.map(String.init) ?? ""
+    #expect(
+      waitUntil(timeout: 20) { results().contains { $0["outcome"] as? String == "applied" } },
+      "the genuine command was not applied\n\(logs())")
+
+    func sign(_ key: String, kid: String, dev: String = deviceID, ctr: Int, ttl: Int = 3600) throws -> String
+    {
+      let out = try runProduct(
+        "gridedge-hq",
+        [
+          "sign", "--key", key, "--kid", kid, "--dev", dev, "--ctr", String(ctr), "--typ", "topup", "--body",
+          #"{"customer":"C-1","amount":100,"purchase":\#(ctr)}"#, "--ttl", String(ttl),
+        ], in: dir)
+      guard out.status == 0 else { throw TestFailure("sign: \(out.stderr)") }
+      return out.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+    var bad: [(token: String, reason: String)] = []
+    bad += Array(repeating: (token, "replayed"), count: 25)
+    for n in 0..<25 { bad.append((try sign("\(other)/hq1.key", kid: "hq1", ctr: 100 + n), "bad-signature")) }
+    let expiring = try (0..<25).map { try sign("\(keys)/hq1.key", kid: "hq1", ctr: 200 + $0, ttl: 1) }
+    for n in 0..<10 {
+      bad.append((try sign("\(keys)/hq1.key", kid: "hq1", dev: "TA-OTHER", ctr: 300 + n), "wrong-device"))
+    }
+    for n in 0..<5 { bad.append((try sign("\(other)/hq9.key", kid: "hq9", ctr: 400 + n), "unknown-key")) }
+    let genuine = token.split(separator: ".").map(String.init)
+    for n in 0..<5 {
+      bad.append(("eyJhbGciOiJub25lIn0." + genuine[1] + "." + String(n), "unsupported-algorithm"))
+    }
+    for n in 0..<5 { bad.append(("not a token \(n)", "malformed")) }
+    usleep(2_100_000)
+    bad += expiring.map { ($0, "expired") }
+    #expect(bad.count == 100)
+
+    // HQ's identity publishes them all on the device's command topic, one line each.
+    let lines = dir.appendingPathComponent("bad-commands.txt")
+    try (bad.map { $0.token }.joined(separator: "\n") + "\n").write(
+      to: lines, atomically: true, encoding: .utf8)
+    let published = try runProcess(
+      "/bin/sh",
+      [
+        "-c",
+        "/usr/bin/mosquitto_pub -h 127.0.0.1 -p \(port) --cafile '\(pki.caCertificate.path)' --cert '\(hqID.certificate.path)' --key '\(hqID.key.path)' -i gridedge-hq-1-pub -q 1 -t gridedge/v1/\(deviceID)/down/cmd -l < '\(lines.path)'",
+      ])
+    #expect(published.status == 0, "\(published.output)")
+    #expect(
+      waitUntil(timeout: 60) { results().count >= 101 }, "\(results().count) of 101 results at HQ\n\(logs())")
+    let held = results()
+    let rejected = held.filter { $0["outcome"] as? String == "rejected" }
+    #expect(rejected.count == 100, "\(held.count) results, \(rejected.count) rejected")
+    var reasons: [String: Int] = [:]
+    for result in rejected { reasons[result["reason"] as? String ?? "", default: 0] += 1 }
+    var expected: [String: Int] = [:]
+    for item in bad { expected[item.reason, default: 0] += 1 }
+    #expect(reasons == expected)
+    #expect(held.filter { $0["outcome"] as? String == "applied" }.count == 1, "something applied twice")
+    let suspended = storedAtHQ(hqDB, device: deviceID, "events").filter {
+      $0["type"] as? String == "commands.suspended"
+    }
+    #expect(suspended.count == 1, "the signature failures did not suspend control: \(suspended)")
+    print("soak security_commands_rejected \(rejected.count) of \(bad.count)")
+
+    agent.signal(SIGTERM)
+    #expect(try agent.wait(timeout: 10) == 0)
+  }
 }
