@@ -43,6 +43,7 @@ kills       $SOAK_KILLS_FILTER                                        GRIDEDGE_K
 relay-kills CrashTests/killNineDuringRelayControl                    GRIDEDGE_RELAY_KILLS=100
 diskfault   DiskFaultTests
 freetext    FreeTextAbuseTests
+security    BrokerSecurityTests
 network     NetworkFaultTests                                        GRIDEDGE_NETWORK_SECONDS=$((SOAK_MINUTES * 60))
 network-far NetworkFaultTests                                        GRIDEDGE_NETWORK_SECONDS=$((SOAK_MINUTES * 60)) GRIDEDGE_NETWORK_FAR_CUT=1
 clock       ClockJumpTests                                           GRIDEDGE_CLOCK_JUMPS=$((SOAK_MINUTES * 4))

@@ -307,7 +307,8 @@ import Testing
       $0["type"] as? String == "commands.suspended"
     }
     #expect(suspended.count == 1, "the signature failures did not suspend control: \(suspended)")
-    print("soak security_commands_rejected \(rejected.count) of \(bad.count)")
+    print("soak security_bad_commands_sent \(bad.count) commands")
+    print("soak security_bad_commands_rejected \(rejected.count) commands")
 
     agent.signal(SIGTERM)
     #expect(try agent.wait(timeout: 10) == 0)
