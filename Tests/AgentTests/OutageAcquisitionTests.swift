@@ -70,7 +70,8 @@ import Testing
     var settings = quietSettings()
     settings.silentCycles = 2
     let h = try AcquisitionHarness(
-      "outage-dead", meters: customers + [area], start: chinaTime(10, 7), settings: settings)
+      "outage-dead", meters: customers + [area], start: chinaTime(10, 7), settings: settings,
+      busSettings: fastSettings(timeout: 60, retries: 0, gap: 5))
     _ = try Archive.apply(
       body: OutageEndToEndTests.archive(customers: 10), db: h.fixture.store.db, now: chinaTime(10, 7))
     let outages = try Outages(store: h.fixture.store, outbox: h.fixture.outbox, settings: Outages.Settings())
