@@ -203,6 +203,8 @@ public final class Acquisition {
   private var searches: [BusSearch?]
   private var searchTickets: [Int64?]
   private var lastSearchAt: [Int64?]
+  /// Per bus: a search asked for by hand (`requestSearch`), due whatever `searchHours`.
+  private var searchRequested: [Bool]
 
   /// The realtime block and total identifiers, the freeze key.
   static let freezeKey = DataIdentifier.lastDailyFreezeForwardActive
@@ -223,6 +225,7 @@ public final class Acquisition {
     self.searches = Array(repeating: nil, count: buses.count)
     self.searchTickets = Array(repeating: nil, count: buses.count)
     self.lastSearchAt = Array(repeating: nil, count: buses.count)
+    self.searchRequested = Array(repeating: false, count: buses.count)
     var index: [String: Int] = [:]
     for (i, bus) in buses.enumerated() { index[bus.name] = i }
     for entry in archive.meters {
@@ -1222,16 +1225,29 @@ public final class Acquisition {
   /// What a probe asks: the forward active total, which every meter answers.
   static let probeRequest = Request.read(.forwardActiveTotal)
 
+  /// Asks for a search of every bus now (`gridedge archive search`, SIGUSR1), even
+  /// with `searchHours` 0; a bus already being searched goes on with its search. It
+  /// starts between cycles, once a cycle has run.
+  public func requestSearch() {
+    for b in buses.indices where searches[b] == nil { searchRequested[b] = true }
+    Log.info(
+      "acquisition",
+      "bus search requested by hand: " + String(searchRequested.filter { $0 }.count)
+        + " bus(es), between reading cycles")
+  }
+
   /// Sends the next probe of each bus's search, between cycles only (a search never
-  /// delays a reading), and starts a search every `searchHours` once a cycle has run.
+  /// delays a reading), and starts a search every `searchHours` once a cycle has run,
+  /// or when one was requested.
   private func driveSearches(wall: Int64) {
-    guard settings.searchHours > 0, cycleSlot == nil, lastCycle != nil, wall >= Self.plausibleWall else {
-      return
-    }
+    guard cycleSlot == nil, lastCycle != nil, wall >= Self.plausibleWall else { return }
     for b in buses.indices where searchTickets[b] == nil && !busDown[b] {
       if searches[b] == nil {
         let every = settings.searchHours * 3_600_000
-        guard lastSearchAt[b].map({ wall - $0 >= every || wall < $0 }) ?? true else { continue }
+        let due =
+          settings.searchHours > 0 && (lastSearchAt[b].map { wall - $0 >= every || wall < $0 } ?? true)
+        guard due || searchRequested[b] else { continue }
+        searchRequested[b] = false
         searches[b] = BusSearch()
         Log.info("acquisition", "bus " + buses[b].name + ": searching for meters")
       }

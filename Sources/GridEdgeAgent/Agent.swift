@@ -266,7 +266,18 @@ public final class Agent<C: Clock> {
         return ExitCode.failure
       }
       if results[0].readable {
-        for signal in signals.take() { beginStop(TerminationSignals.name(signal)) }
+        for signal in signals.take() {
+          guard signal == TerminationSignals.userRequest else {
+            beginStop(TerminationSignals.name(signal))
+            continue
+          }
+          // `gridedge archive search`.
+          if let acquisition {
+            acquisition.requestSearch()
+          } else {
+            Log.warn("agent", "SIGUSR1 asks for a bus search, but this agent reads no meter bus")
+          }
+        }
       }
       if socket >= 0 { service(results[1]) }
       if probing >= 0, results[busStart - 1].writable || results[busStart - 1].failed {

@@ -101,6 +101,32 @@ public enum ArchiveReport {
   /// or `not-read` (its bus is not configured); and meters that answered before but
   /// are not in the archive (`not-in-archive`: removed or replaced, or found by a bus
   /// search: `found_by` `bus-search`).
+  /// `gridedge archive search`: asks the running agent (SIGUSR1) to search its buses
+  /// for meters now, between reading cycles, instead of waiting for
+  /// `acquisition.search_hours`. The agent holds the buses, so it must be running.
+  /// - Returns: 0 once asked; 1 when no agent runs on this database.
+  public static func search(config: Config) -> Int32 {
+    guard let db = LedgerReport.open(config) else { return ExitCode.database }
+    let row = try? db.query("SELECT pid, phase FROM agent_status WHERE singleton = 1").first
+    let pid = Int32(truncatingIfNeeded: row?.int64(0) ?? 0)
+    guard row?.text(1) != "stopped", Process.isAlive(pid) else {
+      Log.error(
+        "archive",
+        "no agent runs on " + (config.string("store.path") ?? "") + ": a bus search needs the buses,"
+          + " which the agent holds (start it; it also searches after its first cycle when"
+          + " acquisition.search_hours has passed)")
+      return ExitCode.failure
+    }
+    guard Process.send(TerminationSignals.userRequest, to: pid) else {
+      Log.error("archive", "could not signal the agent (pid " + String(pid) + "): run as its user")
+      return ExitCode.failure
+    }
+    Console.writeLine(
+      "asked the agent (pid " + String(pid) + ") to search its buses between reading cycles; meters not in"
+        + " the meter list go to HQ as meter.unknown and show in 'gridedge archive diff'")
+    return ExitCode.ok
+  }
+
   public static func diff(config: Config, json: Bool) -> Int32 {
     guard let db = LedgerReport.open(config) else { return ExitCode.database }
     var configured: [String] = []

@@ -187,7 +187,7 @@ public enum ConfigSchema {
     ),
     ConfigKey(
       "acquisition.search_hours", .integer(0, 8760), default: "24", unit: "hours",
-      "Each bus is searched for meters (address patterns, between cycles) this often; meters not in the archive go to HQ as meter.unknown. 0: never."
+      "Each bus is searched for meters (address patterns, between cycles) this often; meters not in the archive go to HQ as meter.unknown. 0: only when asked (gridedge archive search)."
     ),
     ConfigKey(
       "outage.voltage_threshold", .integer(0, 400), default: "132", unit: "V",

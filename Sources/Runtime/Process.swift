@@ -55,6 +55,11 @@ public enum Process {
     return kill(pid, 0) == 0 || clibc_errno() == EPERM
   }
 
+  /// Sends `signal` to process `pid`. - Returns: whether it was sent.
+  public static func send(_ signal: Int32, to pid: Int32) -> Bool {
+    pid > 0 && kill(pid, signal) == 0
+  }
+
   /// The value of environment variable `name`.
   public static func environment(_ name: String) -> String? {
     guard let value = getenv(name) else { return nil }

@@ -1,7 +1,8 @@
 import CLibc
 
-/// SIGTERM, SIGINT and SIGHUP delivered as a readable descriptor (`signalfd(2)`),
-/// so that a stop request is one more event of the poll loop.
+/// SIGTERM, SIGINT and SIGHUP (stop requests) and SIGUSR1 (a request the program
+/// defines, e.g. the agent's bus search) delivered as a readable descriptor
+/// (`signalfd(2)`), so that each is one more event of the poll loop.
 ///
 /// The signals are blocked for the process, so create this before any thread
 /// exists (the agent has none). SIGPIPE is ignored so that a broken socket is an
@@ -20,7 +21,8 @@ public final class TerminationSignals {
 
   deinit { close(fd) }
 
-  /// Reads the pending signals. - Returns: their numbers (SIGTERM = 15, SIGINT = 2, SIGHUP = 1).
+  /// Reads the pending signals. - Returns: their numbers (SIGTERM = 15, SIGINT = 2, SIGHUP = 1,
+  /// SIGUSR1 = 10).
   public func take() -> [Int32] {
     var out: [Int32] = []
     var info = signalfd_siginfo()
@@ -31,12 +33,16 @@ public final class TerminationSignals {
     return out
   }
 
-  /// The usual name of a termination signal.
+  /// SIGUSR1: the program's own request, not a stop.
+  public static let userRequest: Int32 = SIGUSR1
+
+  /// The usual name of a signal taken here.
   public static func name(_ signal: Int32) -> String {
     switch signal {
     case SIGTERM: return "SIGTERM"
     case SIGINT: return "SIGINT"
     case SIGHUP: return "SIGHUP"
+    case SIGUSR1: return "SIGUSR1"
     default: return "signal " + String(signal)
     }
   }

@@ -28,6 +28,9 @@ struct Main {
       gridedge archive diff --config FILE [--json]
                                         the archive against the bus: meters silent,
                                         never answering, not read, or not in it
+      gridedge archive search --config FILE
+                                        ask the running agent to search its buses for
+                                        meters now (between reading cycles)
       gridedge balance --config FILE --area AREA --day YYYY-MM-DD [--hour H] [--json]
                                         the energy balance (line loss) of a transformer
                                         area for one local day (from the daily freezes)
@@ -95,7 +98,9 @@ struct Main {
       ["ledger", "audit"].contains(command) && arguments.positional.count == 2
       && arguments.positional[1] == "verify"
     let diff = command == "archive" && arguments.positional.count == 2 && arguments.positional[1] == "diff"
-    guard arguments.positional.count == 1 || verify || diff || command == "inspect" else {
+    let search =
+      command == "archive" && arguments.positional.count == 2 && arguments.positional[1] == "search"
+    guard arguments.positional.count == 1 || verify || diff || search || command == "inspect" else {
       Console.writeError("gridedge: unexpected argument '" + arguments.positional[1] + "'\n")
       return ExitCode.config
     }
@@ -154,6 +159,7 @@ struct Main {
       return LedgerReport.relays(config: config, json: arguments.has("json"))
     case "archive":
       if diff { return ArchiveReport.diff(config: config, json: arguments.has("json")) }
+      if search { return ArchiveReport.search(config: config) }
       return ArchiveReport.show(config: config, json: arguments.has("json"))
     case "balance":
       guard let area = arguments.value("area"), let day = arguments.value("day") else {
