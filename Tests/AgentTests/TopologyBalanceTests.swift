@@ -359,6 +359,42 @@ import Testing
         == 2 * (6 - swapDay) + 2)
   }
 
+  /// The area meter is swapped at noon for one behind a CT of 50 (a transformer
+  /// upgraded with its metering): the area's supplied energy runs on unchanged every
+  /// day, the swap day being the old meter's final − freeze plus (the new one's
+  /// freeze − initial) × 50, and the loss with it.
+  @Test func anAreaMeterSwappedForOneWithAnotherCTRatioKeepsTheSuppliedEnergy() throws {
+    var f = try LedgerTests.Fixture("topology-area-swap")
+    #expect(try f.send("archive", BillingTests.archive).outcome == "applied")
+    let swapDay: Int64 = 3
+    let at = Self.midnight(swapDay) + Self.day / 2
+    let areaPerDay: Int64 = 18_000
+    let oldStart: Int64 = 50_000_000
+    let oldFinal = oldStart + swapDay * areaPerDay + areaPerDay / 2
+    let ct: Int64 = 50
+    let newInitial: Int64 = 2_000
+    try Self.store(f.store, "000000000001", days: 0...6) { 1_000_000 + $0 * 9_000 }
+    try Self.store(f.store, "000000000002", days: 0...6) { 400_000 + $0 * 8_000 }
+    try Self.store(f.store, "000000009999", days: 0...swapDay) { oldStart + $0 * areaPerDay }
+    let swapped = try f.send(
+      "archive",
+      #"{"op":"replace","version":2,"old":"000000009999","new":{"address":"000000009998","ct":\#(ct)},"#
+        + #""old_final_wh":\#(oldFinal),"new_initial_wh":\#(newInitial),"at":\#(at)}"#)
+    #expect(swapped.outcome == "applied", "\(swapped)")
+    // The new meter registers a fiftieth of the energy.
+    try Self.store(f.store, "000000009998", days: (swapDay + 1)...6) {
+      newInitial + (areaPerDay / 2 + ($0 - swapDay - 1) * areaPerDay) / ct
+    }
+    for i in Int64(0)...5 {
+      let result = try Balance.compute(db: f.store.db, area: "TA-1", day: Self.date(i), offset: .china)
+      let b = result.balance
+      #expect(b.supplied?.wattHours == areaPerDay, "day \(i): supplied \(String(describing: b.supplied))")
+      #expect(b.sold.wattHours == 17_000, "day \(i)")
+      #expect(b.loss?.wattHours == 1_000, "day \(i)")
+      #expect(b.flags.isEmpty, "day \(i): \(b.flags)")
+    }
+  }
+
   // MARK: - Energy while the relay is open
 
   @Test func energyRegisteredWhileTheRelayIsVerifiedOpenMakesASuspectWithItsOpenTime() throws {
