@@ -3,6 +3,7 @@
 #ifndef GRIDEDGE_CLIBC_SHIM_H
 #define GRIDEDGE_CLIBC_SHIM_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>

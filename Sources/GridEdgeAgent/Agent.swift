@@ -155,6 +155,9 @@ public final class Agent<C: Clock> {
             + String(skipped.lowerBound) + "..." + String(skipped.upperBound)
             + " and as many record ids are skipped so none is used twice (announced to HQ)")
       }
+      if store.created {
+        try Outbox.reportQuarantined(path: path, outbox: outbox, now: clock.wallMilliseconds)
+      }
       let bootID = (try? Files.readText("/proc/sys/kernel/random/boot_id")) ?? ""
       if let skipped = try outbox.recoverSeqs(bootID: bootID, now: clock.wallMilliseconds) {
         Log.warn(

@@ -7,6 +7,8 @@ public final class AgentStore {
   public let db: Connection
   /// The random 64-bit id of this database, as 16 hex digits (DESIGN.md §5).
   public let storeID: String
+  /// True when this open made the database (a first start, or one after a quarantine).
+  public private(set) var created = false
   public let deviceID: String
 
   /// The agent's migrations: numbered, append-only; never edit one that has shipped.
@@ -535,6 +537,26 @@ public final class AgentStore {
 
   /// Opens (creating if needed) the database at `path` for device `deviceID`.
   ///
+  /// The databases quarantined beside `path` (`<path>.corrupt-<ms>`, without their
+  /// `-wal` and `-shm`): file names, sizes in bytes and when they were moved (ms).
+  public static func quarantined(beside path: String) -> [(file: String, bytes: Int64, at: Int64)] {
+    var directory = "."
+    var base = path
+    if let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) {
+      directory = String(path[..<slash])
+      base = String(path[path.utf8.index(after: slash)...])
+      if directory.isEmpty { directory = "/" }
+    }
+    let prefix = base + ".corrupt-"
+    var out: [(file: String, bytes: Int64, at: Int64)] = []
+    for name in (try? Files.list(directory)) ?? [] where name.hasPrefix(prefix) {
+      guard let at = Int64(String(name.dropFirst(prefix.count))) else { continue }  // not -wal/-shm
+      let full = directory == "/" ? "/" + name : directory + "/" + name
+      out.append((full, Files.size(full) ?? 0, at))
+    }
+    return out.sorted { $0.at < $1.at }
+  }
+
   /// A database that fails `quick_check` is moved aside (quarantined) and refused.
   /// - Throws: `StoreOpenError` saying what was wrong and, for a corrupt file, where
   ///   it was moved.
@@ -589,6 +611,7 @@ public final class AgentStore {
       }
       self.storeID = existing.text(1) ?? ""
     } else {
+      created = true
       let id = hexString(SecureRandom.bytes(8))
       do {
         try db.transaction(.full) { () throws(SQLiteError) in

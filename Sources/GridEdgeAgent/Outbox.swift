@@ -1,4 +1,5 @@
 import GridEdgeContract
+import Runtime
 import SQLiteStore
 
 /// The SQLite outbox: the only queue between what the agent records and HQ
@@ -599,5 +600,34 @@ public final class Outbox {
       """
     ).first
     return (row?.int64(0) ?? 0, row?.int64(1) ?? 0)
+  }
+}
+
+extension Outbox {
+  /// On a new database: the databases quarantined beside it (a corrupt one moved
+  /// aside by an earlier start) go to HQ as one `store.quarantined` event, so that HQ
+  /// knows the device started over (new store id, seqs from 1) and that what the old
+  /// file held and HQ had not acknowledged is only in that file.
+  static func reportQuarantined(path: String, outbox: Outbox, now: Int64) throws(SQLiteError) {
+    let files = AgentStore.quarantined(beside: path)
+    guard let newest = files.last else { return }
+    var list = ""
+    for (i, file) in files.enumerated() {
+      list +=
+        (i == 0 ? "" : ",") + "{\"file\":\"" + jsonEscaped(file.file) + "\",\"bytes\":" + String(file.bytes)
+        + ",\"moved_at\":" + String(file.at) + "}"
+    }
+    let storeID = outbox.storeID
+    try outbox.enqueue(
+      .events,
+      record: "{\"id\":\"" + storeID + "-quarantined\",\"ts\":" + String(now)
+        + ",\"type\":\"store.quarantined\",\"database\":\"" + jsonEscaped(path) + "\",\"quarantined\":["
+        + list + "]}",
+      retention: .billing, now: now)
+    Log.warn(
+      "store",
+      "new database " + path + " (store " + storeID + "); " + String(files.count)
+        + " quarantined database(s) beside it, the newest " + newest.file
+        + ": what it held that HQ had not acknowledged is only there (reported to HQ: store.quarantined)")
   }
 }

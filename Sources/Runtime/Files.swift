@@ -52,6 +52,21 @@ public enum Files {
     guard rename(temporary, path) == 0 else { throw SystemError.current("rename " + path) }
   }
 
+  /// The names in directory `path` (not `.` and `..`), unsorted.
+  /// - Throws: `SystemError` when it cannot be opened.
+  public static func list(_ path: String) throws(SystemError) -> [String] {
+    guard let dir = opendir(path) else { throw SystemError.current("opendir " + path) }
+    defer { closedir(dir) }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+      let name = withUnsafePointer(to: &entry.pointee.d_name) {
+        String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
+      }
+      if name != "." && name != ".." { names.append(name) }
+    }
+    return names
+  }
+
   /// True when something exists at `path`.
   public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 

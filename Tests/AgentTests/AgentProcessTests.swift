@@ -152,13 +152,32 @@ import Testing
     let dir = try makeTemporaryDirectory("agent-corrupt")
     let config = try writeConfig(dir, device: "TA-CORRUPT-1", port: 1)
     let db = dir.appendingPathComponent("agent.db")
-    try Data(
-      String(repeating: "this is not a database, just text that fills a page or two. ", count: 200).utf8
-    ).write(to: db)
+    let garbage = Data(
+      String(repeating: "this is not a database, just text that fills a page or two. ", count: 200).utf8)
+    try garbage.write(to: db)
     let result = try runProduct("gridedge", ["run", "--config", config], in: dir)
     #expect(result.status == 3, "\(result.stderr)")
     #expect(result.stderr.contains("quarantined to " + db.path + ".corrupt-"))
     #expect(!FileManager.default.fileExists(atPath: db.path))
+
+    // The next start makes a new database and tells HQ what was quarantined beside it.
+    let rig = try HQUnderTest(in: dir)
+    let restarted = try Child(
+      "gridedge", ["run", "--config", try writeConfig(dir, device: "TA-CORRUPT-1", port: rig.port)], in: dir)
+    var event: [String: Any]? = nil
+    #expect(
+      waitUntil(timeout: 20) {
+        event = storedAtHQ(rig.db, device: "TA-CORRUPT-1", "events").first {
+          $0["type"] as? String == "store.quarantined"
+        }
+        return event != nil
+      }, "no store.quarantined at HQ\n\(restarted.log)")
+    let listed = try #require((event?["quarantined"] as? [[String: Any]])?.first)
+    #expect((listed["file"] as? String)?.hasPrefix(db.path + ".corrupt-") == true, "\(listed)")
+    #expect((listed["bytes"] as? Int) == garbage.count)
+    #expect(restarted.log.contains("quarantined database(s) beside it"), "\(restarted.log)")
+    restarted.signal()
+    #expect(try restarted.wait(timeout: 10) == 0)
   }
 
   /// A real agent database with some thousands of records, closed cleanly.
