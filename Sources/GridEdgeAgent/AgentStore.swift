@@ -533,6 +533,31 @@ public final class AgentStore {
         ) STRICT;
         INSERT INTO outage_state (singleton, figures_day) VALUES (1, NULL);
         """),
+    Migration(
+      id: 17, name: "meter replacements: a meter may be the old one of several swaps",
+      sql: """
+        CREATE TABLE meter_replacements_17 (
+          id INTEGER PRIMARY KEY,
+          old TEXT NOT NULL,
+          new TEXT NOT NULL,
+          customer TEXT NOT NULL,
+          category TEXT NOT NULL,
+          area TEXT NOT NULL,
+          at INTEGER NOT NULL,
+          old_final_wh INTEGER NOT NULL,
+          new_initial_wh INTEGER NOT NULL,
+          version INTEGER NOT NULL,
+          applied_at INTEGER NOT NULL,
+          UNIQUE (old, at)
+        ) STRICT;
+        INSERT INTO meter_replacements_17 (old, new, customer, category, area, at, old_final_wh,
+          new_initial_wh, version, applied_at)
+        SELECT old, new, customer, category, area, at, old_final_wh, new_initial_wh, version, applied_at
+        FROM meter_replacements ORDER BY at;
+        DROP TABLE meter_replacements;
+        ALTER TABLE meter_replacements_17 RENAME TO meter_replacements;
+        CREATE INDEX meter_replacements_new ON meter_replacements (new, at);
+        """),
   ]
 
   /// Opens (creating if needed) the database at `path` for device `deviceID`.

@@ -322,7 +322,7 @@ public enum Archive {
         """
         INSERT INTO meter_replacements (old, new, customer, category, area, at, old_final_wh, new_initial_wh,
           version, applied_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-        ON CONFLICT (old) DO UPDATE SET new = excluded.new, customer = excluded.customer,
+        ON CONFLICT (old, at) DO UPDATE SET new = excluded.new, customer = excluded.customer,
           category = excluded.category, area = excluded.area, at = excluded.at,
           old_final_wh = excluded.old_final_wh, new_initial_wh = excluded.new_initial_wh,
           version = excluded.version, applied_at = excluded.applied_at

@@ -90,7 +90,9 @@ public enum Balance {
   ) throws(Failure) -> Result {
     let dayNumber = day.daysSinceEpoch
     let firstDay = dayNumber - Int64(historyDays)
-    let place = try Self.place(db, area: area, day: dayNumber)
+    let place = try Self.place(
+      db, area: area, day: dayNumber,
+      dayEnd: offset.unixSeconds(startOf: CivilDate(daysSinceEpoch: dayNumber + 1)) * 1000)
     // Each place's freeze of a local day: the earliest of its meters' in their time
     // (rows come in time order, so the first one of a day is kept).
     let span = Int(dayNumber + 2 - firstDay)
@@ -174,7 +176,9 @@ public enum Balance {
     thresholds: BalanceThresholds = BalanceThresholds()
   ) throws(Failure) -> Result {
     let dayNumber = day.daysSinceEpoch
-    let place = try Self.place(db, area: area, day: dayNumber)
+    let place = try Self.place(
+      db, area: area, day: dayNumber,
+      dayEnd: offset.unixSeconds(startOf: CivilDate(daysSinceEpoch: dayNumber + 1)) * 1000)
     let start = (offset.unixSeconds(startOf: day) + Int64(hour) * 3600) * 1000
     // Period k: the hour k days back; its readings at its start and end.
     var times: [SQLiteValue] = []
@@ -297,7 +301,12 @@ public enum Balance {
     var meters: [String] { listed + members.keys.filter { chains[$0] == nil } }
   }
 
-  private static func place(_ db: Connection, area: String, day: Int64) throws(Failure) -> AreaPlace {
+  /// The area's place on local day `day` (ending at `dayEnd`, Unix ms): its meters,
+  /// and each meter's chain in the life it had that day (a meter taken out and
+  /// installed again elsewhere has one chain per life).
+  private static func place(_ db: Connection, area: String, day: Int64, dayEnd: Int64) throws(Failure)
+    -> AreaPlace
+  {
     // The whole topology (a concentrator's meters, a few rows each): the day's
     // assignments and every CT ratio in force come from it.
     let history: Topology.History
@@ -317,7 +326,7 @@ public enum Balance {
       var members: [String: [(owner: String, segment: Int)]] = [:]
       if !replacements.isEmpty {
         for row in rows {
-          let chain = MeterChain(meter: row.meter, replacements: replacements)
+          let chain = MeterChain(meter: row.meter, replacements: replacements, installedBefore: dayEnd)
           guard chain.segments.count > 1 else { continue }
           chains[row.meter] = chain
           for (i, segment) in chain.segments.enumerated() {

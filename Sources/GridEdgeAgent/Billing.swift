@@ -42,11 +42,15 @@ public enum Billing {
         """
         SELECT r.ts, r.meter, r.value, r.tariffs, m.customer, m.category
         FROM readings r JOIN (
-          SELECT address, customer, category, NULL AS until FROM archive_meters WHERE area_meter = 0
-          UNION ALL SELECT old, customer, category, at FROM meter_replacements
+          SELECT address, customer, category,
+            (SELECT max(p.at) FROM meter_replacements p WHERE p.new = address) AS since, NULL AS until
+          FROM archive_meters WHERE area_meter = 0
+          UNION ALL SELECT o.old, o.customer, o.category,
+            (SELECT max(p.at) FROM meter_replacements p WHERE p.new = o.old AND p.at < o.at), o.at
+          FROM meter_replacements o
         ) m ON m.address = r.meter
         WHERE r.di = '0001FF00' AND r.ts >= ?1 AND r.quality != 'clock-suspect'
-          AND (m.until IS NULL OR r.ts <= m.until)
+          AND (m.since IS NULL OR r.ts >= m.since) AND (m.until IS NULL OR r.ts <= m.until)
         ORDER BY r.ts, r.meter
         """, [.integer(cursor)])
       // The cursor's own slot is read again: a cycle stores its readings (all with the

@@ -248,15 +248,17 @@ struct MeterChain: Sendable {
   /// The chain's meters in time order.
   let segments: [Segment]
 
-  /// The chain through `meter` (at most 16 swaps either way).
-  init(meter: String, replacements: [Replacement]) {
+  /// The chain through `meter` in the life it began last before `installedBefore`
+  /// (a meter taken out and installed again later is in one chain per life), at most
+  /// 16 swaps either way.
+  init(meter: String, replacements: [Replacement], installedBefore: Int64 = Int64.max) {
     func installing(_ m: String, before bound: Int64) -> Replacement? {
       replacements.filter { $0.new == m && $0.at < bound }.max { $0.at < $1.at }
     }
     func removing(_ m: String, after bound: Int64) -> Replacement? {
       replacements.filter { $0.old == m && $0.at > bound }.min { $0.at < $1.at }
     }
-    let installed = installing(meter, before: Int64.max)
+    let installed = installing(meter, before: installedBefore)
     let removed = removing(meter, after: installed?.at ?? Int64.min)
     var segments = [
       Segment(

@@ -19,6 +19,32 @@ import Testing
     #expect(other.storeID != first.storeID)
   }
 
+  /// Migration 17 keeps the swaps recorded before it, and lets a meter be the old one
+  /// of a second swap (it was the table's key before).
+  @Test func migration17KeepsTheSwapsAndAllowsASecondSwapOfTheSameMeter() throws {
+    let dir = try makeTemporaryDirectory("agent-store-17")
+    let path = dir.appendingPathComponent("a.db").path
+    do {
+      let db = try Connection(path: path)
+      _ = try Migrator(Array(AgentStore.migrations.prefix { $0.id < 17 })).migrate(db)
+      try db.run(
+        """
+        INSERT INTO meter_replacements (old, new, customer, category, area, at, old_final_wh, new_initial_wh,
+          version, applied_at) VALUES ('000000000001', '000000000101', 'C-1', 'residential', 'TA-1', 100, 5, 0, 2, 1)
+        """)
+      db.close()
+    }
+    let store = try AgentStore(path: path, deviceID: "TA-1", now: 1)
+    let kept = try store.db.query("SELECT id, old, new, at FROM meter_replacements").map { $0.values }
+    #expect(kept == [[.integer(1), .text("000000000001"), .text("000000000101"), .integer(100)]])
+    try store.db.run(
+      """
+      INSERT INTO meter_replacements (old, new, customer, category, area, at, old_final_wh, new_initial_wh,
+        version, applied_at) VALUES ('000000000001', '000000000201', 'C-2', 'residential', 'TA-1', 900, 9, 0, 4, 2)
+      """)
+    #expect(try store.db.scalarInt("SELECT count(*) FROM meter_replacements WHERE old = '000000000001'") == 2)
+  }
+
   @Test func bootEpochsCountUpAndAreRecorded() throws {
     let dir = try makeTemporaryDirectory("agent-store")
     let store = try AgentStore(path: dir.appendingPathComponent("a.db").path, deviceID: "TA-1", now: 1)

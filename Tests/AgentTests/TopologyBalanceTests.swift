@@ -395,6 +395,71 @@ import Testing
     }
   }
 
+  /// A meter taken out, refurbished and installed again at another customer, and
+  /// later replaced there too, is the old meter of two swaps: both are kept, each
+  /// customer's chain keeps its own time of the meter, and the balance and the ledger
+  /// count each of its lives for its own customer once.
+  @Test func aMeterReinstalledElsewhereAndReplacedAgainKeepsBothSwaps() throws {
+    var f = try LedgerTests.Fixture("topology-twice")
+    #expect(try f.send("archive", BillingTests.archive).outcome == "applied")
+    for category in ["residential", "commercial"] {
+      let tariff = try f.send(
+        "tariff",
+        #"{"id":"T-\#(category)","category":"\#(category)","effective_from":"2026-01-01","flat":5000}"#)
+      #expect(tariff.outcome == "applied", "\(tariff)")
+    }
+    let noon = { (i: Int64) in Self.midnight(i) + Self.day / 2 }
+    func replace(_ version: Int, _ old: String, _ new: String, final: Int64, initial: Int64, at: Int64) throws
+    {
+      let result = try f.send(
+        "archive",
+        #"{"op":"replace","version":\#(version),"old":"\#(old)","new":{"address":"\#(new)"},"#
+          + #""old_final_wh":\#(final),"new_initial_wh":\#(initial),"at":\#(at)}"#)
+      #expect(result.outcome == "applied", "\(result)")
+    }
+    func bill() throws {
+      _ = try Billing.run(store: f.store, outbox: try Outbox(store: f.store), offset: .china, now: 0)
+    }
+    // C-1 uses 9 kWh a day, C-2 8 kWh; the area meter 18 kWh.
+    try Self.store(f.store, "000000009999", days: 0...7) { 50_000_000 + $0 * 18_000 }
+    // Meter 01 at C-1 until noon of day 2, then 101.
+    try Self.store(f.store, "000000000001", days: 0...2, realtime: 0...2) { 1_000_000 + $0 * 9_000 }
+    try Self.store(f.store, "000000000002", days: 0...4, realtime: 0...4) { 400_000 + $0 * 8_000 }
+    try bill()
+    try replace(2, "000000000001", "000000000101", final: 1_022_500, initial: 500, at: noon(2))
+    try Self.store(f.store, "000000000101", days: 3...4, realtime: 3...4) { 5_000 + ($0 - 3) * 9_000 }
+    try bill()
+    // Meter 01, refurbished (register 0), replaces C-2's 02 at noon of day 4 ...
+    try replace(3, "000000000002", "000000000001", final: 436_000, initial: 0, at: noon(4))
+    try Self.store(f.store, "000000000001", days: 5...6, realtime: 5...6) { 4_000 + ($0 - 5) * 8_000 }
+    try Self.store(f.store, "000000000101", days: 5...6, realtime: 5...6) { 5_000 + ($0 - 3) * 9_000 }
+    try bill()
+    // ... and is replaced there by 201 at noon of day 6.
+    try replace(4, "000000000001", "000000000201", final: 16_000, initial: 100, at: noon(6))
+    try Self.store(f.store, "000000000201", days: 7...7, realtime: 7...7) { _ in 4_100 }
+    try Self.store(f.store, "000000000101", days: 7...7, realtime: 7...7) { 5_000 + ($0 - 3) * 9_000 }
+    try bill()
+
+    #expect(try f.store.db.scalarInt("SELECT count(*) FROM meter_replacements") == 3)
+    for i in Int64(0)...6 {
+      let result = try Balance.compute(db: f.store.db, area: "TA-1", day: Self.date(i), offset: .china)
+      let c1 = i < 2 ? "000000000001" : "000000000101"
+      let c2 = i < 4 ? "000000000002" : (i < 6 ? "000000000001" : "000000000201")
+      #expect(Self.energy(result, c1) == 9_000, "day \(i): C-1 \(result.input.customers)")
+      #expect(Self.energy(result, c2) == 8_000, "day \(i): C-2 \(result.input.customers)")
+      #expect(result.balance.sold.wattHours == 17_000, "day \(i)")
+      #expect(result.balance.suspects.isEmpty, "day \(i): \(result.balance.suspects)")
+    }
+    // The ledger: C-1 22.5 + 40.5 kWh, C-2 36 + 16 + 4 kWh, at 0.5000 CNY/kWh.
+    let charged = { (customer: String) in
+      try f.store.db.scalarInt(
+        "SELECT -sum(amount_fen) FROM ledger WHERE customer = ?1 AND kind = 'charge'", [.text(customer)])
+    }
+    #expect(try charged("C-1") == 63_000 / 20)
+    #expect(try charged("C-2") == 56_000 / 20)
+    #expect(try Ledger.verify(f.store.db).isEmpty)
+  }
+
   // MARK: - Energy while the relay is open
 
   @Test func energyRegisteredWhileTheRelayIsVerifiedOpenMakesASuspectWithItsOpenTime() throws {
