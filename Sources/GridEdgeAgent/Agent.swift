@@ -11,7 +11,8 @@ import SQLiteStore
 /// This first version keeps the device's identity and boots in its database,
 /// connects to the broker with a will, publishes its retained birth, subscribes to
 /// its downlink, reconnects with backoff and full jitter, and on SIGTERM/SIGINT
-/// publishes `offline` and exits 0.
+/// publishes `offline` and exits 0. It watches every write to its database
+/// (`StorageHealth`) and says when the disk fails and recovers.
 public final class Agent<C: Clock> {
   private enum Timer: Hashable {
     case reconnect
@@ -67,6 +68,18 @@ public final class Agent<C: Clock> {
   private var unbilled = true
   let offset: UTCOffset
   let thresholds: GradeThresholds
+  /// The database disk's health, from every write's outcome (issue 8).
+  let health = StorageHealth()
+  /// `store.status_file`: where the storage state is written, off the database disk.
+  let statusFile: String?
+  /// The status file needs writing: for a new state at once, for a new failure
+  /// count within a second; when it was last written (monotonic ms).
+  private var statusFileDue = true
+  private var statusFileCountDue = false
+  private var statusFileWrittenAt: Int64 = 0
+  private var statusFileWarned = false
+  /// `store.recovered` events not stored yet (the disk failed again first).
+  private var recoveries: [String] = []
 
   /// The broker as `host:port`, for logs and status.
   public var broker: String { host + ":" + String(port) }
@@ -77,6 +90,7 @@ public final class Agent<C: Clock> {
   public init(config: Config, clock: C) throws(AgentError) {
     self.config = config
     self.clock = clock
+    self.statusFile = config.string("store.status_file")
     let deviceID = config.string("device.id") ?? ""
     let path = config.string("store.path") ?? ""
     do {
@@ -215,6 +229,7 @@ public final class Agent<C: Clock> {
     } else {
       self.relay = nil
     }
+    store.db.writeObserver = { [health, clock] error in health.observe(error, now: clock.wallMilliseconds) }
   }
 
   /// Runs until a stop signal, then says goodbye to the broker.
@@ -225,16 +240,18 @@ public final class Agent<C: Clock> {
       "device " + store.deviceID + " store " + store.storeID + " epoch " + String(epoch)
         + ", database " + store.db.path + ", broker " + broker)
     setStatus(phase: "running", detail: "started")
+    watchStorage()
     checkBudget()
     bill()
     summariseBalance()
     connect()
     while !finished {
+      watchStorage()
       let now = clock.monotonicMilliseconds
       for timer in timers.takeDue(now: now) { fire(timer) }
       if finished { break }
       if let acquisition {
-        acquisition.tick(monotonic: now, wall: clock.wallMilliseconds)
+        health.during("storing readings") { acquisition.tick(monotonic: now, wall: clock.wallMilliseconds) }
         if acquisition.takeEnqueued() {
           sync.recordsEnqueued()
           unbilled = true
@@ -288,8 +305,10 @@ public final class Agent<C: Clock> {
       }
       handleEvents()
       if let acquisition {
-        acquisition.service(
-          results[busStart...], monotonic: clock.monotonicMilliseconds, wall: clock.wallMilliseconds)
+        health.during("storing readings") {
+          acquisition.service(
+            results[busStart...], monotonic: clock.monotonicMilliseconds, wall: clock.wallMilliseconds)
+        }
         if acquisition.takeEnqueued() {
           sync.recordsEnqueued()
           unbilled = true
@@ -298,7 +317,9 @@ public final class Agent<C: Clock> {
       tickRelay()
       tickOutages()
     }
-    acquisition?.close(monotonic: clock.monotonicMilliseconds, wall: clock.wallMilliseconds)
+    health.during("storing readings") {
+      acquisition?.close(monotonic: clock.monotonicMilliseconds, wall: clock.wallMilliseconds)
+    }
     do {
       try sync.releaseAcknowledged(wall: clock.wallMilliseconds)
     } catch {
@@ -307,6 +328,7 @@ public final class Agent<C: Clock> {
     let reason = stopReason ?? "stopped"
     recordEndOfBoot(reason)
     setStatus(phase: "stopped", linkState: "closed", detail: "stopped on " + reason)
+    if let statusFile { try? Files.remove(statusFile) }
     Log.info("agent", "stopped on " + reason)
     return ExitCode.ok
   }
@@ -318,7 +340,9 @@ public final class Agent<C: Clock> {
     var failure = ""
     for _ in 0..<3 {
       do {
-        try store.endBoot(epoch, now: clock.wallMilliseconds, reason: reason)
+        try health.during("recording the end of this boot") { () throws(SQLiteError) in
+          try store.endBoot(epoch, now: clock.wallMilliseconds, reason: reason)
+        }
         return
       } catch {
         failure = error.description
@@ -445,16 +469,11 @@ public final class Agent<C: Clock> {
     link = .connected
     backoff.reset()
     timers.cancel(.reconnect)
-    let birth: [UInt8]
+    guard let birth = birthMessage() else { return }
     do {
-      birth = try Self.stateMessage(
-        .online, epoch: epoch, store: store, config: config, reason: nil, clock: clock)
-    } catch {
-      Log.error("agent", "forming the birth message: " + error.description)
-      return
-    }
-    do {
-      try sync.linkUp(monotonic: clock.monotonicMilliseconds)
+      try health.during("syncing with HQ") { () throws(SQLiteError) in
+        try sync.linkUp(monotonic: clock.monotonicMilliseconds)
+      }
     } catch {
       Log.error("sync", "reading unacknowledged batches: " + error.description)
     }
@@ -529,6 +548,8 @@ public final class Agent<C: Clock> {
   // MARK: - Sync
 
   private func pump() {
+    let outer = health.enter("syncing with HQ")
+    defer { health.leave(outer) }
     do {
       try sync.pump(monotonic: clock.monotonicMilliseconds, wall: clock.wallMilliseconds)
     } catch {
@@ -575,6 +596,8 @@ public final class Agent<C: Clock> {
   }
 
   private func handleCommand(_ payload: [UInt8]) {
+    let outer = health.enter("storing a command")
+    defer { health.leave(outer) }
     do {
       try commands.handle(payload, wall: clock.wallMilliseconds, monotonic: clock.monotonicMilliseconds)
       sync.recordsEnqueued()
@@ -601,8 +624,12 @@ public final class Agent<C: Clock> {
   }
 
   /// Enqueues an event record (`body` is a JSON object without `id`/`ts`).
-  private func enqueueEvent(_ body: String) {
+  /// - Returns: whether it was stored (a failure is logged).
+  @discardableResult
+  private func enqueueEvent(_ body: String) -> Bool {
     let now = clock.wallMilliseconds
+    let outer = health.enter("storing an event")
+    defer { health.leave(outer) }
     do {
       try store.db.transaction { () throws(SQLiteError) in
         let id = try outbox.newRecordID("event")
@@ -612,14 +639,18 @@ public final class Agent<C: Clock> {
           retention: .billing, now: now)
       }
       sync.recordsEnqueued()
+      return true
     } catch {
       Log.error("agent", "could not enqueue event " + body + ": " + error.description)
+      return false
     }
   }
 
   /// Outages: the power-fail signal, the daily figures, and the events acquisition's
   /// observations raised.
   private func tickOutages() {
+    let outer = health.enter("recording outages")
+    defer { health.leave(outer) }
     outages.tick(monotonic: clock.monotonicMilliseconds, wall: clock.wallMilliseconds)
     if outages.takeEnqueued() { sync.recordsEnqueued() }
   }
@@ -627,6 +658,8 @@ public final class Agent<C: Clock> {
   /// Relay operations: completions in, due tries out.
   private func tickRelay() {
     guard let relay else { return }
+    let outer = health.enter("controlling relays")
+    defer { health.leave(outer) }
     relay.tick(wall: clock.wallMilliseconds)
     if relay.takeEnqueued() { sync.recordsEnqueued() }
   }
@@ -635,6 +668,8 @@ public final class Agent<C: Clock> {
   /// then takes the disconnect / reconnect decisions.
   private func bill() {
     timers.schedule(.billing, at: clock.monotonicMilliseconds + 10_000)
+    let outer = health.enter("billing")
+    defer { health.leave(outer) }
     defer {
       relay?.evaluate(wall: clock.wallMilliseconds)
       tickRelay()
@@ -666,6 +701,8 @@ public final class Agent<C: Clock> {
   /// deadline has passed (`DailyBalance`); checked every minute.
   private func summariseBalance() {
     timers.schedule(.balance, at: clock.monotonicMilliseconds + 60_000)
+    let outer = health.enter("summarising the daily balance")
+    defer { health.leave(outer) }
     do {
       let done = try DailyBalance.run(
         store: store, outbox: outbox, offset: offset, now: clock.wallMilliseconds,
@@ -688,6 +725,8 @@ public final class Agent<C: Clock> {
   private func assessCredit() {
     // Checked at load (Config.load), so the fallback (02:30) is never used.
     let assessAt = (try? Credit.assessAt(config)) ?? 9000
+    let outer = health.enter("grading credit")
+    defer { health.leave(outer) }
     do {
       guard
         let changed = try Credit.assessIfDue(
@@ -704,6 +743,8 @@ public final class Agent<C: Clock> {
   /// clearly when only billing data is left. Runs every 5 s.
   private func checkBudget() {
     timers.schedule(.budget, at: clock.monotonicMilliseconds + 5000)
+    let outer = health.enter("checking the disk budget")
+    defer { health.leave(outer) }
     let state: Outbox.BudgetState
     do {
       state = try outbox.enforceBudget(capBytes: capBytes, now: clock.wallMilliseconds)
@@ -744,13 +785,100 @@ public final class Agent<C: Clock> {
 
   private static func stateMessage(
     _ state: StateMessage.State, epoch: Int64, store: AgentStore, config: Config, reason: String?,
-    clock: C
+    clock: C, storage: StorageHealth.Failing? = nil
   ) throws(SQLiteError) -> [UInt8] {
     try StateMessage(
       state: state, epoch: epoch, device: store.deviceID, store: store.storeID,
       time: clock.wallMilliseconds, version: BuildInfo.version,
-      profile: config.string("device.profile"), reason: reason
+      profile: config.string("device.profile"), reason: reason,
+      storage: storage.map { StateMessage.StorageFailure(since: $0.since, error: $0.error, step: $0.step) }
     ).encode(store.db)
+  }
+
+  /// The retained birth, with the storage state when the disk fails; nil (logged)
+  /// when it cannot be formed.
+  private func birthMessage() -> [UInt8]? {
+    do {
+      return try Self.stateMessage(
+        .online, epoch: epoch, store: store, config: config, reason: nil, clock: clock,
+        storage: health.failing)
+    } catch {
+      Log.error("agent", "forming the birth message: " + error.description)
+      return nil
+    }
+  }
+
+  // MARK: - Storage health
+
+  /// Says what changed in the database disk's health (issue 8): logs a spell of
+  /// failing writes when it starts and ends, publishes the retained state again,
+  /// keeps the status file (`store.status_file`) current, and stores a
+  /// `store.recovered` event once the database takes writes again. Every loop turn.
+  private func watchStorage() {
+    let (changes, counted) = health.takeChanges()
+    for change in changes {
+      switch change {
+      case .failing(let spell):
+        Log.error(
+          "store",
+          "storage FAILING: " + spell.error + " while " + spell.step + " (database " + store.db.path
+            + "); the agent keeps running and tries again, but stores nothing until the disk takes writes;"
+            + " gridedge status shows it" + (statusFile == nil ? " only with store.status_file set" : ""))
+      case .recovered(let spell, let at):
+        Log.info(
+          "store",
+          "storage recovered after " + String((at - spell.since) / 1000) + " s: the database " + store.db.path
+            + " takes writes again (" + String(spell.failures) + " failed write(s) since "
+            + formatUTC(milliseconds: spell.since) + ", the last: " + spell.error + " while " + spell.step
+            + ")")
+        recoveries.append(StorageHealth.recoveredEvent(spell, at: at))
+      }
+    }
+    if !changes.isEmpty {
+      statusFileDue = true
+      publishBirthAgain()
+    }
+    // A new failure count alone is written at most once a second.
+    if counted { statusFileCountDue = true }
+    let now = clock.monotonicMilliseconds
+    if statusFileDue || (statusFileCountDue && now - statusFileWrittenAt >= 1000) { writeStatusFile(now) }
+    while health.failing == nil, let event = recoveries.first, enqueueEvent(event) {
+      recoveries.removeFirst()
+    }
+  }
+
+  /// Publishes the retained birth again, so HQ sees the storage state change.
+  private func publishBirthAgain() {
+    guard link == .connected, stopReason == nil, let birth = birthMessage() else { return }
+    do {
+      try client.publish(topic: Topics.state(store.deviceID), payload: birth, qos: 1, retain: true)
+    } catch {
+      Log.warn("mqtt", "could not publish the state again: " + error.description)
+    }
+  }
+
+  /// Rewrites the status file (a temporary file renamed over it); a failure is
+  /// logged once until it works again.
+  private func writeStatusFile(_ now: Int64) {
+    statusFileDue = false
+    statusFileCountDue = false
+    statusFileWrittenAt = now
+    guard let statusFile else { return }
+    let text = health.statusFileText(
+      device: store.deviceID, store: store.storeID, epoch: epoch, pid: Process.id, now: clock.wallMilliseconds
+    )
+    do {
+      try Files.writeAtomically(statusFile, Array(text.utf8))
+      statusFileWarned = false
+    } catch {
+      if !statusFileWarned {
+        Log.warn(
+          "store",
+          "cannot write store.status_file " + statusFile + ": " + error.description
+            + " (gridedge status cannot show a failing database disk)")
+      }
+      statusFileWarned = true
+    }
   }
 
   private func setStatus(phase: String, linkState: String? = nil, detail: String) {
@@ -758,7 +886,7 @@ public final class Agent<C: Clock> {
       epoch: epoch, pid: Process.id, phase: phase, link: linkState ?? linkName, broker: broker,
       detail: detail, updatedAt: clock.wallMilliseconds)
     do {
-      try store.setStatus(status)
+      try health.during("storing the status") { () throws(SQLiteError) in try store.setStatus(status) }
     } catch {
       Log.warn("agent", "could not store the status: " + error.description)
     }

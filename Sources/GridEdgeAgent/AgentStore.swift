@@ -668,8 +668,14 @@ public final class AgentStore {
   /// memory) rather than the database being wrong: the same database may work on the
   /// next try.
   public static func isDiskFailure(_ error: SQLiteError) -> Bool {
-    error.code == .ioError || error.code == .full || error.code == .noMemory || error.code == .busy
-      || error.code == .locked || error.code == .readOnly || error.code == .cantOpen
+    isStorageFailure(error) || error.code == .noMemory || error.code == .busy || error.code == .locked
+  }
+
+  /// Whether `error` is the storage itself failing (an I/O error, a full or
+  /// read-only file system, a file that cannot be opened), not contention for the
+  /// database or memory: what `gridedge status` reports as failing storage.
+  public static func isStorageFailure(_ error: SQLiteError) -> Bool {
+    error.code == .ioError || error.code == .full || error.code == .readOnly || error.code == .cantOpen
   }
 
   /// Records a new boot and returns its epoch (one more than the last). The boot is

@@ -73,6 +73,10 @@ public enum ConfigSchema {
       "store.max_bytes", .integer(1_048_576, 1_099_511_627_776), default: "268435456", unit: "bytes",
       "Disk budget: above it, unsent telemetry is evicted oldest first (billing data never is)."),
     ConfigKey(
+      "store.status_file", .path,
+      "A JSON file on another file system (tmpfs) where the agent says whether its database disk fails, for gridedge status; unset: none."
+    ),
+    ConfigKey(
       "mqtt.host", .text, default: "127.0.0.1", "The MQTT broker's host name or address."),
     ConfigKey(
       "mqtt.port", .integer(1, 65535), default: "1883",

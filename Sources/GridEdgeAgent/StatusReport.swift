@@ -2,8 +2,9 @@ import Runtime
 import SQLiteStore
 
 /// `gridedge status`: what the agent on this device is doing, read from its database
-/// (the running agent keeps a status row up to date), for an engineer on site or,
-/// with `--json`, for scripts.
+/// (the running agent keeps a status row up to date) and, since a failing database
+/// disk cannot say so in the database, from `store.status_file` (`storage`), for an
+/// engineer on site or, with `--json`, for scripts.
 public enum StatusReport {
   /// Prints the status of the agent configured by `config`.
   /// - Returns: the exit code: 0 when the database could be read.
@@ -24,7 +25,7 @@ public enum StatusReport {
         """
         SELECT d.device_id, d.store_id, s.epoch, s.pid, s.phase, s.link, s.broker, s.detail,
           s.updated_at, (SELECT count(*) FROM boots),
-          (SELECT stop_reason FROM boots ORDER BY epoch DESC LIMIT 1)
+          (SELECT stop_reason FROM boots ORDER BY epoch DESC LIMIT 1), (SELECT max(epoch) FROM boots)
         FROM device d LEFT JOIN agent_status s ON s.singleton = 1
         """)
       guard let row = rows.first else {
@@ -33,10 +34,13 @@ public enum StatusReport {
       }
       let pid = Int32(truncatingIfNeeded: row.int64(3) ?? 0)
       let phase = row.text(4) ?? "never started"
-      let alive = phase != "stopped" && Process.isAlive(pid)
+      let storage = try Self.storage(
+        config: config, db: db, store: row.text(1) ?? "", epoch: row.int64(11) ?? 0)
+      // A failing disk may have kept the agent from storing its status row.
+      let alive = (phase != "stopped" && Process.isAlive(pid)) || storage.line != nil
       let state: String
       if alive {
-        state = phase
+        state = phase == "stopped" ? "running" : phase
       } else if phase == "stopped" {
         state = "stopped"
       } else if row.int64(2) == nil {
@@ -102,7 +106,7 @@ public enum StatusReport {
             'outbox', json_object('pending_records', ?15, 'unacked_batches', ?16, 'last_seq', ?17,
               'evicted_records', ?18, 'used_bytes', ?19, 'cap_bytes', ?20), 'last_cycle', json(?21),
             'relays', json(?22),
-            'archive', json_object('version', ?23, 'meters', ?24, 'polled_from', ?25))
+            'archive', json_object('version', ?23, 'meters', ?24, 'polled_from', ?25), 'storage', json(?26))
           """,
           [
             row[0], row[1], .text(config.string("device.profile") ?? ""), .text(state),
@@ -110,6 +114,7 @@ public enum StatusReport {
             row[10], .text(path), .integer(pending), .integer(unacked), .integer(lastSeq),
             .integer(evicted), .integer(used), .integer(config.integer("store.max_bytes")), .text(cycleJSON),
             .text(relayJSON), .integer(archiveVersion), .integer(archiveMeters), .text(meterSource),
+            .text(storage.json),
           ])
         Console.writeLine(out.first?.text(0) ?? "{}")
         return ExitCode.ok
@@ -120,6 +125,7 @@ public enum StatusReport {
         ("profile", config.string("device.profile") ?? ""),
         ("agent", state + (alive ? " (pid " + String(pid) + ")" : "")),
       ]
+      if alive { lines.append(("storage", storage.line ?? storage.unknown)) }
       if let epoch = row.int64(2) {
         lines.append(("epoch", String(epoch) + " of " + String(row.int64(9) ?? 0) + " boots"))
         lines.append(("link", (row.text(5) ?? "") + " (" + (row.text(6) ?? "") + ")"))
@@ -178,5 +184,51 @@ public enum StatusReport {
       Log.error("status", "database " + path + ": " + error.description)
       return ExitCode.database
     }
+  }
+
+  /// The storage state the running agent wrote to `store.status_file` (its database
+  /// cannot say that its disk fails).
+  /// - Parameters:
+  ///   - store, epoch: the database's store id and its latest boot: a file of another
+  ///     database or boot, or of a process that is gone, is not used.
+  /// - Returns: `json` for `--json` (`state` `ok`, `failing` or `unknown`); `line`
+  ///   for the text output when the file is the running agent's, else `unknown`.
+  static func storage(config: Config, db: Connection, store: String, epoch: Int64) throws(SQLiteError) -> (
+    json: String, line: String?, unknown: String
+  ) {
+    guard let file = config.string("store.status_file") else {
+      return ("{\"state\":\"unknown\",\"file\":null}", nil, "unknown (store.status_file is not set)")
+    }
+    let unknown = "unknown (" + file + " is not the running agent's)"
+    let text = (try? Files.readText(file)) ?? ""
+    let now = SystemClock().wallMilliseconds
+    guard
+      let row = try db.query(
+        """
+        SELECT json_extract(?1, '$.pid'), json_extract(?1, '$.storage.state'),
+          json_extract(?1, '$.storage.since'), json_extract(?1, '$.storage.error'),
+          json_extract(?1, '$.storage.step'), json_extract(?1, '$.storage.failures'),
+          json_extract(?1, '$.storage.recovered_at'),
+          json_patch(json_extract(?1, '$.storage'), json_object('file', ?4,
+            'seconds', (?5 - json_extract(?1, '$.storage.since')) / 1000))
+        FROM (SELECT 1) WHERE json_valid(?1) AND json_extract(?1, '$.store') = ?2
+          AND json_extract(?1, '$.epoch') = ?3 AND json_type(?1, '$.storage') = 'object'
+        """, [.text(text), .text(store), .integer(epoch), .text(file), .integer(now)]
+      ).first, Process.isAlive(Int32(truncatingIfNeeded: row.int64(0) ?? 0))
+    else {
+      return ("{\"state\":\"unknown\",\"file\":" + jsonString(file) + "}", nil, unknown)
+    }
+    let json = row.text(7) ?? "{}"
+    guard row.text(1) == "failing", let since = row.int64(2) else {
+      let recovered = row.int64(6).map { " (recovered " + formatUTC(milliseconds: $0) + ")" } ?? ""
+      return (json, "ok" + recovered, unknown)
+    }
+    return (
+      json,
+      "FAILING since " + formatUTC(milliseconds: since) + " (" + String((now - since) / 1000) + " s): "
+        + (row.text(3) ?? "") + " while " + (row.text(4) ?? "") + "; " + String(row.int64(5) ?? 0)
+        + (row.int64(5) == 1 ? " failure" : " failures"),
+      unknown
+    )
   }
 }

@@ -13,6 +13,21 @@ public struct StateMessage: Equatable, Sendable {
     public var name: String { self == .online ? "online" : "offline" }
   }
 
+  /// The device's database disk fails: its writes fail since `since` (wall ms) with
+  /// `error` (what SQLite says), the first while the agent was doing `step`. A birth
+  /// without it says the disk takes writes. `"storage":{"state":"failing",...}`.
+  public struct StorageFailure: Equatable, Sendable {
+    public var since: Int64
+    public var error: String
+    public var step: String
+
+    public init(since: Int64, error: String, step: String) {
+      self.since = since
+      self.error = error
+      self.step = step
+    }
+  }
+
   public var state: State
   /// The device's boot counter: one more each time the agent starts on its database.
   public var epoch: Int64
@@ -25,10 +40,13 @@ public struct StateMessage: Equatable, Sendable {
   public var profile: String?
   /// Why the device went offline: `shutdown` (it said so) or `lost` (the will).
   public var reason: String?
+  /// Set while the device's database disk fails (the device publishes its state
+  /// again when that starts and ends).
+  public var storage: StorageFailure?
 
   public init(
     state: State, epoch: Int64, device: String, store: String, time: Int64,
-    version: String? = nil, profile: String? = nil, reason: String? = nil
+    version: String? = nil, profile: String? = nil, reason: String? = nil, storage: StorageFailure? = nil
   ) {
     self.state = state
     self.epoch = epoch
@@ -38,6 +56,7 @@ public struct StateMessage: Equatable, Sendable {
     self.version = version
     self.profile = profile
     self.reason = reason
+    self.storage = storage
   }
 
   /// The JSON payload, members in a fixed order, absent optionals left out.
@@ -46,11 +65,15 @@ public struct StateMessage: Equatable, Sendable {
     let rows = try db.query(
       """
       SELECT json_patch('{}', json_object('state', ?1, 'epoch', ?2, 'dev', ?3, 'store', ?4,
-        'ts', ?5, 'version', ?6, 'profile', ?7, 'reason', ?8))
+        'ts', ?5, 'version', ?6, 'profile', ?7, 'reason', ?8,
+        'storage', CASE WHEN ?9 IS NOT NULL
+          THEN json_object('state', 'failing', 'since', ?9, 'error', ?10, 'step', ?11) END))
       """,
       [
         .text(state.name), .integer(epoch), .text(device), .text(store), .integer(time),
         optionalText(version), optionalText(profile), optionalText(reason),
+        storage.map { .integer($0.since) } ?? .null, optionalText(storage?.error),
+        optionalText(storage?.step),
       ])
     return Array((rows.first?.text(0) ?? "").utf8)
   }
@@ -76,7 +99,9 @@ public struct StateMessage: Equatable, Sendable {
         SELECT json_extract(?1, '$.state'), json_type(?1, '$.epoch'), json_extract(?1, '$.epoch'),
           json_extract(?1, '$.dev'), json_extract(?1, '$.store'), json_type(?1, '$.ts'),
           json_extract(?1, '$.ts'), json_extract(?1, '$.version'),
-          json_extract(?1, '$.profile'), json_extract(?1, '$.reason')
+          json_extract(?1, '$.profile'), json_extract(?1, '$.reason'),
+          json_extract(?1, '$.storage.state'), json_extract(?1, '$.storage.since'),
+          json_extract(?1, '$.storage.error'), json_extract(?1, '$.storage.step')
         """, [.text(text)])
     } catch {
       throw .store(error)
@@ -98,9 +123,14 @@ public struct StateMessage: Equatable, Sendable {
     guard row.text(5) == "integer", let time = row.int64(6) else {
       throw row.text(5) == nil ? .missingField("ts") : .badField("ts", "expected an integer")
     }
+    var storage: StorageFailure? = nil
+    if row.text(10) == "failing" {
+      guard let since = row.int64(11) else { throw .badField("storage", "a failing storage needs since") }
+      storage = StorageFailure(since: since, error: row.text(12) ?? "", step: row.text(13) ?? "")
+    }
     return StateMessage(
       state: state, epoch: epoch, device: device, store: store, time: time,
-      version: row.text(7), profile: row.text(8), reason: row.text(9))
+      version: row.text(7), profile: row.text(8), reason: row.text(9), storage: storage)
   }
 }
 

@@ -106,7 +106,8 @@ public final class HQStore {
   }
 
   /// Records a state message; one from an older epoch than the one stored (a will
-  /// delivered after the device's next birth) is ignored.
+  /// delivered after the device's next birth) is ignored, and an online state while
+  /// the same boot is online (its storage state changed) is no new birth.
   /// - Returns: true when the stored state changed.
   @discardableResult
   public func record(_ message: StateMessage, receivedAt now: Int64) throws(SQLiteError) -> Bool {
@@ -119,7 +120,8 @@ public final class HQStore {
         store_id = excluded.store_id, version = coalesce(excluded.version, version),
         profile = coalesce(excluded.profile, profile), reason = excluded.reason,
         state_time = excluded.state_time, last_seen = excluded.last_seen,
-        births = births + excluded.births
+        births = births + CASE WHEN excluded.epoch = epoch AND excluded.store_id = store_id
+          AND state = 'online' THEN 0 ELSE excluded.births END
       WHERE excluded.epoch > epoch OR (excluded.epoch = epoch AND excluded.state_time >= state_time)
         OR excluded.store_id <> store_id
       """,

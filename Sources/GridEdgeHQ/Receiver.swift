@@ -269,7 +269,14 @@ public final class Receiver<C: Clock> {
       if try store.record(state, receivedAt: clock.wallMilliseconds) {
         var line = "device " + device + " " + state.state.name + " (epoch " + String(state.epoch)
         if let reason = state.reason { line += ", " + reason }
-        Log.info("hq", line + ")")
+        if let storage = state.storage {
+          Log.warn(
+            "hq",
+            line + "): its database disk FAILING since " + formatUTC(milliseconds: storage.since) + ": "
+              + storage.error + " while " + storage.step)
+        } else {
+          Log.info("hq", line + ")")
+        }
       }
     } catch {
       Log.error("hq", "storing state of " + device + ": " + error.description)

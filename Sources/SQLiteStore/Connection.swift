@@ -37,6 +37,21 @@ public final class Connection {
   private var handle: OpaquePointer?
   /// The `synchronous` level to restore when the current `.full` transaction ends.
   private var synchronousToRestore: Int64?
+  /// `sqlite3_total_changes64` when the open transaction began: a commit that changed
+  /// no row wrote nothing, so it tells the write observer nothing.
+  private var changesAtBegin: Int64 = 0
+
+  /// Told the outcome of each write that reaches the disk, for a caller that watches
+  /// the disk's health: `nil` after a `COMMIT` of a transaction that changed rows, or
+  /// a changing statement outside a transaction, succeeded; the error when `BEGIN`,
+  /// `COMMIT` or a statement that may change the database failed. Called on the
+  /// connection's thread right after the outcome; it must not use the connection.
+  public var writeObserver: ((SQLiteError?) -> Void)? = nil
+
+  /// Hands a write's outcome to `writeObserver`.
+  func observeWrite(_ error: SQLiteError?) {
+    writeObserver?(error)
+  }
 
   /// Opens (creating unless read-only) the database at `path` and configures it.
   ///
@@ -286,21 +301,26 @@ public final class Connection {
       try execute("BEGIN IMMEDIATE")
     } catch {
       restoreSynchronous()
+      observeWrite(error)
       throw error
     }
+    changesAtBegin = sqlite3_total_changes64(db)
   }
 
   /// Commits the open transaction. If `COMMIT` fails, the transaction is rolled back, so after
   /// `commit()` no transaction is open either way.
   /// - Throws: `SQLiteError` from `COMMIT`.
   public func commit() throws(SQLiteError) {
+    let changed = handle.map { sqlite3_total_changes64($0) != changesAtBegin } ?? false
     do throws(SQLiteError) {
       try execute("COMMIT")
     } catch {
       rollback()
+      observeWrite(error)
       throw error
     }
     restoreSynchronous()
+    if changed { observeWrite(nil) }
   }
 
   /// Rolls back the open transaction, if any, and restores `synchronous`. Never fails: a

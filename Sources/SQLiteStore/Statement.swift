@@ -107,11 +107,22 @@ public final class Statement {
   ///   (or `bind`) before stepping again.
   public func step() throws(SQLiteError) -> Bool {
     try ensureOpen()
+    let db = sqlite3_db_handle(handle)
+    // Only a statement that may change the database is a write for the observer.
+    let writes = connection.writeObserver != nil && sqlite3_stmt_readonly(handle) == 0
+    let changesBefore = writes ? sqlite3_total_changes64(db) : 0
     let rc = sqlite3_step(handle)
     if rc == SQLITE_ROW { return true }
-    if rc == SQLITE_DONE { return false }
-    throw SQLiteError.fromConnection(
-      sqlite3_db_handle(handle), rc: rc, sql: sql, path: connection.path)
+    if rc == SQLITE_DONE {
+      // Outside a transaction the statement committed on its own (autocommit).
+      if writes && sqlite3_get_autocommit(db) != 0 && sqlite3_total_changes64(db) != changesBefore {
+        connection.observeWrite(nil)
+      }
+      return false
+    }
+    let error = SQLiteError.fromConnection(db, rc: rc, sql: sql, path: connection.path)
+    if writes { connection.observeWrite(error) }
+    throw error
   }
 
   /// Rewinds the statement so it can run again; bindings are kept (`sqlite3_reset`).

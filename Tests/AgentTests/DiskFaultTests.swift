@@ -331,3 +331,112 @@ extension DiskFaultTests {
     #expect(try readOnlyConnection(agentDB).scalarInt("SELECT last_seq FROM sync_state") ?? -1 < 1000)
   }
 }
+
+extension DiskFaultTests {
+  /// The disk fails for good while the agent runs (every write fails while the file
+  /// `bad-disk` exists): the agent cannot update its status row, so `gridedge status`
+  /// (text and `--json`) must say so from `store.status_file`, naming the error, the
+  /// step and the count, and the retained state must tell HQ; once the disk takes
+  /// writes again both say it recovered and HQ gets a `store.recovered` event.
+  @Test(arguments: ["ioerr", "full"])
+  func aDiskThatFailsForGoodWhileTheAgentRunsShowsInStatusAndAtHQUntilItRecovers(_ error: String) throws {
+    let dir = try makeTemporaryDirectory("disk-status-\(error)")
+    let keys = dir.appendingPathComponent("keys").path
+    let keygen = try runProduct("gridedge-hq", ["keygen", "--out", keys, "--kid", "hq1"], in: dir)
+    try #require(keygen.status == 0, "\(keygen.stderr)")
+    let rig = try HQUnderTest(in: dir)
+    defer { withExtendedLifetime(rig) {} }
+    let statusFile = dir.appendingPathComponent("run/storage.json")
+    try FileManager.default.createDirectory(
+      at: statusFile.deletingLastPathComponent(), withIntermediateDirectories: true)
+    let config = dir.appendingPathComponent("agent.conf").path
+    try
+      (agentBaseConfig(device: device, dir: dir, port: rig.port, keys: keys)
+      + "store.status_file = \(statusFile.path)\n").write(toFile: config, atomically: true, encoding: .utf8)
+    let badDisk = dir.appendingPathComponent("bad-disk")
+    let agent = try Child(
+      "gridedge", ["run", "--config", config], in: dir,
+      environment: [
+        "LD_PRELOAD": try buildFaultVFS(in: dir), "FAULT_EVERY_WRITE": "1", "FAULT_ERROR": error,
+        "FAULT_WHILE": badDisk.path,
+      ])
+    try agent.waitForLog("birth published")
+    func storage() throws -> [String: Any] {
+      let status = try runProduct("gridedge", ["status", "--config", config, "--json"], in: dir)
+      return try jsonObject(status.stdout)["storage"] as? [String: Any] ?? [:]
+    }
+    func statusText() throws -> String {
+      try runProduct("gridedge", ["status", "--config", config], in: dir).stdout
+    }
+    func retainedState() throws -> [String: Any] {
+      try jsonObject(retainedMessage(on: "gridedge/v1/\(device)/state", port: rig.port))
+    }
+    /// A signed command for a customer the device does not know: the agent stores its
+    /// (rejected) outcome in one transaction, a write.
+    func sendCommand() throws {
+      let sent = try hqSend(
+        "topup", #"{"customer":"C-404","amount":100,"purchase":1}"#, device: device, keys: keys, hqDB: rig.db,
+        port: rig.port, in: dir)
+      try #require(sent.status == 0, "\(sent.stderr)")
+    }
+    let before = try statusText()
+    #expect(try storage()["state"] as? String == "ok", "\(before)")
+    #expect(before.contains("\nstorage   ok\n"), "\(before)")
+
+    // The disk fails: two commands cannot be stored.
+    try Data().write(to: badDisk)
+    let message = error == "full" ? "database or disk is full" : "disk I/O error"
+    try sendCommand()
+    try agent.waitForLog("storage FAILING: \(message) while storing a command")
+    try sendCommand()
+    var failing: [String: Any] = [:]
+    #expect(
+      waitUntil(timeout: 10) {
+        failing = (try? storage()) ?? [:]
+        return failing["failures"] as? Int ?? 0 >= 2
+      }, "status does not count two failures: \(failing)\n\(agent.log)")
+    #expect(failing["state"] as? String == "failing")
+    #expect(failing["error"] as? String == message)
+    #expect(failing["step"] as? String == "storing a command")
+    #expect(failing["since"] as? Int ?? 0 > 0 && failing["seconds"] as? Int ?? -1 >= 0, "\(failing)")
+    let text = try statusText()
+    #expect(
+      text.contains("storage   FAILING since ") && text.contains("s): \(message) while storing a command; ")
+        && text.contains(" failures\n"), "\(text)")
+    let state = try retainedState()
+    let reported = state["storage"] as? [String: Any]
+    #expect(
+      state["state"] as? String == "online" && reported?["state"] as? String == "failing"
+        && reported?["error"] as? String == message, "retained state: \(state)")
+    #expect(
+      waitUntil(timeout: 10) { rig.hq.log.contains("its database disk FAILING since") }, "\(rig.hq.log)")
+
+    // The disk is sound again: the next write recovers, and HQ hears of it.
+    try FileManager.default.removeItem(at: badDisk)
+    try sendCommand()
+    try agent.waitForLog("storage recovered after")
+    var sound: [String: Any] = [:]
+    #expect(
+      waitUntil(timeout: 10) {
+        sound = (try? storage()) ?? [:]
+        return sound["state"] as? String == "ok"
+      }, "\(sound)\n\(agent.log)")
+    #expect(sound["recovered_at"] as? Int ?? 0 >= failing["since"] as? Int ?? .max, "\(sound)")
+    #expect(try statusText().contains("\nstorage   ok (recovered "))
+    #expect(try retainedState()["storage"] == nil)
+    var recovered: [String: Any]? = nil
+    #expect(
+      waitUntil(timeout: 15) {
+        recovered = storedAtHQ(rig.db, device: device, "events").first {
+          $0["type"] as? String == "store.recovered"
+        }
+        return recovered != nil
+      }, "no store.recovered event at HQ\n\(agent.log)")
+    #expect(recovered?["failures"] as? Int ?? 0 >= 2, "\(recovered ?? [:])")
+    #expect(
+      recovered?["error"] as? String == message && recovered?["since"] as? Int == failing["since"] as? Int)
+    agent.signal()
+    #expect(try agent.wait(timeout: 15) == 0, "\(agent.log)")
+    #expect(!FileManager.default.fileExists(atPath: statusFile.path), "the status file outlived the agent")
+  }
+}

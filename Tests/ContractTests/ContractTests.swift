@@ -67,6 +67,21 @@ import Testing
     #expect(try StateMessage.decode(try will.encode(db), db) == will)
   }
 
+  @Test func birthOfADeviceWhoseDiskFailsCarriesTheStorageStateAndRoundTrips() throws {
+    let db = try database()
+    let birth = StateMessage(
+      state: .online, epoch: 3, device: "TA-1", store: "s", time: 9,
+      storage: .init(since: 5, error: "disk I/O error", step: "storing readings"))
+    let text = String(decoding: try birth.encode(db), as: UTF8.self)
+    #expect(
+      text
+        == #"{"state":"online","epoch":3,"dev":"TA-1","store":"s","ts":9,"storage":{"state":"failing","since":5,"error":"disk I/O error","step":"storing readings"}}"#
+    )
+    #expect(try StateMessage.decode(Array(text.utf8), db) == birth)
+    let sound = #"{"state":"online","epoch":3,"dev":"TA-1","store":"s","ts":9,"storage":{"state":"ok"}}"#
+    #expect(try StateMessage.decode(Array(sound.utf8), db).storage == nil)
+  }
+
   @Test func malformedStatesNameWhatIsWrong() throws {
     let db = try database()
     let cases: [(String, String)] = [
@@ -79,6 +94,10 @@ import Testing
       (#"{"state":"online","epoch":1,"dev":"D/x","store":"s","ts":1}"#, "member \"dev\" is invalid"),
       (#"{"state":"online","epoch":1,"dev":"D","ts":1}"#, "member \"store\" is missing"),
       (#"{"state":"online","epoch":1,"dev":"D","store":"s"}"#, "member \"ts\" is missing"),
+      (
+        #"{"state":"online","epoch":1,"dev":"D","store":"s","ts":1,"storage":{"state":"failing"}}"#,
+        "member \"storage\" is invalid"
+      ),
     ]
     for (payload, expected) in cases {
       do {
