@@ -15,7 +15,8 @@ import Testing
 /// A second test kills the agent while it trips and closes relays (DL/T 645 0x1C on
 /// `gridedge-sim` meters), for arrears and on HQ's signed orders: afterwards every
 /// relay is where the last decision put it, verified, nothing is left pending, the
-/// keep-power meter was never tripped, and no order was executed twice or failed.
+/// keep-power meter was never tripped, no order was executed twice or failed, and the
+/// hourly limit of disconnections held across the kills (orders beyond it refused).
 /// GRIDEDGE_RELAY_KILLS sets its number of kills (default 15; the soak runs 100);
 /// figures `soak relay_kill9_<name> <value>`.
 @Suite(.serialized) struct CrashTests {
@@ -309,6 +310,7 @@ import Testing
     }
     var orders: [String: Order] = [:]
     var typOfCtr: [String: String] = [:]
+    var customerOfCtr: [String: String] = [:]
     var topUps = 0
     func final(_ result: [String: Any]) -> Bool {
       switch result["outcome"] as? String {
@@ -347,6 +349,7 @@ import Testing
         }
         let ctr = try send(order!.typ, order!.body)
         typOfCtr[ctr] = order!.typ
+        customerOfCtr[ctr] = customer
         order!.ctrs.append(ctr)
         order!.sentAt = Date()
         orders[customer] = order
@@ -428,12 +431,21 @@ import Testing
       relays[row.text(0) ?? ""] = (row.text(1) ?? "", row.text(2) ?? "", row.text(3) ?? "")
     }
     #expect(relays.values.allSatisfy { $0.state == "done" && $0.desired == $0.verified }, "\(relays)")
+    // Where HQ's orders left C-3 and C-4: the last one executed (in the order sent;
+    // a disconnection refused by the hourly limit changed nothing).
+    let held = results()
+    var lastExecuted: [String: (ctr: Int, typ: String)] = [:]
+    for result in held where result["outcome"] as? String == "executed" {
+      guard let ctr = result["ctr"] as? String, let customer = customerOfCtr[ctr], let typ = typOfCtr[ctr],
+        let number = Int(ctr), number > lastExecuted[customer]?.ctr ?? 0
+      else { continue }
+      lastExecuted[customer] = (number, typ)
+    }
     var trips = 0
     var closes = 0
     for customer in ["C-1", "C-3", "C-4"] {
       let meter = meterOf[customer]!
-      let expected =
-        customer == "C-1" ? "closed" : (orders[customer]?.typ == "disconnect" ? "open" : "closed")
+      let expected = lastExecuted[customer]?.typ == "disconnect" ? "open" : "closed"
       let simulated = simulatedRelay(truthFile, meter)
       #expect(
         relays[meter]?.verified ?? "closed" == expected, "\(customer): \(String(describing: relays[meter]))")
@@ -450,18 +462,32 @@ import Testing
     #expect(
       keepPower?.trips == 0 && keepPower?.open == false, "keep-power meter: \(String(describing: keepPower))")
 
-    // HQ's orders: each executed at most once, none failed, none rejected.
-    let held = results()
+    // HQ's orders: each executed at most once; none failed; the only refusal is the
+    // hourly limit of disconnections (control.max_per_hour, 20), which held across the
+    // kills: at most 20 trips requested in the hour (the test is shorter).
     var executedTwice = 0
     var failed = 0
+    var rateLimited = 0
     for (ctr, typ) in typOfCtr where typ != "topup" {
-      let outcomes = held.filter { $0["ctr"] as? String == ctr }.compactMap { $0["outcome"] as? String }
+      let answers = held.filter { $0["ctr"] as? String == ctr }
+      let outcomes = answers.compactMap { $0["outcome"] as? String }
       executedTwice += max(0, outcomes.filter { $0 == "executed" }.count - 1)
-      failed += outcomes.filter { $0 == "failed" || $0 == "rejected" }.count
-      #expect(
-        !outcomes.contains("failed") && !outcomes.contains("rejected"), "order \(ctr) (\(typ)): \(outcomes)")
+      let limited = answers.filter {
+        $0["outcome"] as? String == "rejected" && $0["reason"] as? String == "rate-limit"
+          && typ == "disconnect"
+      }.count
+      rateLimited += limited
+      let bad = outcomes.filter { $0 == "failed" || $0 == "rejected" }.count - limited
+      failed += bad
+      #expect(bad == 0, "order \(ctr) (\(typ)): \(answers)")
     }
     #expect(executedTwice == 0)
+    let tripsRequested =
+      try db.scalarInt(
+        "SELECT count(*) FROM relay_log WHERE action = 'trip' AND outcome = 'requested'") ?? 0
+    #expect(
+      Date().timeIntervalSince(started) > 3_600 || tripsRequested <= 20,
+      "\(tripsRequested) trips requested within an hour, over control.max_per_hour")
     let refs = try db.query("SELECT ref FROM ledger WHERE customer = 'C-1' AND kind = 'topup' ORDER BY id")
       .map {
         $0.text(0) ?? ""
@@ -479,6 +505,8 @@ import Testing
     print("soak relay_kill9_closes \(closes)")
     print("soak relay_kill9_executed_twice \(executedTwice)")
     print("soak relay_kill9_failed \(failed)")
+    print("soak relay_kill9_rate_limited \(rateLimited)")
+    print("soak relay_kill9_trips_requested \(tripsRequested)")
     print("soak relay_kill9_keep_power_trips \(keepPower?.trips ?? -1)")
     print(
       "soak relay_kill9_unsettled \(relays.values.filter { $0.state != "done" || $0.desired != $0.verified }.count)"
