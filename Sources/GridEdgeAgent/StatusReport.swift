@@ -88,6 +88,21 @@ public enum StatusReport {
           "{\"open\":" + String(relays.int64(0) ?? 0) + ",\"pending\":" + String(relays.int64(1) ?? 0)
           + ",\"failed\":" + String(relays.int64(2) ?? 0) + "}"
       }
+      // Areas without supply now (migration 16): the open outages, oldest first.
+      let open =
+        (try? db.query(
+          """
+          SELECT area, phases, causes, started_at, customers, planned FROM outages
+          WHERE ended_at IS NULL ORDER BY started_at, area
+          """)) ?? []
+      let outagesJSON =
+        (try? db.query(
+          """
+          SELECT json_group_array(json_object('area', area, 'phases', phases, 'causes', json('["' || replace(causes, ',', '","') || '"]'),
+            'start', started_at, 'customers', customers, 'planned', planned))
+          FROM (SELECT * FROM outages WHERE ended_at IS NULL ORDER BY started_at, area)
+          """
+        ).first?.text(0)) ?? "null"
       var cycleJSON = "null"
       if let cycle {
         let names = ["slot", "finished_at", "meters", "answered", "missing", "errors", "stored"]
@@ -106,7 +121,8 @@ public enum StatusReport {
             'outbox', json_object('pending_records', ?15, 'unacked_batches', ?16, 'last_seq', ?17,
               'evicted_records', ?18, 'used_bytes', ?19, 'cap_bytes', ?20), 'last_cycle', json(?21),
             'relays', json(?22),
-            'archive', json_object('version', ?23, 'meters', ?24, 'polled_from', ?25), 'storage', json(?26))
+            'archive', json_object('version', ?23, 'meters', ?24, 'polled_from', ?25), 'storage', json(?26),
+            'outages', json(?27))
           """,
           [
             row[0], row[1], .text(config.string("device.profile") ?? ""), .text(state),
@@ -114,7 +130,7 @@ public enum StatusReport {
             row[10], .text(path), .integer(pending), .integer(unacked), .integer(lastSeq),
             .integer(evicted), .integer(used), .integer(config.integer("store.max_bytes")), .text(cycleJSON),
             .text(relayJSON), .integer(archiveVersion), .integer(archiveMeters), .text(meterSource),
-            .text(storage.json),
+            .text(storage.json), .text(outagesJSON),
           ])
         Console.writeLine(out.first?.text(0) ?? "{}")
         return ExitCode.ok
@@ -166,6 +182,17 @@ public enum StatusReport {
             String(relays.int64(0) ?? 0) + " meter(s) cut (verified open), " + String(relays.int64(1) ?? 0)
               + " operation(s) pending, " + String(failed) + " failed"
               + (failed > 0 ? " (" + (relays.text(3) ?? "") + (failed > 5 ? ", ..." : "") + ")" : "")
+          ))
+      }
+      for row in open {
+        lines.append(
+          (
+            "outage",
+            (row.text(0) ?? "") + " without supply since " + formatUTC(milliseconds: row.int64(3) ?? 0)
+              + " (" + (row.text(2) ?? "") + "; phases " + (row.text(1) ?? "") + ", "
+              + String(row.int64(4) ?? 0)
+              + " customer(s), "
+              + (row.text(5).map { "planned " + $0 } ?? "unplanned") + "; gridedge outages)"
           ))
       }
       lines.append(

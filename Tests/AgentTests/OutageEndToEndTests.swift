@@ -332,6 +332,16 @@ import Testing
     #expect(begun?["causes"] as? [String] == ["power-fail"])
     #expect(begun?["phases"] as? String == "ABC")
     #expect(begun?["customers"] as? [String] == (1...3).map { "C-\($0)" })
+    // What an engineer on site sees meanwhile.
+    let status = try runProduct("gridedge", ["status", "--config", config], in: dir)
+    #expect(
+      status.stdout.contains("outage    TA-1 without supply since ")
+        && status.stdout.contains("(power-fail; phases ABC, 3 customer(s), unplanned"), "\(status.stdout)")
+    let statusJSON = try jsonObject(
+      try runProduct("gridedge", ["status", "--config", config, "--json"], in: dir).stdout)
+    let listed = try #require((statusJSON["outages"] as? [[String: Any]])?.first, "\(statusJSON)")
+    #expect(listed["area"] as? String == "TA-1" && listed["causes"] as? [String] == ["power-fail"])
+    #expect(int(listed["start"]) == begunAt)
 
     // The reserve runs out: the board dies. The supply comes back before it boots.
     agent.signal(SIGKILL)
