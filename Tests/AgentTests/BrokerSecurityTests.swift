@@ -74,6 +74,27 @@ import Testing
     ).status
   }
 
+  /// An agent configuration for `device` on the example broker at `port`, with a
+  /// client certificate of CN `device` made by `pki`, and `extra` lines.
+  /// - Returns: its path.
+  private func writeAgentConfig(_ dir: URL, pki: TestPKI, device: String, port: Int32, extra: String = "")
+    throws -> String
+  {
+    let identity = try pki.makeClientCertificate(commonName: device)
+    let config = dir.appendingPathComponent("agent.conf").path
+    try """
+    device.id = \(device)
+    store.path = \(dir.appendingPathComponent("agent.db").path)
+    mqtt.host = 127.0.0.1
+    mqtt.port = \(port)
+    mqtt.tls.ca_file = \(pki.caCertificate.path)
+    mqtt.tls.cert_file = \(identity.certificate.path)
+    mqtt.tls.key_file = \(identity.key.path)
+    \(extra)
+    """.write(toFile: config, atomically: true, encoding: .utf8)
+    return config
+  }
+
   private func read(_ url: URL) -> String { (try? String(contentsOf: url, encoding: .utf8)) ?? "" }
 
   @Test func devicesAreConfinedToTheirOwnTopicsByCertificate() throws {
@@ -171,22 +192,12 @@ import Testing
     let broker = try startExampleBroker(pki: pki, dir: dir, port: port)
     defer { broker.terminate() }
     let hqID = try pki.makeClientCertificate(commonName: "gridedge-hq-1")
-    let device = try pki.makeClientCertificate(commonName: "TA-TLS-1")
     let seen = dir.appendingPathComponent("hq.txt")
     let hqSub = try subscribe(
       pki, Identity(certificate: hqID.certificate, key: hqID.key), port: port, clientID: "gridedge-hq-1",
       topics: ["gridedge/v1/+/state"], output: seen)
     defer { hqSub.terminate() }
-    let config = dir.appendingPathComponent("agent.conf").path
-    try """
-    device.id = TA-TLS-1
-    store.path = \(dir.appendingPathComponent("agent.db").path)
-    mqtt.host = 127.0.0.1
-    mqtt.port = \(port)
-    mqtt.tls.ca_file = \(pki.caCertificate.path)
-    mqtt.tls.cert_file = \(device.certificate.path)
-    mqtt.tls.key_file = \(device.key.path)
-    """.write(toFile: config, atomically: true, encoding: .utf8)
+    let config = try writeAgentConfig(dir, pki: pki, device: "TA-TLS-1", port: port)
     let agent = try Child("gridedge", ["run", "--config", config], in: dir)
     try agent.waitForLog("birth published")
     #expect(waitUntil(timeout: 5) { read(seen).contains(#"gridedge/v1/TA-TLS-1/state {"state":"online""#) })
@@ -210,7 +221,6 @@ import Testing
     defer { broker.terminate() }
     let hqID = try pki.makeClientCertificate(commonName: "gridedge-hq-1")
     let deviceID = "TA-TLS-2"
-    let device = try pki.makeClientCertificate(commonName: deviceID)
     let tls = [
       "--tls-ca", pki.caCertificate.path, "--tls-cert", hqID.certificate.path, "--tls-key", hqID.key.path,
     ]
@@ -224,17 +234,8 @@ import Testing
       "gridedge-hq", ["serve", "--port", String(port), "--db", hqDB, "--client-id", "gridedge-hq-1"] + tls,
       in: dir)
     try hq.waitForLog("connected to")
-    let config = dir.appendingPathComponent("agent.conf").path
-    try """
-    device.id = \(deviceID)
-    store.path = \(dir.appendingPathComponent("agent.db").path)
-    mqtt.host = 127.0.0.1
-    mqtt.port = \(port)
-    mqtt.tls.ca_file = \(pki.caCertificate.path)
-    mqtt.tls.cert_file = \(device.certificate.path)
-    mqtt.tls.key_file = \(device.key.path)
-    commands.trusted_keys = \(keys)/trusted-keys
-    """.write(toFile: config, atomically: true, encoding: .utf8)
+    let config = try writeAgentConfig(
+      dir, pki: pki, device: deviceID, port: port, extra: "commands.trusted_keys = \(keys)/trusted-keys\n")
     let agent = try Child("gridedge", ["run", "--config", config], in: dir)
     try agent.waitForLog("birth published")
     func logs() -> String { [agent, hq].map { String($0.log.suffix(4000)) }.joined(separator: "\n----\n") }

@@ -42,22 +42,35 @@ import Testing
     ).map { $0.text(0) ?? "" }
   }
 
+  /// The end of the agent's, HQ's and the simulator's logs, for a failure message.
+  private func siteLogs(_ site: SimulatedSite, _ agent: Child) -> String {
+    [agent, site.rig.hq, site.sim].map { String($0.log.suffix(4000)) }.joined(separator: "\n----\n")
+  }
+
+  /// `gridedge-hq send` of a command to this suite's device on `site`.
+  /// - Returns: the command's counter.
+  private func sendCommand(_ type: String, _ body: String, to site: SimulatedSite) throws -> String {
+    try hqSendCounter(
+      type, body, device: device, keys: site.keys, hqDB: site.rig.db, port: site.rig.port, in: site.dir)
+  }
+
+  /// True when every command of `ctrs` has an `applied` result among `held`.
+  private func applied(_ ctrs: [String], in held: [[String: Any]]) -> Bool {
+    ctrs.allSatisfy { ctr in
+      held.contains { $0["ctr"] as? String == ctr && $0["outcome"] as? String == "applied" }
+    }
+  }
+
   @Test func killNineAtRandomPointsDuringIngestSyncAndFeeControlLosesNothingAndAppliesNoTopUpTwice() throws {
     let kills = Self.kills
     let meters = 10
     let site = try SimulatedSite(
       "crash-kill9", device: device, simulator: ["--meters", String(meters), "--no-area"],
       extra: "acquisition.backfill_days = 0\nsync.batch_records = 50\nsync.ack_timeout = 3000")
-    let (dir, keys, sim, rig, agentDB, config) = (
-      site.dir, site.keys, site.sim, site.rig, site.agentDB, site.config
-    )
+    let (dir, rig, agentDB, config) = (site.dir, site.rig, site.agentDB, site.config)
     var agent = try Child("gridedge", ["run", "--config", config], in: dir)
-    func logs() -> String {
-      [agent, rig.hq, sim].map { String($0.log.suffix(4000)) }.joined(separator: "\n----\n")
-    }
-    func send(_ type: String, _ body: String) throws -> String {
-      try hqSendCounter(type, body, device: device, keys: keys, hqDB: rig.db, port: rig.port, in: dir)
-    }
+    func logs() -> String { siteLogs(site, agent) }
+    func send(_ type: String, _ body: String) throws -> String { try sendCommand(type, body, to: site) }
     func results() -> [[String: Any]] { storedAtHQ(rig.db, device: device, "results") }
 
     // The archive and a tariff, on a calm start.
@@ -68,9 +81,7 @@ import Testing
     ]
     #expect(
       waitUntil(timeout: 30) {
-        setup.allSatisfy { ctr in
-          results().contains { $0["ctr"] as? String == ctr && $0["outcome"] as? String == "applied" }
-        }
+        applied(setup, in: results())
       }, "archive and tariff not applied\n\(logs())")
     agent.signal(SIGKILL)
     _ = try agent.wait(timeout: 10)
@@ -220,6 +231,7 @@ import Testing
     print("soak kill9_seq_reused \(reused)")
     print("soak kill9_integrity \(integrity.isEmpty ? "ok" : "FAILED")")
     print("soak kill9_seconds \(Int(killing))")
+    withExtendedLifetime(site) {}
   }
 
   /// The simulator's meter `address` from its truth file: relay open, trips and
@@ -259,19 +271,13 @@ import Testing
         control.retry_min = 500
         prepaid.overdraft_limit = -100
         """)
-    let (dir, keys, sim, rig, agentDB, config) = (
-      site.dir, site.keys, site.sim, site.rig, site.agentDB, site.config
-    )
+    let (dir, rig, agentDB, config) = (site.dir, site.rig, site.agentDB, site.config)
     let meterOf = [
       "C-1": "000000000001", "C-2": "000000000002", "C-3": "000000000003", "C-4": "000000000004",
     ]
     var agent = try Child("gridedge", ["run", "--config", config], in: dir)
-    func logs() -> String {
-      [agent, rig.hq, sim].map { String($0.log.suffix(4000)) }.joined(separator: "\n----\n")
-    }
-    func send(_ type: String, _ body: String) throws -> String {
-      try hqSendCounter(type, body, device: device, keys: keys, hqDB: rig.db, port: rig.port, in: dir)
-    }
+    func logs() -> String { siteLogs(site, agent) }
+    func send(_ type: String, _ body: String) throws -> String { try sendCommand(type, body, to: site) }
     func results() -> [[String: Any]] { storedAtHQ(rig.db, device: device, "results") }
 
     try agent.waitForLog("birth published")
@@ -289,9 +295,7 @@ import Testing
     ]
     #expect(
       waitUntil(timeout: 30) {
-        setup.allSatisfy { ctr in
-          results().contains { $0["ctr"] as? String == ctr && $0["outcome"] as? String == "applied" }
-        }
+        applied(setup, in: results())
       }, "archive, tariff and top-ups not applied\n\(logs())")
     // C-1, without credit, is cut for arrears before the kills begin (meters are read
     // at each minute: that is the wait).
@@ -512,6 +516,6 @@ import Testing
       "soak relay_kill9_unsettled \(relays.values.filter { $0.state != "done" || $0.desired != $0.verified }.count)"
     )
     print("soak relay_kill9_seconds \(Int(killing))")
-    withExtendedLifetime(rig) {}
+    withExtendedLifetime(site) {}
   }
 }
